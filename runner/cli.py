@@ -1,0 +1,191 @@
+"""The command line: `python -m runner [run|config|charts|demo-server]`.
+
+Kept light on purpose: only click and the config module load for `--help` and `config`;
+matplotlib, mcp and anthropic are imported when a run or the server needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import __version__
+from runner.config import RunnerConfig, env_name, flag_name, load_config, settings
+from runner.errors import UsageError
+
+EXIT_USAGE, EXIT_INTERNAL = 2, 3
+_ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v")}
+
+
+class DefaultToRun(click.Group):
+    """`python -m runner [run options]` means `python -m runner run [run options]`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One CLI flag per RunnerConfig setting, named after it; unset flags stay None."""
+    for f in reversed(settings()):
+        names = [flag_name(f.name), *_ALIASES.get(f.name, ())]
+        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default}]"
+        if f.metadata["kind"] == "bool":
+            no = "--no-" + f.name.replace("_", "-")
+            option = click.option(f"{names[0]}/{no}", *names[1:], f.name, default=None, help=help_text)
+        else:
+            option = click.option(*names, f.name, default=None, metavar=f.metadata["kind"].upper(),
+                                  help=help_text)
+        command = option(command)
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                        help="TOML file of settings (below env vars and flags).")(command)
+
+
+def _config_from(options: dict[str, Any]) -> RunnerConfig:
+    config_file = options.pop("config_file", None)
+    cli_values = {f.name: options.pop(f.name, None) for f in settings()}
+    return load_config(cli=cli_values, config_file=config_file)
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(cls=DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+def cli() -> None:
+    """Build the charts of merchant business reviews from an MCP server.
+
+    With no command, runs the default job: the embedded demo server, its first three
+    merchants, the seven built-in charts.
+    """
+
+
+def read_merchants_file(path: str) -> list[str]:
+    from runner.jobs import check_merchant_token
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"merchants file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"merchants file {path} cannot be read: {exc}") from None
+    tokens = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            tokens.append(check_merchant_token(line, f"{path}:{number}"))
+    if not tokens:
+        raise UsageError(f"merchants file {path} lists no merchant tokens")
+    return tokens
+
+
+@cli.command("run")
+@click.option("--merchant", "merchants", multiple=True, metavar="TOKEN", help="A merchant token (repeatable).")
+@click.option("--merchants-file", type=str, default=None, help="File of merchant tokens, one per line, # comments.")
+@click.option("--start-date", default=None, help="First day, YYYY-MM-DD [default 2024-01-01].")
+@click.option("--end-date", default=None, help="Last day, YYYY-MM-DD [default 2025-12-31].")
+@click.option("--charts", "chart_ids", default=None, metavar="ID,ID", help="A subset of the pack's charts.")
+@click.option("--pack", default=None, type=str, help="A chart pack file (TOML or JSON) instead of the built-in one.")
+@click.option("--csv", "write_csv", is_flag=True, help="Also write charts.csv beside report.json.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
+              help="Extra flag for the embedded demo server (tests use it for latency and faults).")
+@setting_options
+def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
+                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool, quiet: bool,
+                demo_server_args: tuple[str, ...], **options: Any) -> None:
+    """Retrieve, render and report (the default command)."""
+    from runner.charts import BUILTIN_PACK, load_pack, select_charts
+    from runner.jobs import check_merchant_token
+    from runner.logs import setup_logging
+    from runner.progress import stderr_is_terminal
+    from runner.run import DEFAULT_END, DEFAULT_START, EXIT_INTERNAL, JobInputs, check_dates, execute
+
+    try:
+        config = _config_from(options)
+        setup_logging(config.log_format, config.verbose_logging, quiet)
+        tokens = [check_merchant_token(m, "--merchant") for m in merchants]
+        if merchants_file:
+            tokens += read_merchants_file(merchants_file)
+        charts = select_charts(load_pack(pack) if pack else BUILTIN_PACK, chart_ids)
+        inputs = JobInputs(
+            merchants=tuple(dict.fromkeys(tokens)),
+            charts=charts,
+            start_date=start_date or DEFAULT_START,
+            end_date=end_date or DEFAULT_END,
+            write_csv=write_csv,
+            demo_server_args=demo_server_args,
+        )
+        check_dates(inputs.start_date, inputs.end_date)
+        live = stderr_is_terminal() and not quiet and config.log_format == "human"
+        outcome = execute(config, inputs, progress_live=live)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+    except Exception:
+        from loguru import logger
+
+        logger.exception("internal error")
+        sys.exit(EXIT_INTERNAL)
+    click.echo(str(outcome.report_path))
+    sys.exit(outcome.exit_code)
+
+
+@cli.command("config")
+@setting_options
+def config_command(**options: Any) -> None:
+    """Print the effective settings and where each came from."""
+    try:
+        config = _config_from(options)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+    rows = config.effective()
+    width = max(len(name) for name in rows)
+    for name, entry in rows.items():
+        click.echo(f"{name:<{width}}  {entry['value']!s:<20}  {entry['source']}")
+
+
+@cli.command("charts")
+@click.option("--pack", default=None, type=str, help="A chart pack file instead of the built-in one.")
+def charts_command(pack: str | None) -> None:
+    """List the charts of the pack."""
+    from runner.charts import BUILTIN_PACK, load_pack
+
+    try:
+        specs = load_pack(pack) if pack else BUILTIN_PACK
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+    width = max(len(s.id) for s in specs)
+    for spec in specs:
+        click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.tool:<36}  {spec.title}")
+
+
+@cli.command("demo-server")
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="0 picks a free port (printed as READY <url>).")
+@click.option("--latency-ms", type=click.IntRange(0, 600_000), default=0, show_default=True,
+              help="Delay added to every tool call, standing in for a warehouse.")
+@click.option("--scale", type=click.FloatRange(0.01, 100), default=1.0, show_default=True,
+              help="Multiplier of the synthetic order volume.")
+@click.option("--exit-with-parent", is_flag=True, help="Exit when stdin closes (the parent is gone).")
+def demo_server_command(transport: str, host: str, port: int, latency_ms: int, scale: float,
+                        exit_with_parent: bool) -> None:
+    """Run the embedded demo MCP server on its own."""
+    from runner.demo.server import DemoOptions, serve
+
+    serve(transport, host, port, DemoOptions(latency_ms=latency_ms, scale=scale), exit_with_parent)
+
+
+def main() -> None:
+    cli(prog_name="python -m runner")

@@ -1,0 +1,231 @@
+"""RunnerConfig: defaults < config file (TOML) < environment (SCALAPAY_*) < CLI flags.
+
+Every setting is one dataclass field whose metadata says how to parse and check it, so
+the environment variable, the CLI flag, the config-file key and the report all derive
+from a single definition. Kept free of heavy imports: `--help` and `config` load this.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from runner.errors import UsageError
+
+ENV_PREFIX = "SCALAPAY_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _setting(
+    default: Any,
+    kind: str,
+    help: str,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    meta = {
+        "kind": kind,
+        "help": help,
+        "minimum": minimum,
+        "above": above,
+        "maximum": maximum,
+        "choices": choices,
+        "secret": secret,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    # Names and defaults of the first eleven are fixed by DESIGN.md.
+    enable_concurrent_data_retrieval: bool = _setting(True, "bool", "Retrieve batches in a thread pool.")
+    max_concurrent_batches: int = _setting(2, "int", "Retrieval batches run at once.", minimum=1)
+    batch_size: int = _setting(3, "int", "Charts per retrieval batch.", minimum=1)
+    data_retrieval_max_steps: int = _setting(15, "int", "Agent mode: model calls per batch.", minimum=1)
+    enable_concurrent_chart_generation: bool = _setting(True, "bool", "Render charts in worker processes.")
+    max_concurrent_charts: int = _setting(4, "int", "Render worker processes (capped at CPUs).", minimum=1)
+    use_simplified_schemas: bool = _setting(True, "bool", "Agent mode: send compact tool schemas.")
+    verbose_logging: bool = _setting(False, "bool", "Log every tool call.")
+    retry_attempts: int = _setting(2, "int", "Retries of a failed tool call.", minimum=0, maximum=20)
+    retry_delay_seconds: float = _setting(1.0, "float", "First retry delay; doubles each try.", minimum=0)
+    enable_fallback_to_sequential: bool = _setting(
+        True, "bool", "Retry a failed batch's charts one by one before failing them."
+    )
+    # Settings this project adds, following the same pattern.
+    retrieval_mode: str = _setting("direct", "choice", "direct tool calls, or a Claude agent.",
+                                   choices=("direct", "agent"))
+    tool_timeout_seconds: float = _setting(30.0, "float", "Timeout of one MCP tool call.", above=0)
+    render_timeout_seconds: float = _setting(60.0, "float", "Timeout of one chart's render.", above=0)
+    oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
+    png_compress_level: int = _setting(6, "int", "zlib level of the PNGs (0-9).", minimum=0, maximum=9)
+    output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
+    server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret=True)
+    server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret=True)
+    log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
+
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    def source_of(self, name: str) -> str:
+        return dict(self.sources).get(name, "default")
+
+    def effective(self) -> dict[str, dict[str, Any]]:
+        """Each setting's value (secrets redacted) and where it came from, for `config` and the report."""
+        out = {}
+        for f in settings():
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value is not None:
+                value = redact(value)
+            out[f.name] = {"value": value, "source": self.source_of(f.name)}
+        return out
+
+
+def settings() -> tuple[Any, ...]:
+    return tuple(f for f in fields(RunnerConfig) if f.name != "sources")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse(f: Any, raw: Any, where: str) -> Any:
+    """Turn one raw value (a string from env/CLI, or a TOML value) into the setting's type."""
+    meta = f.metadata
+    kind = meta["kind"]
+
+    def bad(expected: str) -> UsageError:
+        return UsageError(f"invalid {where}={raw!r}: expected {expected}")
+
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise bad("true or false")
+    if kind in ("int", "float"):
+        if isinstance(raw, bool):
+            raise bad("a number")
+        try:
+            if kind == "int":
+                value: float = raw if isinstance(raw, int) else int(str(raw).strip())
+            else:
+                value = float(raw) if isinstance(raw, int | float) else float(str(raw).strip())
+        except ValueError:
+            raise bad("a whole number" if kind == "int" else "a number") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad("a finite number")
+        bounds = []
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            bounds.append(f"a number >= {meta['minimum']:g}")
+        if meta["above"] is not None and value <= meta["above"]:
+            bounds.append(f"a number > {meta['above']:g}")
+        if meta["maximum"] is not None and value > meta["maximum"]:
+            bounds.append(f"a number <= {meta['maximum']:g}")
+        if bounds:
+            raise bad(" and ".join(bounds))
+        return value
+    if not isinstance(raw, str):
+        raise bad("a string")
+    if kind == "choice":
+        text = raw.strip().lower()
+        if text not in meta["choices"]:
+            raise bad("one of " + ", ".join(meta["choices"]))
+        return text
+    text = raw.strip()
+    if "\x00" in text:
+        raise bad("text without NUL characters")
+    return text or None if f.default is None else text
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    # Allow the settings either at the top level or under a [runner] table.
+    if isinstance(data.get("runner"), dict) and len(data) == 1:
+        data = data["runner"]
+    return data
+
+
+def load_config(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> RunnerConfig:
+    """Build the effective configuration; raises UsageError naming the first bad value."""
+    env = os.environ if env is None else env
+    cli = cli or {}
+    known = {f.name: f for f in settings()}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    if config_file is not None:
+        path = Path(config_file)
+        for key, raw in _read_config_file(path).items():
+            f = known.get(key)
+            if f is None:
+                raise UsageError(f"config file {path}: unknown setting {key!r} (see `python -m runner config`)")
+            values[key] = _parse(f, raw, f"{key} in {path}")
+            sources[key] = f"file:{path}"
+
+    for name, f in known.items():
+        var = env_name(name)
+        if var in env:
+            values[name] = _parse(f, env[var], var)
+            sources[name] = f"env:{var}"
+
+    for name, raw in cli.items():
+        if raw is None:
+            continue
+        f = known.get(name)
+        if f is None:
+            raise ValueError(f"CLI passed unknown setting {name!r}")  # a programming error, not a user one
+        values[name] = _parse(f, raw, flag_name(name))
+        sources[name] = f"cli:{flag_name(name)}"
+
+    if values.get("server_url") and values.get("server_command"):
+        raise UsageError("give either a server URL or a server command, not both "
+                         f"(server_url from {sources['server_url']}, server_command from {sources['server_command']})")
+    config = replace(RunnerConfig(), **values)
+    return replace(config, sources=tuple(sorted(sources.items())))
+
+
+_SECRET_QUERY = re.compile(r"(key|token|secret|password|auth|sig)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide credentials in a URL (user info, key-like query values) or command line."""
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # A command line: hide the value after any key-like option (--api-key X, --token=X).
+    text = re.sub(r"(--?[\w-]*(?:key|token|secret|password)[\w-]*[= ])(\S+)", r"\1***", text, flags=re.I)
+    return text

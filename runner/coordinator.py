@@ -1,0 +1,467 @@
+"""The pipeline: retrieval batches in threads, rendering in processes, streamed between them.
+
+All state about charts lives on the main thread. Batch threads, the fallback thread and
+render-future callbacks only put events on one queue; the main loop takes them off and
+acts (submit a render the moment a chart's data arrives, record a result, retry, fail).
+So a chart's status has one writer, and every chart ends in exactly one final state.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from runner.charts import ChartSpec
+from runner.config import RunnerConfig
+from runner.errors import ChartError
+from runner.jobs import Batch, BatchResult, ChartData, ChartJob, RenderOutput, RenderTask, Retrieval
+from runner.metrics import RunMetrics
+from runner.report import ChartResult
+from runner.retrieval.direct import fetch_chart, run_batch
+from runner.retrieval.sessions import SessionPool
+
+MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
+INTERRUPT_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    run_id: str
+    run_dir: Path
+    merchants: tuple[str, ...]
+    charts: tuple[ChartSpec, ...]
+    start_date: str
+    end_date: str
+    batches: tuple[Batch, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    charts: tuple[ChartResult, ...]
+    batches: tuple[BatchResult, ...]
+    metrics: dict[str, Any]
+    interrupted: bool
+    server_unreachable: bool
+
+
+@dataclass
+class _Chart:
+    """The coordinator's working state for one chart (main thread only)."""
+
+    job: ChartJob
+    batch_id: str
+    status: str = "pending"
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    retrieve_ms: float | None = None
+    data: ChartData | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    output: RenderOutput | None = None
+    crashes: int = 0
+
+    def result(self, run_id: str) -> ChartResult:
+        out = self.output
+        queue_ms = total_ms = None
+        if out is not None and self.submitted_at is not None and self.finished_at is not None:
+            in_render = (self.finished_at - self.submitted_at) * 1000
+            queue_ms = round(max(0.0, in_render - out.render_ms), 1)
+            total_ms = round((self.retrieve_ms or 0.0) + in_render, 1)
+        return ChartResult(
+            run_id=run_id,
+            merchant=self.job.merchant,
+            chart_id=self.job.spec.id,
+            title=self.job.spec.title,
+            status=self.status,
+            error_type=self.error_type,
+            error=self.error,
+            batch_id=self.batch_id,
+            attempts=self.attempts,
+            retrieve_ms=None if self.retrieve_ms is None else round(self.retrieve_ms, 1),
+            queue_ms=queue_ms,
+            render_ms=out.render_ms if out else None,
+            total_ms=total_ms,
+            output=out.output if out else None,
+            bytes=out.bytes if out else None,
+            sha256=out.sha256 if out else None,
+            worker_pid=out.worker_pid if out else None,
+            paragraph=self.data.paragraph if self.data else None,
+        )
+
+
+@dataclass
+class Progress:
+    """What the progress display shows; the coordinator fills it, a reporter draws it."""
+
+    batches_total: int = 0
+    batches_done: int = 0
+    charts_total: int = 0
+    charts_ok: int = 0
+    charts_failed: int = 0
+    rendering: int = 0
+    listeners: list[Callable[[Progress], None]] = field(default_factory=list)
+
+    @property
+    def retrieving(self) -> int:
+        return self.charts_total - self.charts_ok - self.charts_failed - self.rendering
+
+    def changed(self) -> None:
+        for listener in self.listeners:
+            listener(self)
+
+
+class Coordinator:
+    def __init__(self, config: RunnerConfig, request: RunRequest, pool: SessionPool,
+                 progress: Progress | None = None, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.request = request
+        self.progress = progress or Progress()
+        self.metrics = RunMetrics()
+        self.stop = stop or threading.Event()
+        self._events: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.SimpleQueue()
+        self._charts: dict[tuple[str, str], _Chart] = {}
+        for batch in request.batches:
+            for job in batch.jobs:
+                self._charts[job.key] = _Chart(job, batch.batch_id)
+        self._open = len(self._charts)
+        self._batch_results: dict[str, BatchResult] = {}
+        self._render_futures: dict[Future[Any], tuple[str, str]] = {}
+        self._render_exec: Executor | None = None
+        self._render_generation = 0
+        self._batch_exec: ThreadPoolExecutor | None = None
+        self._fallback_exec: ThreadPoolExecutor | None = None
+        self._pool = pool
+        self._stopping = False
+        self._server_unreachable = False
+        self.progress.batches_total = len(request.batches)
+        self.progress.charts_total = len(self._charts)
+
+    # -- public -------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Called from a signal handler: stop new work and unblock waits on tool calls."""
+        self.stop.set()
+        self._pool.cancel_all()
+
+    def run(self) -> RunResult:
+        config = self.config
+        self._start_render_pool()
+        try:
+            if self._preflight():
+                if config.enable_concurrent_data_retrieval:
+                    self._run_concurrent()
+                else:
+                    self._run_sequential()
+            self._pump(lambda: self._open == 0)
+        finally:
+            self._shutdown()
+        return self._result()
+
+    # -- the main loop ----------------------------------------------------------------------------
+    def _emit(self, handler: Callable[..., None], *args: Any) -> None:
+        self._events.put((handler, args))
+
+    def _pump(self, done: Callable[[], bool], block: bool = True) -> None:
+        """Handle events until `done()`; with block=False, only those already queued."""
+        while not done():
+            if self.stop.is_set() and not self._stopping:
+                self._interrupt()
+                return
+            try:
+                handler, args = self._events.get(timeout=0.2) if block else self._events.get_nowait()
+            except queue.Empty:
+                if not block:
+                    return
+                self.progress.changed()
+                continue
+            handler(*args)
+            self.progress.changed()
+
+    def _run_concurrent(self) -> None:
+        workers = self.config.max_concurrent_batches
+        self._batch_exec = ThreadPoolExecutor(workers, thread_name_prefix="batch")
+        self._fallback_exec = ThreadPoolExecutor(1, thread_name_prefix="fallback")
+        self.metrics.retrieval_started = time.perf_counter()
+        for batch in self.request.batches:
+            future = self._batch_exec.submit(self._run_one_batch, batch, True)
+            future.add_done_callback(lambda f, b=batch: self._emit(self._on_batch_done, b, f))
+
+    def _run_sequential(self) -> None:
+        self.metrics.retrieval_started = time.perf_counter()
+        for batch in self.request.batches:
+            if self.stop.is_set():
+                break
+            future: Future[BatchResult] = Future()
+            try:
+                future.set_result(self._run_one_batch(batch, False))
+            except concurrent.futures.CancelledError:
+                break
+            except Exception as exc:  # noqa: BLE001 - recorded against the batch below
+                future.set_exception(exc)
+            self._on_batch_done(batch, future)
+            self._pump(lambda: False, block=False)
+
+    def _run_one_batch(self, batch: Batch, concurrent_calls: bool) -> BatchResult:
+        with self.metrics.batch_gauge, self._pool.acquire() as slot:
+            return run_batch(batch, slot, self.config, lambda r: self._emit(self._on_retrieval, r),
+                             concurrent_calls)
+
+    # -- retrieval events -----------------------------------------------------------------------
+    def _preflight(self) -> bool:
+        """Open the first session (with retries) so an unreachable server fails fast, once."""
+        config = self.config
+        for attempt in range(config.retry_attempts + 1):
+            try:
+                with self._pool.acquire() as slot:
+                    slot.run(lambda s: s.client())
+                return True
+            except ChartError as exc:
+                last = exc
+                logger.warning("MCP server not reachable (attempt {}/{}): {}", attempt + 1,
+                               config.retry_attempts + 1, exc.message)
+            except concurrent.futures.CancelledError:
+                return False
+            if attempt < config.retry_attempts and self.stop.wait(config.retry_delay_seconds * 2 ** attempt):
+                return False
+        self._server_unreachable = True
+        logger.error("giving up: {}", last.message)
+        for chart in self._charts.values():
+            self._fail(chart, last.error_type, last.message)
+        return False
+
+    def _on_retrieval(self, retrieval: Retrieval) -> None:
+        chart = self._charts[retrieval.job.key]
+        if chart.status != "pending":
+            return
+        chart.attempts = retrieval.attempts
+        chart.retrieve_ms = retrieval.retrieve_ms
+        self.metrics.batch_retries += retrieval.attempts - 1
+        if retrieval.data is None:
+            self._fail(chart, retrieval.error_type or "internal", retrieval.error or "no data and no reason")
+        elif not self._stopping:
+            chart.data = retrieval.data
+            self._submit_render(chart)
+
+    def _on_batch_done(self, batch: Batch, future: Future[BatchResult]) -> None:
+        self.progress.batches_done += 1
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            error_type = error.error_type if isinstance(error, ChartError) else "internal"
+            if not isinstance(error, ChartError | concurrent.futures.CancelledError):
+                logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
+            result = BatchResult(batch.batch_id, batch.merchant, ",".join(j.spec.id for j in batch.jobs),
+                                 "failed", 1, "", 0.0, error_type=error_type, error=str(error)[:300])
+            self._record_batch(result)
+            for job in batch.jobs:
+                self._fail(self._charts[job.key], error_type, f"batch failed: {str(error)[:300]}")
+            return
+        result = future.result()
+        self._record_batch(result)
+        if not result.held:
+            return
+        if (self._fallback_exec is not None and self.config.enable_fallback_to_sequential
+                and not self._stopping):
+            self.metrics.sequential_fallbacks += 1
+            logger.bind(batch=batch.batch_id).info("retrying {} chart(s) one by one", len(result.held))
+            for retrieval in result.held:
+                self._fallback_exec.submit(self._fallback_one, retrieval)
+        else:
+            for retrieval in result.held:
+                self._on_retrieval(retrieval)
+
+    def _record_batch(self, result: BatchResult) -> None:
+        self._batch_results[result.batch_id] = result
+        self.metrics.batches_total += 1
+        if result.status == "failed":
+            self.metrics.batches_failed += 1
+        else:
+            self.metrics.batches_ok += 1
+        self.metrics.batch_ms.append(result.wall_ms)
+        if len(self._batch_results) == len(self.request.batches):
+            self.metrics.retrieval_finished = time.perf_counter()
+
+    def _fallback_one(self, held: Retrieval) -> None:
+        if self.stop.is_set():
+            return
+        job, batch_id = held.job, held.batch_id
+        try:
+            with self._pool.acquire() as slot:
+                again = slot.run(lambda s: fetch_chart(s, job, batch_id, self.config))
+        except concurrent.futures.CancelledError:
+            return
+        self.metrics.batch_retries += 1  # the fallback's own first try is a retry too
+        merged = Retrieval(job, batch_id, again.data, again.error_type, again.error,
+                           held.attempts + again.attempts, held.retrieve_ms + again.retrieve_ms)
+        self._emit(self._on_retrieval, merged)
+
+    # -- rendering --------------------------------------------------------------------------------
+    def _start_render_pool(self) -> None:
+        from runner.render import pool
+
+        if self.config.enable_concurrent_chart_generation:
+            workers = pool.worker_count(self.config.max_concurrent_charts, self.config.oversubscribe_workers)
+            self._render_exec = pool.start_process_pool(workers)
+            self.metrics.workers, self.metrics.start_method = workers, pool.START_METHOD
+            # Start the workers now, while retrieval runs, not when the first chart arrives.
+            from runner.render.worker import ready
+
+            for _ in range(workers):
+                self._render_exec.submit(ready)
+        else:
+            self._render_exec = pool.start_inline()
+            self.metrics.workers, self.metrics.start_method = 1, "inline"
+
+    def _restart_render_pool(self) -> None:
+        from runner.render import pool
+
+        old = self._render_exec
+        if isinstance(old, concurrent.futures.ProcessPoolExecutor):
+            old.shutdown(wait=False, cancel_futures=True)
+        self._render_exec = pool.start_process_pool(self.metrics.workers)
+        self._render_generation += 1
+        self.metrics.worker_restarts += 1
+        logger.warning("render worker died; started a new pool (restart {})", self.metrics.worker_restarts)
+
+    def _submit_render(self, chart: _Chart) -> None:
+        from runner.render.worker import render
+
+        assert self._render_exec is not None and chart.data is not None
+        task = RenderTask(chart.job, chart.data, self.config.png_compress_level)
+        now = time.perf_counter()
+        try:
+            future = self._render_exec.submit(render, task)
+        except BrokenProcessPool:
+            self._restart_render_pool()
+            future = self._render_exec.submit(render, task)
+        chart.submitted_at = chart.submitted_at or now
+        self._render_futures[future] = chart.job.key
+        self.metrics.render_submitted(now)
+        self.progress.rendering += 1
+        future.add_done_callback(lambda f, g=self._render_generation: self._emit(self._on_render_done, f, g))
+
+    def _on_render_done(self, future: Future[RenderOutput], generation: int) -> None:
+        key = self._render_futures.pop(future, None)
+        if key is None:
+            return
+        chart = self._charts[key]
+        self.metrics.render_in_flight -= 1
+        self.progress.rendering -= 1
+        self.metrics.render_finished = time.perf_counter()
+        if future.cancelled():
+            return  # only when stopping: the chart is cancelled with the rest
+        error = future.exception()
+        if error is None:
+            out = future.result()
+            chart.output = out
+            chart.finished_at = time.perf_counter()
+            self.metrics.charts_rendered += 1
+            self.metrics.render_ms.append(out.render_ms)
+            self.metrics.cpu_ms += out.cpu_ms
+            self.metrics.peak_worker_rss_mb = max(self.metrics.peak_worker_rss_mb, out.worker_rss_mb)
+            self._finish(chart, "ok")
+        elif isinstance(error, BrokenProcessPool):
+            chart.crashes += 1
+            if generation == self._render_generation and not self._stopping:
+                self._restart_render_pool()
+            if chart.crashes >= MAX_RENDER_CRASHES:
+                self._fail(chart, "worker_crashed",
+                           f"{chart.job.spec.id}: render worker died {chart.crashes} times on this chart")
+            elif not self._stopping:
+                self._submit_render(chart)
+        elif isinstance(error, ChartError):
+            self._fail(chart, error.error_type, error.message)
+        else:
+            self._fail(chart, "render_error", f"{type(error).__name__}: {error}"[:300])
+
+    # -- final states -------------------------------------------------------------------------------
+    def _finish(self, chart: _Chart, status: str) -> None:
+        if chart.status != "pending":
+            return
+        chart.status = status
+        self._open -= 1
+        if status == "ok":
+            self.progress.charts_ok += 1
+        else:
+            self.progress.charts_failed += 1
+
+    def _fail(self, chart: _Chart, error_type: str, message: str) -> None:
+        if chart.status != "pending":
+            return
+        chart.error_type, chart.error = error_type, message
+        self.metrics.errors_by_type[error_type] += 1
+        self._finish(chart, "cancelled" if error_type == "cancelled" else "failed")
+
+    def _interrupt(self) -> None:
+        """Stop new work, give running renders a short grace, cancel everything else."""
+        self._stopping = True
+        logger.warning("interrupted: stopping new work; unfinished charts will be reported as cancelled")
+        for executor in (self._batch_exec, self._fallback_exec):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.cancel_all()
+        for future in list(self._render_futures):
+            future.cancel()
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        while self._render_futures and time.monotonic() < deadline:
+            try:
+                handler, args = self._events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if handler == self._on_render_done:
+                handler(*args)
+        for chart in self._charts.values():
+            self._fail(chart, "cancelled", "the run was interrupted before this chart finished")
+
+    def _shutdown(self) -> None:
+        for executor in (self._batch_exec, self._fallback_exec):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+        render_exec = self._render_exec
+        if isinstance(render_exec, concurrent.futures.ProcessPoolExecutor):
+            if self._stopping:
+                _terminate_workers(render_exec)
+            render_exec.shutdown(wait=True, cancel_futures=True)
+
+    def _result(self) -> RunResult:
+        run_id = self.request.run_id
+        # A batch that never ran (interrupted, or the server was unreachable) is still listed.
+        batches = tuple(
+            self._batch_results.get(b.batch_id)
+            or BatchResult(b.batch_id, b.merchant, ",".join(j.spec.id for j in b.jobs),
+                           "cancelled" if self._stopping else "failed", 0, "", 0.0,
+                           error_type=self._charts[b.jobs[0].key].error_type,
+                           error=self._charts[b.jobs[0].key].error)
+            for b in self.request.batches
+        )
+        metrics = self.metrics.as_report(self._pool.counters.tool_calls, self._pool.counters.sessions_opened)
+        return RunResult(
+            charts=tuple(chart.result(run_id) for chart in self._charts.values()),
+            batches=batches,
+            metrics=metrics,
+            interrupted=self._stopping,
+            server_unreachable=self._server_unreachable,
+        )
+
+
+def _terminate_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+    """End worker processes now: a running render cannot be cancelled any other way."""
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
+    for process in list(processes.values()):
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()

@@ -1,0 +1,1 @@
+"""The embedded demo MCP server and its synthetic warehouse."""

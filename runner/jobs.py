@@ -1,0 +1,155 @@
+"""The small frozen records passed between the parts, and the plan that creates them.
+
+All are picklable and hold no open handles, so they can cross process boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.charts import ChartSpec
+from runner.errors import UsageError
+
+MAX_TOKEN_LENGTH = 128
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class ChartJob:
+    merchant: str
+    spec: ChartSpec
+    start_date: str
+    end_date: str
+    output: str  # absolute PNG path inside the run folder
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.merchant, self.spec.id)
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    merchant: str
+    jobs: tuple[ChartJob, ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    labels: tuple[str, ...]
+    series: tuple[Series, ...]
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """Validated chart data: every shape becomes one or more panels of labelled series."""
+
+    merchant: str
+    chart_id: str
+    unit: str
+    panels: tuple[Panel, ...]
+    paragraph: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    job: ChartJob
+    data: ChartData
+    compress_level: int
+    fault: str | None = None  # test-only fault injection (see render.worker)
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    output: str
+    bytes: int
+    sha256: str
+    render_ms: float
+    cpu_ms: float
+    worker_pid: int
+    worker_rss_mb: float
+
+
+def safe_part(text: str) -> str:
+    """A file-name part that can never leave its folder; distinct inputs stay distinct."""
+    cleaned = _SAFE.sub("_", text)[:64]
+    if cleaned != text or not cleaned:
+        cleaned = f"{cleaned or '_'}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return cleaned
+
+
+def check_merchant_token(token: str, where: str) -> str:
+    """Reject tokens no warehouse could hold; path separators are allowed (they are sanitized)."""
+    token = token.strip()
+    if not token:
+        raise UsageError(f"{where}: empty merchant token")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise UsageError(f"{where}: merchant token of {len(token)} characters is too long "
+                         f"(at most {MAX_TOKEN_LENGTH}): {token[:20]!r}...")
+    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise UsageError(f"{where}: merchant token {token!r} contains control characters")
+    return token
+
+
+def plan_batches(
+    merchants: list[str],
+    charts: tuple[ChartSpec, ...],
+    start_date: str,
+    end_date: str,
+    run_dir: Path,
+    batch_size: int,
+) -> tuple[Batch, ...]:
+    """Split each merchant's charts into batches of `batch_size`, numbered across the run."""
+    batches: list[Batch] = []
+    for merchant in merchants:
+        folder = run_dir / safe_part(merchant)
+        jobs = [
+            ChartJob(merchant, spec, start_date, end_date, str(folder / f"{safe_part(spec.id)}.png"))
+            for spec in charts
+        ]
+        for i in range(0, len(jobs), batch_size):
+            batch_id = f"batch-{len(batches) + 1:03d}"
+            batches.append(Batch(batch_id, merchant, tuple(jobs[i : i + batch_size])))
+    return tuple(batches)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The outcome of fetching one chart's data: data, or the reason there is none."""
+
+    job: ChartJob
+    batch_id: str
+    data: ChartData | None
+    error_type: str | None
+    error: str | None
+    attempts: int
+    retrieve_ms: float
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    merchant: str
+    chart_ids: str
+    status: str  # ok | partial | failed
+    attempts: int
+    started_at: str
+    wall_ms: float
+    steps: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    context_tokens: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    # Charts that failed for a transient reason, not yet final: the sequential fallback may retry them.
+    held: tuple[Retrieval, ...] = ()

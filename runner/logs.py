@@ -1,0 +1,27 @@
+"""Logging setup (loguru): human lines or JSON, with the batch id on every batch line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+
+def _human_format(record: dict[str, Any]) -> str:
+    batch = record["extra"].get("batch")
+    prefix = f"[{batch}] " if batch else ""
+    return "{time:HH:mm:ss} {level: <7} " + prefix.replace("{", "{{").replace("}", "}}") + "{message}\n{exception}"
+
+
+def setup_logging(log_format: str, verbose: bool, quiet: bool,
+                  sink: Callable[[str], None] | None = None) -> None:
+    """One sink on stderr (or `sink`, which a live progress display provides)."""
+    logger.remove()
+    level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
+    target: Any = sink or sys.stderr
+    if log_format == "json":
+        logger.add(target, level=level, serialize=True, backtrace=False, diagnose=False)
+    else:
+        logger.add(target, level=level, format=_human_format, colorize=False, backtrace=False, diagnose=False)

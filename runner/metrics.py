@@ -1,0 +1,125 @@
+"""Counting what happened during a run, in the shapes the report publishes."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values (the report's null)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return round(ordered[rank - 1], 1)
+
+
+class Gauge:
+    """A thread-safe in-flight counter that remembers its peak."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def __enter__(self) -> Gauge:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.current -= 1
+
+
+@dataclass
+class RunMetrics:
+    """Mutated by the coordinator's main thread only (the gauges excepted)."""
+
+    batches_total: int = 0
+    batches_ok: int = 0
+    batches_failed: int = 0
+    batch_retries: int = 0
+    sequential_fallbacks: int = 0
+    batch_ms: list[float] = field(default_factory=list)
+    retrieval_started: float | None = None
+    retrieval_finished: float | None = None
+    batch_gauge: Gauge = field(default_factory=Gauge)
+
+    workers: int = 0
+    start_method: str = "inline"
+    charts_rendered: int = 0
+    render_in_flight: int = 0
+    peak_concurrent_renders: int = 0
+    worker_restarts: int = 0
+    render_ms: list[float] = field(default_factory=list)
+    cpu_ms: float = 0.0
+    peak_worker_rss_mb: float = 0.0
+    render_started: float | None = None
+    render_finished: float | None = None
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    max_batch_context_tokens: int = 0
+
+    errors_by_type: Counter[str] = field(default_factory=Counter)
+
+    def render_submitted(self, now: float) -> None:
+        if self.render_started is None:
+            self.render_started = now
+        self.render_in_flight += 1
+        self.peak_concurrent_renders = max(self.peak_concurrent_renders,
+                                           min(self.render_in_flight, self.workers or 1))
+
+    def retrieval_wall_ms(self) -> float:
+        if self.retrieval_started is None or self.retrieval_finished is None:
+            return 0.0
+        return round((self.retrieval_finished - self.retrieval_started) * 1000, 1)
+
+    def utilization(self) -> float | None:
+        """Busy share of the render workers between the first submit and the last result."""
+        if self.render_started is None or self.render_finished is None or not self.workers:
+            return None
+        wall = self.render_finished - self.render_started
+        if wall <= 0:
+            return None
+        return round(min(1.0, sum(self.render_ms) / 1000 / (wall * self.workers)), 3)
+
+    def as_report(self, tool_calls: int, sessions_opened: int) -> dict[str, object]:
+        return {
+            "retrieval": {
+                "batches_total": self.batches_total,
+                "batches_ok": self.batches_ok,
+                "batches_failed": self.batches_failed,
+                "batch_retries": self.batch_retries,
+                "sequential_fallbacks": self.sequential_fallbacks,
+                "tool_calls": tool_calls,
+                "mcp_sessions_opened": sessions_opened,
+                "peak_concurrent_batches": self.batch_gauge.peak,
+                "wall_ms": self.retrieval_wall_ms(),
+                "p50_batch_ms": percentile(self.batch_ms, 50),
+                "p95_batch_ms": percentile(self.batch_ms, 95),
+            },
+            "render": {
+                "workers": self.workers,
+                "start_method": self.start_method,
+                "charts_rendered": self.charts_rendered,
+                "peak_concurrent_renders": self.peak_concurrent_renders,
+                "worker_restarts": self.worker_restarts,
+                "p50_render_ms": percentile(self.render_ms, 50),
+                "p95_render_ms": percentile(self.render_ms, 95),
+                "cpu_ms": round(self.cpu_ms, 1),
+                "peak_worker_rss_mb": round(self.peak_worker_rss_mb, 1),
+                "utilization": self.utilization(),
+            },
+            "tokens": {
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "max_batch_context_tokens": self.max_batch_context_tokens,
+            },
+            "errors_by_type": dict(sorted(self.errors_by_type.items())),
+        }

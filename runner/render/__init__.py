@@ -1,0 +1,1 @@
+"""Rendering charts: the worker-side render function and the pool that runs it."""

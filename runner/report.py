@@ -1,0 +1,99 @@
+"""The run's JSON report (and optional CSV): the contract dashboards and scripts read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+
+
+@dataclass(frozen=True)
+class ChartResult:
+    """One row of `charts`: flat scalars, the same keys for every chart."""
+
+    run_id: str
+    merchant: str
+    chart_id: str
+    title: str
+    status: str  # ok | failed | skipped | cancelled
+    error_type: str | None
+    error: str | None
+    batch_id: str | None
+    attempts: int
+    retrieve_ms: float | None
+    queue_ms: float | None
+    render_ms: float | None
+    total_ms: float | None
+    output: str | None
+    bytes: int | None
+    sha256: str | None
+    worker_pid: int | None
+    paragraph: str | None
+
+
+CHART_COLUMNS = tuple(f.name for f in fields(ChartResult))
+BATCH_COLUMNS = ("batch_id", "merchant", "chart_ids", "status", "attempts", "started_at", "wall_ms", "steps",
+                 "input_tokens", "output_tokens", "context_tokens", "error_type", "error")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "runner": __version__,
+        "matplotlib": _version("matplotlib"),
+        "mcp": _version("mcp"),
+        "anthropic": _version("anthropic"),
+    }
+
+
+def batch_row(batch: Any) -> dict[str, Any]:
+    row = asdict(batch)
+    return {key: row[key] for key in BATCH_COLUMNS}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
+    """Write report.json (and charts.csv) atomically; NaN or infinity is a bug, so refuse it."""
+    path = run_dir / "report.json"
+    atomic_write_text(path, json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    atomic_write_text(run_dir / "report.schema.json", SCHEMA_FILE.read_text(encoding="utf-8"))
+    if with_csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CHART_COLUMNS)
+        writer.writeheader()
+        writer.writerows(report["charts"])
+        atomic_write_text(run_dir / "charts.csv", buffer.getvalue())
+    return path

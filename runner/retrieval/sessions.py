@@ -1,0 +1,243 @@
+"""Pooled MCP client sessions.
+
+An MCP session is bound to the event loop and task that opened it, so each pool slot owns
+one event loop on its own thread, and a long-lived "holder" task on that loop keeps the
+session open. Batches borrow a slot and run their coroutines on its loop; calls from one
+batch may run concurrently on the slot's session. A slot opens its session lazily, reopens
+it after a transport failure, and the pool never holds more sessions than slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import shlex
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+from loguru import logger
+
+from runner.config import redact
+from runner.errors import ChartError, UsageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """Where the MCP server is: a streamable-HTTP URL or a stdio command."""
+
+    url: str | None = None
+    command: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, url: str | None, command: str | None) -> ServerTarget:
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise UsageError(f"--server-url {redact(url)!r} must start with http:// or https://")
+            return cls(url=url)
+        try:
+            parts = tuple(shlex.split(command or ""))
+        except ValueError as exc:
+            raise UsageError(f"--server-command {redact(command or '')!r} cannot be parsed: {exc}") from None
+        if not parts:
+            raise UsageError("--server-command is empty")
+        return cls(command=parts)
+
+    def describe(self) -> str:
+        return redact(self.url) if self.url else redact(shlex.join(self.command))
+
+
+@dataclass
+class SessionCounters:
+    sessions_opened: int = 0
+    tool_calls: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, sessions_opened: int = 0, tool_calls: int = 0) -> None:
+        with self._lock:
+            self.sessions_opened += sessions_opened
+            self.tool_calls += tool_calls
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception, looking inside anyio's exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+class Slot:
+    """One pooled session and the event-loop thread it lives on."""
+
+    def __init__(self, index: int, target: ServerTarget, open_timeout: float, counters: SessionCounters,
+                 errlog: IO[str] | None) -> None:
+        self.index = index
+        self._target = target
+        self._open_timeout = open_timeout
+        self._counters = counters
+        self._errlog = errlog
+        self._client: Any = None
+        self._stop: asyncio.Event | None = None
+        self._holder: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._running: set[concurrent.futures.Future[Any]] = set()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"mcp-slot-{index}", daemon=True)
+        self._thread.start()
+
+    # -- used from the batch's thread -------------------------------------------------------
+    def run(self, make: Callable[[Slot], Awaitable[T]]) -> T:
+        """Run `make(slot)` on this slot's loop and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(make(self), self.loop)  # type: ignore[arg-type]
+        self._running.add(future)
+        try:
+            return future.result()
+        finally:
+            self._running.discard(future)
+
+    def cancel_running(self) -> None:
+        for future in list(self._running):
+            future.cancel()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=15)
+        except Exception as exc:  # closing must never hide the run's outcome
+            logger.debug("closing MCP session {} failed: {}", self.index, describe_exception(exc))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    # -- used on the slot's loop --------------------------------------------------------------
+    def _make_client(self) -> Any:
+        from mcp import Client, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        if self._target.url:
+            return Client(self._target.url)
+        params = StdioServerParameters(command=self._target.command[0], args=list(self._target.command[1:]))
+        return Client(stdio_client(params, errlog=self._errlog) if self._errlog else params)
+
+    async def _hold(self, ready: asyncio.Future[Any], stop: asyncio.Event) -> None:
+        try:
+            async with self._make_client() as client:
+                ready.set_result(client)
+                await stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or logged
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(describe_exception(exc)))
+            elif not isinstance(exc, asyncio.CancelledError):
+                logger.debug("MCP session {} ended: {}", self.index, describe_exception(exc))
+
+    async def client(self) -> Any:
+        """The open session, opening it first if needed."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is not None:
+                return self._client
+            ready: asyncio.Future[Any] = self.loop.create_future()
+            stop = asyncio.Event()
+            holder = asyncio.create_task(self._hold(ready, stop))
+            try:
+                async with asyncio.timeout(self._open_timeout):
+                    client = await asyncio.shield(ready)
+            except BaseException as exc:
+                stop.set()
+                holder.cancel()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if isinstance(exc, TimeoutError):
+                    reason = f"no answer within {self._open_timeout:g}s"
+                else:
+                    reason = describe_exception(exc)
+                raise ChartError("server_unavailable",
+                                 f"cannot connect to MCP server {self._target.describe()}: {reason}") from None
+            self._client, self._stop, self._holder = client, stop, holder
+            self._counters.add(sessions_opened=1)
+            logger.debug("MCP session {} opened to {}", self.index, self._target.describe())
+            return client
+
+    async def invalidate(self, client: Any) -> None:
+        """Drop a session that failed at the transport level, so the next call reopens it."""
+        if client is not None and client is self._client:
+            self._client = None
+            await self._close_holder()
+
+    async def _close_holder(self) -> None:
+        stop, holder = self._stop, self._holder
+        self._stop = self._holder = None
+        if stop is not None:
+            stop.set()
+        if holder is not None:
+            try:
+                await asyncio.wait_for(holder, timeout=10)
+            except BaseException:  # noqa: BLE001 - a session that will not close is abandoned
+                holder.cancel()
+
+    async def _shutdown(self) -> None:
+        self._client = None
+        await self._close_holder()
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> Any:
+        """One tool call; transport failures and timeouts become ChartErrors and reset the session."""
+        from mcp import MCPError
+
+        client = await self.client()
+        self._counters.add(tool_calls=1)
+        try:
+            async with asyncio.timeout(timeout):
+                return await client.call_tool(name, arguments)
+        except TimeoutError:
+            await self.invalidate(client)
+            raise ChartError("timeout", f"tool {name} did not answer within {timeout:g}s") from None
+        except MCPError as exc:
+            if "closed" in str(exc).lower() or "connection" in str(exc).lower():
+                await self.invalidate(client)
+                raise ChartError("server_unavailable", f"tool {name}: connection lost ({exc})") from None
+            raise ChartError("tool_error", f"tool {name} failed: {describe_exception(exc)}") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.invalidate(client)
+            raise ChartError("server_unavailable", f"tool {name}: {describe_exception(exc)}") from None
+
+
+class SessionPool:
+    """At most `size` sessions, borrowed by one batch at a time."""
+
+    def __init__(self, target: ServerTarget, size: int, open_timeout: float,
+                 errlog: IO[str] | None = None) -> None:
+        self.target = target
+        self.counters = SessionCounters()
+        self._slots = [Slot(i, target, open_timeout, self.counters, errlog) for i in range(size)]
+        self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
+        for slot in self._slots:
+            self._free.put(slot)
+
+    @contextmanager
+    def acquire(self) -> Iterator[Slot]:
+        slot = self._free.get()
+        try:
+            yield slot
+        finally:
+            self._free.put(slot)
+
+    def cancel_all(self) -> None:
+        for slot in self._slots:
+            slot.cancel_running()
+
+    def close(self) -> None:
+        for slot in self._slots:
+            slot.close()

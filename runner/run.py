@@ -1,0 +1,274 @@
+"""One run of the job: plan it, bring up the server, coordinate, write the report, pick the exit code."""
+
+from __future__ import annotations
+
+import concurrent.futures as concurrent_futures
+import re
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from runner.charts import ChartSpec
+from runner.config import RunnerConfig
+from runner.errors import ChartError, UsageError
+from runner.jobs import plan_batches
+from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
+
+DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
+DEFAULT_MERCHANT_COUNT = 3
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What to build, as the user asked for it (before any server is contacted)."""
+
+    merchants: tuple[str, ...]  # empty: the server's first DEFAULT_MERCHANT_COUNT
+    charts: tuple[ChartSpec, ...]
+    start_date: str
+    end_date: str
+    write_csv: bool = False
+    demo_server_args: tuple[str, ...] = ()  # extra flags for the embedded server
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    report_path: Path | None
+    exit_code: int
+    report: dict[str, Any] | None
+
+
+def check_dates(start: str, end: str) -> None:
+    for flag, value in (("--start-date", start), ("--end-date", end)):
+        if not _DATE.match(value):
+            raise UsageError(f"{flag} {value!r} must be a date as YYYY-MM-DD")
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"{flag} {value!r} is not a calendar date") from None
+    if start > end:
+        raise UsageError(f"--start-date {start} is after --end-date {end}")
+
+
+def new_run_dir(output_dir: str) -> tuple[str, Path]:
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    base = Path(output_dir).expanduser()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        run_dir = base / run_id
+        run_dir.mkdir()  # never exist_ok: two runs must never share a folder
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"output directory {str(base)!r} is not writable: {exc.strerror or exc}") from None
+    return run_id, run_dir.resolve()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextmanager
+def _stop_on_signals(stop: Any) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the coordinator to stop instead of raising in random places."""
+    def handler(signum: int, _frame: Any) -> None:
+        logger.warning("received {}; finishing up", signal.Signals(signum).name)
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _default_merchants(pool: Any, config: RunnerConfig) -> tuple[str, ...]:
+    """The server's first merchants, from its list_merchants tool."""
+    import json
+
+    from runner.retrieval.sessions import describe_exception
+
+    last: ChartError | None = None
+    for attempt in range(config.retry_attempts + 1):
+        try:
+            with pool.acquire() as slot:
+                result = slot.run(lambda s: s.call_tool("list_merchants", {}, config.tool_timeout_seconds))
+            payload = result.structured_content or json.loads(result.content[0].text)
+            tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
+            if not tokens:
+                raise ChartError("empty_data", "list_merchants returned no merchants")
+            return tokens
+        except ChartError as exc:
+            last = exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise UsageError("the server's list_merchants tool gave no usable merchant list "
+                             f"({describe_exception(exc)}); pass --merchant") from None
+        if attempt < config.retry_attempts:
+            time.sleep(config.retry_delay_seconds * 2 ** attempt)
+    assert last is not None
+    raise last
+
+
+def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False) -> RunOutcome:
+    """Run the whole job. UsageError propagates (exit 2); everything else ends in a report."""
+    from runner.coordinator import Coordinator, Progress, RunRequest
+    from runner.progress import ProgressReporter
+    from runner.retrieval.sessions import ServerTarget, SessionPool
+
+    check_dates(inputs.start_date, inputs.end_date)
+    run_id, run_dir = new_run_dir(config.output_dir)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    logger.info("run {} → {}", run_id, run_dir)
+
+    result = None
+    merchants: tuple[str, ...] = inputs.merchants
+    unreachable_reason: str | None = None
+    stop = threading.Event()
+    pools: list[Any] = []
+    server_pid: int | None = None
+
+    def request_stop() -> None:
+        stop.set()
+        for pool in pools:
+            pool.cancel_all()
+
+    with ExitStack() as stack:
+        stack.enter_context(_stop_on_signals(request_stop))
+        if config.server_url or config.server_command:
+            target = ServerTarget.from_settings(config.server_url, config.server_command)
+        else:
+            from runner.demo.launch import embedded_server
+
+            url, server_pid = stack.enter_context(
+                embedded_server(run_dir / "demo-server.log", inputs.demo_server_args))
+            target = ServerTarget(url=url)
+        logger.info("MCP server: {}", target.describe())
+        errlog = stack.enter_context(open(run_dir / "server-stderr.log", "a", encoding="utf-8"))
+        concurrent = config.enable_concurrent_data_retrieval
+        pool = SessionPool(target, config.max_concurrent_batches if concurrent else 1,
+                           open_timeout=config.tool_timeout_seconds, errlog=errlog)
+        pools.append(pool)
+        stack.callback(pool.close)
+        if not merchants:
+            try:
+                merchants = _default_merchants(pool, config)
+                logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
+            except ChartError as exc:
+                unreachable_reason = exc.message
+                logger.error("cannot list merchants: {}", exc.message)
+            except concurrent_futures.CancelledError:
+                logger.warning("interrupted before the merchant list arrived")
+        if unreachable_reason is None and not stop.is_set():
+            batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
+                                   run_dir, config.batch_size)
+            request = RunRequest(run_id, run_dir, merchants, inputs.charts, inputs.start_date,
+                                 inputs.end_date, batches)
+            progress = Progress()
+            reporter = ProgressReporter(live=progress_live)
+            if progress_live:
+                from runner.logs import setup_logging
+
+                setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
+            progress.listeners.append(reporter)
+            coordinator = Coordinator(config, request, pool, progress, stop)
+            with reporter:
+                result = coordinator.run()
+
+    finished_at = datetime.now(UTC)
+    report = build_report(config, run_id, run_dir, inputs, merchants, started_at, finished_at,
+                          (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
+    report["run"]["server_pid"] = server_pid
+    path = write_report(run_dir, report, inputs.write_csv)
+    log_closing_block(report)
+    return RunOutcome(path, report["run"]["exit_code"], report)
+
+
+def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool) -> tuple[str, int]:
+    if interrupted:
+        return "interrupted", EXIT_INTERRUPTED
+    if unreachable or ok == 0:
+        return "failed", EXIT_NOTHING
+    if ok == total:
+        return "ok", EXIT_OK
+    return "partial", EXIT_FAILED
+
+
+def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
+                 merchants: tuple[str, ...], started_at: datetime, finished_at: datetime, wall_ms: float,
+                 result: Any, unreachable_reason: str | None, stop_requested: bool) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from runner.metrics import RunMetrics
+
+    charts = [asdict(c) for c in result.charts] if result else []
+    counts = {status: sum(1 for c in charts if c["status"] == status)
+              for status in ("ok", "failed", "skipped", "cancelled")}
+    interrupted = result.interrupted if result else stop_requested
+    unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
+    status, code = exit_code_for(len(charts), counts["ok"], interrupted, unreachable)
+    metrics = result.metrics if result else RunMetrics().as_report(0, 0)
+    run = {
+        "run_id": run_id,
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "status": status,
+        "exit_code": code,
+        "retrieval_mode": config.retrieval_mode,
+        "merchants": len(merchants),
+        "charts_total": len(charts),
+        "charts_ok": counts["ok"],
+        "charts_failed": counts["failed"],
+        "charts_skipped": counts["skipped"],
+        "charts_cancelled": counts["cancelled"],
+        "wall_ms": round(wall_ms, 1),
+        "output_dir": str(run_dir),
+        "start_date": inputs.start_date,
+        "end_date": inputs.end_date,
+        "error": unreachable_reason,
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": run,
+        "config": config.effective(),
+        "environment": environment(),
+        "metrics": metrics,
+        "batches": [batch_row(b) for b in result.batches] if result else [],
+        "charts": charts,
+    }
+
+
+def log_closing_block(report: dict[str, Any]) -> None:
+    run, metrics = report["run"], report["metrics"]
+    retrieval, render, tokens = metrics["retrieval"], metrics["render"], metrics["tokens"]
+    errors = ", ".join(f"{k}={v}" for k, v in metrics["errors_by_type"].items()) or "none"
+    lines = [
+        "=== Concurrency Metrics ===",
+        f"status: {run['status']} (exit {run['exit_code']}), total time {run['wall_ms'] / 1000:.2f}s",
+        f"batches: {retrieval['batches_total']} ({retrieval['batches_ok']} ok, {retrieval['batches_failed']} failed),"
+        f" peak concurrent {retrieval['peak_concurrent_batches']}, retries {retrieval['batch_retries']},"
+        f" sequential fallbacks {retrieval['sequential_fallbacks']}, retrieval wall {retrieval['wall_ms']:.0f} ms",
+        f"MCP: {retrieval['tool_calls']} tool calls over {retrieval['mcp_sessions_opened']} session(s)",
+        f"charts: {run['charts_ok']} ok, {run['charts_failed']} failed, {run['charts_cancelled']} cancelled"
+        f" of {run['charts_total']}",
+        f"render: {render['workers']} worker(s) ({render['start_method']}), p50 {render['p50_render_ms']} ms,"
+        f" p95 {render['p95_render_ms']} ms, utilization {render['utilization']}",
+        f"tokens: {tokens['input_tokens']} in, {tokens['output_tokens']} out,"
+        f" max batch context {tokens['max_batch_context_tokens']}",
+        f"errors by type: {errors}",
+    ]
+    for line in lines:
+        logger.info(line)
