@@ -1,0 +1,174 @@
+"""The whole pipeline through the real CLI in a subprocess, against real demo MCP servers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+from PIL import Image
+
+from runner.charts import BUILTIN_PACK
+from runner.demo.data import DORMANT_INDEX
+from tests.conftest import CliRun, run_cli, validate_report
+
+CHART_IDS = [spec.id for spec in BUILTIN_PACK]
+
+
+def assert_every_chart_once(result: CliRun, merchants: list[str], chart_ids: list[str] = CHART_IDS) -> None:
+    assert result.report is not None, result.stderr[-2000:]
+    validate_report(result.report)
+    listed = Counter((c["merchant"], c["chart_id"]) for c in result.report["charts"])
+    assert listed == Counter((m, c) for m in merchants for c in chart_ids)
+
+
+def assert_no_processes_left(report: dict) -> None:
+    pids = {c["worker_pid"] for c in report["charts"] if c["worker_pid"]}
+    if report["run"]["server_pid"]:
+        pids.add(report["run"]["server_pid"])
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left running: {alive}"
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_default_run_end_to_end(tmp_path: Path) -> None:
+    result = run_cli(["--csv"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = result.report
+    merchants = sorted({c["merchant"] for c in report["charts"]})
+    assert len(merchants) == 3
+    assert_every_chart_once(result, merchants)
+    assert all(c["status"] == "ok" for c in report["charts"])
+    assert report["run"]["status"] == "ok" and report["run"]["exit_code"] == 0
+    assert (report["run"]["start_date"], report["run"]["end_date"]) == ("2024-01-01", "2025-12-31")
+    for chart in report["charts"]:
+        with Image.open(chart["output"]) as image:
+            assert image.size == (1600, 900)
+        assert Path(chart["output"]).stat().st_size == chart["bytes"]
+    run_dir = result.report_path.parent
+    assert not [p for p in run_dir.rglob("*") if p.name.startswith(".")], "temporary files left"
+    # Sessions are pooled: never more than one per concurrent batch (no reconnects happened).
+    metrics = report["metrics"]
+    assert 1 <= metrics["retrieval"]["mcp_sessions_opened"] <= report["config"]["max_concurrent_batches"]["value"]
+    assert metrics["retrieval"]["tool_calls"] >= 21
+    assert metrics["render"]["start_method"] == "forkserver" and metrics["render"]["charts_rendered"] == 21
+    assert "=== Concurrency Metrics ===" in result.stderr
+    assert "[batch-001]" in result.stderr
+    with open(run_dir / "charts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 21 and list(rows[0]) == list(report["charts"][0])
+    assert (run_dir / "report.schema.json").is_file()
+    assert_no_processes_left(report)
+
+
+@pytest.mark.parametrize(
+    ("variable", "check"),
+    [
+        ("SCALAPAY_ENABLE_CONCURRENT_DATA_RETRIEVAL",
+         lambda m: m["retrieval"]["peak_concurrent_batches"] == 1 and m["retrieval"]["mcp_sessions_opened"] == 1),
+        ("SCALAPAY_ENABLE_CONCURRENT_CHART_GENERATION",
+         lambda m: m["render"]["start_method"] == "inline" and m["render"]["peak_concurrent_renders"] == 1),
+    ],
+)
+def test_sequential_toggles(variable, check, tmp_path, demo_url, demo_tokens) -> None:
+    merchants = demo_tokens[:2]
+    args = ["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]]
+    result = run_cli(args, tmp_path, env={variable: "false"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_every_chart_once(result, merchants)
+    assert all(c["status"] == "ok" for c in result.report["charts"])
+    assert check(result.report["metrics"]), result.report["metrics"]
+    assert result.report["config"][variable.removeprefix("SCALAPAY_").lower()]["value"] is False
+    assert_no_processes_left(result.report)
+
+
+def test_merchant_without_data_fails_only_its_charts(tmp_path, demo_url, demo_tokens) -> None:
+    dormant, active = demo_tokens[DORMANT_INDEX], demo_tokens[0]
+    result = run_cli(["--server-url", demo_url, "--merchant", active, "--merchant", dormant], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert_every_chart_once(result, [active, dormant])
+    for chart in result.report["charts"]:
+        if chart["merchant"] == dormant:
+            assert (chart["status"], chart["error_type"]) == ("failed", "empty_data"), chart
+            assert chart["output"] is None
+        else:
+            assert chart["status"] == "ok", chart
+    assert result.report["run"]["status"] == "partial"
+    assert result.report["metrics"]["errors_by_type"] == {"empty_data": 7}
+    # Empty data is an answer, not a fault: no retries, no fallback.
+    assert result.report["metrics"]["retrieval"]["batch_retries"] == 0
+
+
+def test_hostile_merchant_token_never_writes_outside_the_run_folder(tmp_path, demo_url, demo_tokens) -> None:
+    hostile = "../../x"
+    result = run_cli(["--server-url", demo_url, "--merchant", hostile, "--merchant", demo_tokens[0],
+                      "--retry-attempts", "0"], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert_every_chart_once(result, [hostile, demo_tokens[0]])
+    run_dir = result.report_path.parent.resolve()
+    for path in files_under(tmp_path):
+        assert path.resolve().is_relative_to(run_dir), f"{path} is outside the run folder"
+    bad = [c for c in result.report["charts"] if c["merchant"] == hostile]
+    assert {c["status"] for c in bad} == {"failed"}
+    assert all("merchant_token" in c["error"] for c in bad)
+
+
+def test_two_runs_never_share_a_folder(tmp_path, demo_url, demo_tokens) -> None:
+    args = ["--server-url", demo_url, "--merchant", demo_tokens[1], "--charts", "aov_by_month"]
+    first, second = run_cli(args, tmp_path), run_cli(args, tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert first.report_path.parent != second.report_path.parent
+    assert first.report["charts"][0]["sha256"] == second.report["charts"][0]["sha256"]  # deterministic
+
+
+def test_merchants_file_charts_subset_and_stdio_server(tmp_path, demo_tokens) -> None:
+    merchants_file = tmp_path / "merchants.txt"
+    merchants_file.write_text(f"# nightly list\n{demo_tokens[2]}\n\n{demo_tokens[3]}  # big one\n")
+    command = f"{sys.executable} -m runner demo-server --transport stdio"
+    result = run_cli(["--server-command", command, "--merchants-file", str(merchants_file),
+                      "--charts", "aov_by_month,user_demographics", "--batch-size", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_every_chart_once(result, demo_tokens[2:4], ["aov_by_month", "user_demographics"])
+    assert len(result.report["batches"]) == 4
+    assert result.report["metrics"]["retrieval"]["mcp_sessions_opened"] <= 2
+
+
+def test_user_chart_pack(tmp_path, demo_url, demo_tokens) -> None:
+    pack = tmp_path / "pack.toml"
+    pack.write_text(
+        '[[chart]]\nid = "basket"\ntitle = "Basket size"\ntool = "get_aov_by_month"\nkind = "line"\n'
+        'y_label = "EUR"\n\n'
+        '[[chart]]\nid = "mix"\ntitle = "Product mix"\ntool = "get_orders_by_product_type"\n'
+        'kind = "share_bars"\ncounts = true\n'
+    )
+    listed = run_cli(["charts", "--pack", str(pack)], tmp_path, output_dir=False)
+    assert listed.returncode == 0 and "basket" in listed.stdout and "mix" in listed.stdout
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--pack", str(pack)], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_every_chart_once(result, [demo_tokens[0]], ["basket", "mix"])
+    assert {c["title"] for c in result.report["charts"]} == {"Basket size", "Product mix"}
+
+
+def test_charts_command_lists_the_builtin_pack(tmp_path) -> None:
+    result = run_cli(["charts"], tmp_path, output_dir=False)
+    assert result.returncode == 0
+    for chart_id in CHART_IDS:
+        assert chart_id in result.stdout
+
+
+def test_json_logs_carry_the_batch_id(tmp_path, demo_url, demo_tokens) -> None:
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--log-format", "json",
+                      "--verbose"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert records, result.stderr[-1000:]
+    batch_ids = {r["record"]["extra"].get("batch") for r in records} - {None}
+    assert {"batch-001", "batch-002", "batch-003"} <= batch_ids
+    assert any("call" in r["record"]["message"] for r in records)  # tool-call details with --verbose
