@@ -34,7 +34,7 @@ def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One CLI flag per RunnerConfig setting, named after it; unset flags stay None."""
     for f in reversed(settings()):
         names = [flag_name(f.name), *_ALIASES.get(f.name, ())]
-        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default}]"
+        help_text = f"{f.metadata['help']} [env {env_name(f)}; default {f.default}]"
         if f.metadata["kind"] == "bool":
             no = "--no-" + f.name.replace("_", "-")
             option = click.option(f"{names[0]}/{no}", *names[1:], f.name, default=None, help=help_text)

@@ -33,8 +33,11 @@ def _setting(
     above: float | None = None,
     maximum: float | None = None,
     choices: tuple[str, ...] = (),
-    secret: bool = False,
+    secret: str = "",
+    env: str | None = None,
 ) -> Any:
+    """One setting. secret="url" redacts credentials inside the value, "hide" hides it all;
+    env overrides the variable name where users already have one (ANTHROPIC_API_KEY)."""
     meta = {
         "kind": kind,
         "help": help,
@@ -43,6 +46,7 @@ def _setting(
         "maximum": maximum,
         "choices": choices,
         "secret": secret,
+        "env": env,
     }
     return field(default=default, metadata=meta)
 
@@ -71,9 +75,23 @@ class RunnerConfig:
     oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
     png_compress_level: int = _setting(6, "int", "zlib level of the PNGs (0-9).", minimum=0, maximum=9)
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
-    server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret=True)
-    server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret=True)
+    server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
+    server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
+    # Agent mode.
+    context_token_budget: int = _setting(100_000, "int", "Agent mode: context tokens one batch may use.",
+                                         minimum=1000)
+    tool_result_max_chars: int = _setting(20_000, "int", "Agent mode: tool results are cut to this size.",
+                                          minimum=200)
+    anthropic_model: str = _setting("claude-sonnet-4-5", "str", "Agent mode: the Claude model.")
+    max_output_tokens: int = _setting(4096, "int", "Agent mode: max tokens per model response.",
+                                      minimum=256, maximum=64_000)
+    llm_retry_max_wait_seconds: float = _setting(30.0, "float", "Agent mode: longest retry-after honoured.",
+                                                 minimum=0)
+    anthropic_api_key: str | None = _setting(None, "str", "Agent mode: API key.", secret="hide",
+                                             env="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = _setting(None, "str", "Agent mode: Messages API base URL.", secret="url",
+                                              env="ANTHROPIC_BASE_URL")
 
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
@@ -85,7 +103,9 @@ class RunnerConfig:
         out = {}
         for f in settings():
             value = getattr(self, f.name)
-            if f.metadata["secret"] and value is not None:
+            if f.metadata["secret"] == "hide" and value is not None:
+                value = "***"
+            elif f.metadata["secret"] and value is not None:
                 value = redact(value)
             out[f.name] = {"value": value, "source": self.source_of(f.name)}
         return out
@@ -95,8 +115,9 @@ def settings() -> tuple[Any, ...]:
     return tuple(f for f in fields(RunnerConfig) if f.name != "sources")
 
 
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
+def env_name(f: Any) -> str:
+    """The environment variable of a setting (a field of RunnerConfig)."""
+    return f.metadata["env"] or ENV_PREFIX + f.name.upper()
 
 
 def flag_name(name: str) -> str:
@@ -193,7 +214,7 @@ def load_config(
             sources[key] = f"file:{path}"
 
     for name, f in known.items():
-        var = env_name(name)
+        var = env_name(f)
         if var in env:
             values[name] = _parse(f, env[var], var)
             sources[name] = f"env:{var}"

@@ -136,6 +136,7 @@ class Coordinator:
                 self._charts[job.key] = _Chart(job, batch.batch_id)
         self._open = len(self._charts)
         self._batch_results: dict[str, BatchResult] = {}
+        self._batches_running = 0
         self._render_futures: dict[Future[Any], tuple[str, str]] = {}
         self._render_exec: Executor | None = None
         self._render_generation = 0
@@ -162,7 +163,8 @@ class Coordinator:
                     self._run_concurrent()
                 else:
                     self._run_sequential()
-            self._pump(lambda: self._open == 0)
+            # Wait for the batch records too: a batch's last chart can fail before its batch is reported.
+            self._pump(lambda: self._open == 0 and self._batches_running == 0)
         finally:
             self._shutdown()
         return self._result()
@@ -193,6 +195,7 @@ class Coordinator:
         self._fallback_exec = ThreadPoolExecutor(1, thread_name_prefix="fallback")
         self.metrics.retrieval_started = time.perf_counter()
         for batch in self.request.batches:
+            self._batches_running += 1
             future = self._batch_exec.submit(self._run_one_batch, batch, True)
             future.add_done_callback(lambda f, b=batch: self._emit(self._on_batch_done, b, f))
 
@@ -202,9 +205,11 @@ class Coordinator:
             if self.stop.is_set():
                 break
             future: Future[BatchResult] = Future()
+            self._batches_running += 1
             try:
                 future.set_result(self._run_one_batch(batch, False))
             except concurrent.futures.CancelledError:
+                self._batches_running -= 1
                 break
             except Exception as exc:  # noqa: BLE001 - recorded against the batch below
                 future.set_exception(exc)
@@ -212,9 +217,13 @@ class Coordinator:
             self._pump(lambda: False, block=False)
 
     def _run_one_batch(self, batch: Batch, concurrent_calls: bool) -> BatchResult:
+        emit = lambda r: self._emit(self._on_retrieval, r)  # noqa: E731
         with self.metrics.batch_gauge, self._pool.acquire() as slot:
-            return run_batch(batch, slot, self.config, lambda r: self._emit(self._on_retrieval, r),
-                             concurrent_calls)
+            if self.config.retrieval_mode == "agent":
+                from runner.retrieval.agent import run_agent_batch
+
+                return run_agent_batch(batch, slot, self.config, emit)
+            return run_batch(batch, slot, self.config, emit, concurrent_calls)
 
     # -- retrieval events -----------------------------------------------------------------------
     def _preflight(self) -> bool:
@@ -253,6 +262,7 @@ class Coordinator:
             self._submit_render(chart)
 
     def _on_batch_done(self, batch: Batch, future: Future[BatchResult]) -> None:
+        self._batches_running -= 1
         self.progress.batches_done += 1
         if future.cancelled():
             return
@@ -289,6 +299,10 @@ class Coordinator:
         else:
             self.metrics.batches_ok += 1
         self.metrics.batch_ms.append(result.wall_ms)
+        self.metrics.input_tokens += result.input_tokens or 0
+        self.metrics.output_tokens += result.output_tokens or 0
+        self.metrics.max_batch_context_tokens = max(self.metrics.max_batch_context_tokens,
+                                                    result.context_tokens or 0)
         if len(self._batch_results) == len(self.request.batches):
             self.metrics.retrieval_finished = time.perf_counter()
 

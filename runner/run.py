@@ -129,6 +129,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
     check_dates(inputs.start_date, inputs.end_date)
+    if config.retrieval_mode == "agent" and not config.anthropic_api_key:
+        raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
+                         "in the config file)")
     run_id, run_dir = new_run_dir(config.output_dir)
     started_at = datetime.now(UTC)
     started = time.perf_counter()

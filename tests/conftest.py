@@ -62,10 +62,11 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def demo_tokens(demo_url: str) -> list[str]:
-    from runner.demo.data import DORMANT_INDEX, MERCHANT_COUNT  # noqa: F401 - documents the layout
     import asyncio
 
     from mcp import Client
+
+    from runner.demo.data import DORMANT_INDEX, MERCHANT_COUNT  # noqa: F401 - documents the layout
 
     async def fetch() -> list[str]:
         async with Client(demo_url) as client:

@@ -27,7 +27,7 @@ DESIGN_VARIABLES = {
 
 def test_design_variables_exist_with_their_defaults() -> None:
     config = load_config(env={})
-    by_env = {env_name(f.name): getattr(config, f.name) for f in settings()}
+    by_env = {env_name(f): getattr(config, f.name) for f in settings()}
     for variable, default in DESIGN_VARIABLES.items():
         assert by_env[variable] == default, variable
 

@@ -84,12 +84,12 @@ def test_empty_results_are_empty_data(spec, payload):
 
 def test_json_text_limits():
     with pytest.raises(ChartError, match="not valid JSON") as info:
-        decode_json_text(YOY, "<html>oops</html>")
+        decode_json_text(YOY.id, "<html>oops</html>")
     assert info.value.error_type == "bad_data"
     with pytest.raises(ChartError, match="not valid JSON"):
-        decode_json_text(YOY, '{"values": [NaN]}')
+        decode_json_text(YOY.id, '{"values": [NaN]}')
     with pytest.raises(ChartError, match="exceeds"):
-        decode_json_text(YOY, " " * (MAX_RESULT_CHARS + 1))
+        decode_json_text(YOY.id, " " * (MAX_RESULT_CHARS + 1))
 
 
 def test_labels_are_cleaned_of_control_characters():

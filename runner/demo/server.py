@@ -199,8 +199,9 @@ CHART_TOOLS = {
     "get_monthly_orders_by_user_type": ("orders_by_user_type", "Monthly orders by network, returning, new users."),
     "get_aov_by_month": ("aov_by_month", "Average order value per month."),
     "get_user_demographics": ("demographics", "Share of customers by age band, gender and card type (%)."),
-    "get_orders_by_product_type": ("orders_by_product_type", "Number of orders by product type."),
-    "get_aov_by_product_type": ("aov_by_product_type", "Average order value by product type."),
+    "get_orders_by_product_type": ("orders_by_product_type",
+                                   "Number of orders by product type (pay in 3 / pay in 4), with shares."),
+    "get_aov_by_product_type": ("aov_by_product_type", "Average order value by product type (pay in 3 / pay in 4)."),
 }
 
 _DATES_HELP = " Arguments: merchant_token (12 characters), start_date and end_date as YYYY-MM-DD."

@@ -30,14 +30,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name}")
 
 
-def decode_json_text(spec: ChartSpec, text: str) -> Any:
+def decode_json_text(what: str, text: str) -> Any:
+    """Parse JSON text from a tool or a model; `what` names the source in the error."""
     if len(text) > MAX_RESULT_CHARS:
-        raise _bad(spec, f"result of {len(text):,} characters exceeds the {MAX_RESULT_CHARS:,} limit")
+        raise ChartError("bad_data", f"{what}: result of {len(text):,} characters exceeds the "
+                                     f"{MAX_RESULT_CHARS:,} limit")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         preview = text[:60].replace("\n", " ")
-        raise _bad(spec, f"result is not valid JSON ({exc}); it starts with {preview!r}") from None
+        raise ChartError("bad_data", f"{what}: result is not valid JSON ({exc}); "
+                                     f"it starts with {preview!r}") from None
 
 
 def decode_tool_result(spec: ChartSpec, result: Any) -> Any:
@@ -51,7 +54,7 @@ def decode_tool_result(spec: ChartSpec, result: Any) -> Any:
     texts = [block.text for block in result.content or [] if getattr(block, "type", None) == "text"]
     if not texts:
         raise ChartError("empty_data", f"{spec.id}: tool {spec.tool} returned no content")
-    return decode_json_text(spec, texts[0])
+    return decode_json_text(spec.id, texts[0])
 
 
 def _text(spec: ChartSpec, value: Any, what: str) -> str:

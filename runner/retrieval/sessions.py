@@ -192,26 +192,33 @@ class Slot:
 
     async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> Any:
         """One tool call; transport failures and timeouts become ChartErrors and reset the session."""
+        self._counters.add(tool_calls=1)
+        return await self._request(f"tool {name}", lambda c: c.call_tool(name, arguments), timeout)
+
+    async def list_tools(self, timeout: float) -> list[Any]:
+        result = await self._request("tools/list", lambda c: c.list_tools(), timeout)
+        return list(result.tools)
+
+    async def _request(self, what: str, send: Callable[[Any], Awaitable[T]], timeout: float) -> T:
         from mcp import MCPError
 
         client = await self.client()
-        self._counters.add(tool_calls=1)
         try:
             async with asyncio.timeout(timeout):
-                return await client.call_tool(name, arguments)
+                return await send(client)
         except TimeoutError:
             await self.invalidate(client)
-            raise ChartError("timeout", f"tool {name} did not answer within {timeout:g}s") from None
+            raise ChartError("timeout", f"{what} did not answer within {timeout:g}s") from None
         except MCPError as exc:
             if "closed" in str(exc).lower() or "connection" in str(exc).lower():
                 await self.invalidate(client)
-                raise ChartError("server_unavailable", f"tool {name}: connection lost ({exc})") from None
-            raise ChartError("tool_error", f"tool {name} failed: {describe_exception(exc)}") from None
+                raise ChartError("server_unavailable", f"{what}: connection lost ({exc})") from None
+            raise ChartError("tool_error", f"{what} failed: {describe_exception(exc)}") from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             await self.invalidate(client)
-            raise ChartError("server_unavailable", f"tool {name}: {describe_exception(exc)}") from None
+            raise ChartError("server_unavailable", f"{what}: {describe_exception(exc)}") from None
 
 
 class SessionPool:
