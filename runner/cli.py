@@ -169,6 +169,10 @@ def charts_command(pack: str | None) -> None:
         click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.tool:<36}  {spec.title}")
 
 
+# Kept here, not imported from the server module, so `--help` does not load mcp.
+MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "series")
+
+
 @cli.command("demo-server")
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -179,12 +183,20 @@ def charts_command(pack: str | None) -> None:
 @click.option("--scale", type=click.FloatRange(0.01, 100), default=1.0, show_default=True,
               help="Multiplier of the synthetic order volume.")
 @click.option("--exit-with-parent", is_flag=True, help="Exit when stdin closes (the parent is gone).")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Fault: share of calls that fail.")
+@click.option("--hang", is_flag=True, help="Fault: chart tool calls never answer.")
+@click.option("--crash-after", type=click.IntRange(0), default=0, help="Fault: exit during the call after N calls.")
+@click.option("--malformed", type=click.Choice(MALFORMED_KINDS), default=None, help="Fault: return bad data.")
+@click.option("--fault-tool", "fault_tools", multiple=True, help="Limit faults to this tool (repeatable).")
 def demo_server_command(transport: str, host: str, port: int, latency_ms: int, scale: float,
-                        exit_with_parent: bool) -> None:
+                        exit_with_parent: bool, fail_rate: float, hang: bool, crash_after: int,
+                        malformed: str | None, fault_tools: tuple[str, ...]) -> None:
     """Run the embedded demo MCP server on its own."""
     from runner.demo.server import DemoOptions, serve
 
-    serve(transport, host, port, DemoOptions(latency_ms=latency_ms, scale=scale), exit_with_parent)
+    options = DemoOptions(latency_ms=latency_ms, scale=scale, fail_rate=fail_rate, hang=hang,
+                          crash_after=crash_after, malformed=malformed, fault_tools=fault_tools)
+    serve(transport, host, port, options, exit_with_parent)
 
 
 def main() -> None:

@@ -73,11 +73,15 @@ class RunnerConfig:
     tool_timeout_seconds: float = _setting(30.0, "float", "Timeout of one MCP tool call.", above=0)
     render_timeout_seconds: float = _setting(60.0, "float", "Timeout of one chart's render.", above=0)
     oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
+    render_worker_max_charts: int = _setting(200, "int", "Replace the render pool after this many charts "
+                                                         "per worker, so memory stays flat.", minimum=1)
     png_compress_level: int = _setting(6, "int", "zlib level of the PNGs (0-9).", minimum=0, maximum=9)
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
     server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
     server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
+    test_render_fault: str | None = _setting(None, "str", "Test only: KIND:CHART_ID (crash, segv, hang) makes "
+                                                          "that chart's render fail that way.")
     # Agent mode.
     context_token_budget: int = _setting(100_000, "int", "Agent mode: context tokens one batch may use.",
                                          minimum=1000)

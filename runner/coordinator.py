@@ -9,11 +9,13 @@ So a chart's status has one writer, and every chart ends in exactly one final st
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from runner.retrieval.sessions import SessionPool
 
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
 INTERRUPT_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
+WATCH_INTERVAL_SECONDS = 0.2  # how often hung renders are looked for
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class _Chart:
     finished_at: float | None = None
     output: RenderOutput | None = None
     crashes: int = 0
+    worker_pid: int | None = None  # the worker rendering it now, once it said so
+    render_began: float | None = None  # monotonic time its current render began
 
     def result(self, run_id: str) -> ChartResult:
         out = self.output
@@ -140,6 +145,13 @@ class Coordinator:
         self._render_futures: dict[Future[Any], tuple[str, str]] = {}
         self._render_exec: Executor | None = None
         self._render_generation = 0
+        self._pools: dict[int, ProcessPoolExecutor] = {}  # every process pool of the run, by generation
+        self._workers: dict[int, dict[int, Any]] = {}  # generation -> that pool's pid -> Process
+        self._crashed: dict[int, set[int]] = {}  # generation -> pids that died on their own
+        self._started: Any = None  # (reader, writer): workers report (pid, chart key) as a render begins
+        self._submitted_to_pool = 0
+        self._faults: dict[str, str] = {}
+        self._last_watch = 0.0
         self._batch_exec: ThreadPoolExecutor | None = None
         self._fallback_exec: ThreadPoolExecutor | None = None
         self._pool = pool
@@ -179,8 +191,10 @@ class Coordinator:
             if self.stop.is_set() and not self._stopping:
                 self._interrupt()
                 return
+            if time.monotonic() - self._last_watch >= WATCH_INTERVAL_SECONDS:
+                self._watch_renders()
             try:
-                handler, args = self._events.get(timeout=0.2) if block else self._events.get_nowait()
+                handler, args = self._events.get(timeout=WATCH_INTERVAL_SECONDS) if block else self._events.get_nowait()
             except queue.Empty:
                 if not block:
                     return
@@ -324,10 +338,12 @@ class Coordinator:
     def _start_render_pool(self) -> None:
         from runner.render import pool
 
+        self._faults = pool.parse_render_faults(self.config.test_render_fault)
         if self.config.enable_concurrent_chart_generation:
             workers = pool.worker_count(self.config.max_concurrent_charts, self.config.oversubscribe_workers)
-            self._render_exec = pool.start_process_pool(workers)
             self.metrics.workers, self.metrics.start_method = workers, pool.START_METHOD
+            self._started = pool.started_channel()
+            self._new_process_pool()
             # Start the workers now, while retrieval runs, not when the first chart arrives.
             from runner.render.worker import ready
 
@@ -337,33 +353,89 @@ class Coordinator:
             self._render_exec = pool.start_inline()
             self.metrics.workers, self.metrics.start_method = 1, "inline"
 
-    def _restart_render_pool(self) -> None:
+    def _new_process_pool(self) -> None:
         from runner.render import pool
 
-        old = self._render_exec
-        if isinstance(old, concurrent.futures.ProcessPoolExecutor):
-            old.shutdown(wait=False, cancel_futures=True)
-        self._render_exec = pool.start_process_pool(self.metrics.workers)
         self._render_generation += 1
-        self.metrics.worker_restarts += 1
-        logger.warning("render worker died; started a new pool (restart {})", self.metrics.worker_restarts)
+        executor = pool.start_process_pool(self.metrics.workers, self._started[1])
+        self._render_exec = self._pools[self._render_generation] = executor
+        self._workers[self._render_generation] = pool.worker_processes(executor)
+        self._submitted_to_pool = 0
+
+    def _restart_broken_pool(self, generation: int) -> None:
+        """Replace a broken pool once, and learn which of its workers died on their own."""
+        from runner.render import pool
+
+        if generation in self._crashed:
+            return
+        self._pools[generation].shutdown(wait=True, cancel_futures=True)  # joins workers: exit codes known
+        self._crashed[generation] = pool.crashed_pids(self._workers[generation])
+        if generation == self._render_generation and not self._stopping:
+            self._new_process_pool()
+            self.metrics.worker_restarts += 1
+            logger.warning("a render worker died; started a new pool (restart {})", self.metrics.worker_restarts)
+
+    def _recycle_pool_if_due(self) -> None:
+        """Replace the pool after `render_worker_max_charts` charts per worker (memory stays flat).
+
+        The old pool finishes what it was given, then its workers exit. Not max_tasks_per_child:
+        above 1 it hangs on Python 3.11 (cpython#115634).
+        """
+        if not self._pools or self._submitted_to_pool < self.config.render_worker_max_charts * self.metrics.workers:
+            return
+        self._render_exec.shutdown(wait=False)
+        self._new_process_pool()
+        self.metrics.pool_recycles += 1
 
     def _submit_render(self, chart: _Chart) -> None:
         from runner.render.worker import render
 
         assert self._render_exec is not None and chart.data is not None
-        task = RenderTask(chart.job, chart.data, self.config.png_compress_level)
+        self._recycle_pool_if_due()
+        fault = self._faults.get(chart.job.spec.id) if self._pools else None  # never in-process
+        task = RenderTask(chart.job, chart.data, self.config.png_compress_level, fault)
         now = time.perf_counter()
         try:
             future = self._render_exec.submit(render, task)
         except BrokenProcessPool:
-            self._restart_render_pool()
+            self._restart_broken_pool(self._render_generation)
             future = self._render_exec.submit(render, task)
+        self._submitted_to_pool += 1
         chart.submitted_at = chart.submitted_at or now
+        chart.worker_pid = chart.render_began = None
         self._render_futures[future] = chart.job.key
         self.metrics.render_submitted(now)
         self.progress.rendering += 1
         future.add_done_callback(lambda f, g=self._render_generation: self._emit(self._on_render_done, f, g))
+
+    def _note_started_renders(self) -> None:
+        if self._started is None:
+            return
+        reader = self._started[0]
+        while reader.poll():
+            pid, key = reader.recv()
+            chart = self._charts.get(tuple(key))
+            if chart is not None and chart.status == "pending":
+                chart.worker_pid, chart.render_began = pid, time.monotonic()
+
+    def _watch_renders(self) -> None:
+        """End the worker of a render that runs past its timeout; the pool then restarts."""
+        self._last_watch = time.monotonic()
+        self._note_started_renders()
+        limit = self.config.render_timeout_seconds
+        for key in set(self._render_futures.values()):
+            chart = self._charts[key]
+            if chart.status != "pending" or chart.render_began is None or chart.worker_pid is None:
+                continue
+            if self._last_watch - chart.render_began > limit:
+                try:
+                    os.kill(chart.worker_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                message = (f"{chart.job.spec.id}: render did not finish within {limit:g}s; "
+                           f"its worker (pid {chart.worker_pid}) was stopped")
+                logger.warning("{} {}", chart.job.merchant, message)
+                self._fail(chart, "timeout", message)
 
     def _on_render_done(self, future: Future[RenderOutput], generation: int) -> None:
         key = self._render_futures.pop(future, None)
@@ -386,13 +458,20 @@ class Coordinator:
             self.metrics.peak_worker_rss_mb = max(self.metrics.peak_worker_rss_mb, out.worker_rss_mb)
             self._finish(chart, "ok")
         elif isinstance(error, BrokenProcessPool):
-            chart.crashes += 1
-            if generation == self._render_generation and not self._stopping:
-                self._restart_render_pool()
+            self._restart_broken_pool(generation)
+            self._note_started_renders()
+            if chart.status != "pending" or self._stopping:
+                return
+            # Only the chart whose own worker died is to blame; charts that were queued or running
+            # beside it lost nothing but time and go again.
+            if chart.worker_pid is not None and chart.worker_pid in self._crashed[generation]:
+                chart.crashes += 1
+                logger.warning("{} {}: its render worker died (crash {} of {})", chart.job.merchant,
+                               chart.job.spec.id, chart.crashes, MAX_RENDER_CRASHES)
             if chart.crashes >= MAX_RENDER_CRASHES:
                 self._fail(chart, "worker_crashed",
                            f"{chart.job.spec.id}: render worker died {chart.crashes} times on this chart")
-            elif not self._stopping:
+            else:
                 self._submit_render(chart)
         elif isinstance(error, ChartError):
             self._fail(chart, error.error_type, error.message)
@@ -442,11 +521,15 @@ class Coordinator:
         for executor in (self._batch_exec, self._fallback_exec):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
-        render_exec = self._render_exec
-        if isinstance(render_exec, concurrent.futures.ProcessPoolExecutor):
+        from runner.render import pool
+
+        for generation, executor in self._pools.items():
             if self._stopping:
-                _terminate_workers(render_exec)
-            render_exec.shutdown(wait=True, cancel_futures=True)
+                pool.terminate_workers(self._workers[generation])
+            executor.shutdown(wait=True, cancel_futures=True)
+        if self._started is not None:
+            for end in self._started:
+                end.close()
 
     def _result(self) -> RunResult:
         run_id = self.request.run_id
@@ -467,15 +550,3 @@ class Coordinator:
             interrupted=self._stopping,
             server_unreachable=self._server_unreachable,
         )
-
-
-def _terminate_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
-    """End worker processes now: a running render cannot be cancelled any other way."""
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.terminate()
-    for process in list(processes.values()):
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()

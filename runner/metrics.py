@@ -56,6 +56,7 @@ class RunMetrics:
     render_in_flight: int = 0
     peak_concurrent_renders: int = 0
     worker_restarts: int = 0
+    pool_recycles: int = 0
     render_ms: list[float] = field(default_factory=list)
     cpu_ms: float = 0.0
     peak_worker_rss_mb: float = 0.0
@@ -110,6 +111,7 @@ class RunMetrics:
                 "charts_rendered": self.charts_rendered,
                 "peak_concurrent_renders": self.peak_concurrent_renders,
                 "worker_restarts": self.worker_restarts,
+                "pool_recycles": self.pool_recycles,
                 "p50_render_ms": percentile(self.render_ms, 50),
                 "p95_render_ms": percentile(self.render_ms, 95),
                 "cpu_ms": round(self.cpu_ms, 1),

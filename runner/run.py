@@ -132,6 +132,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
+    from runner.render.pool import parse_render_faults
+
+    parse_render_faults(config.test_render_fault)  # a bad value is a usage error, before any work
     run_id, run_dir = new_run_dir(config.output_dir)
     started_at = datetime.now(UTC)
     started = time.perf_counter()

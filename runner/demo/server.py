@@ -8,6 +8,10 @@ and learn the real port.
 from __future__ import annotations
 
 import calendar
+import itertools
+import json
+import os
+import random
 import re
 import socket
 import sqlite3
@@ -20,6 +24,7 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
 
 from runner.demo.data import AGE_BANDS, build_database
 
@@ -33,6 +38,13 @@ _USER_NAMES = {"network": "Network", "returning": "Returning", "new": "New"}
 class DemoOptions:
     latency_ms: int = 0
     scale: float = 1.0
+    # Fault injection, for tests and drills. `fault_tools` limits the faults to those chart
+    # tools (empty: every chart tool); list_merchants is never faulted.
+    fail_rate: float = 0.0  # this share of calls raise a tool error (seeded, so repeatable)
+    hang: bool = False  # calls never answer
+    crash_after: int = 0  # the server process exits during the call after this many calls
+    malformed: str | None = None  # one of cli.MALFORMED_KINDS
+    fault_tools: tuple[str, ...] = ()
 
 
 def _month(text: str, name: str) -> str:
@@ -207,9 +219,47 @@ CHART_TOOLS = {
 _DATES_HELP = " Arguments: merchant_token (12 characters), start_date and end_date as YYYY-MM-DD."
 
 
+def malformed_result(kind: str, good: dict[str, Any]) -> CallToolResult:
+    """A deliberately bad answer of the given kind, built from a good one."""
+    def text(body: str) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=body)])
+
+    def scaled(factor: float) -> dict[str, Any]:
+        def walk(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: walk(v) if k in ("values", "series", "groups") else v for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return value * factor
+            return value
+        return walk(good)
+
+    if kind == "text":
+        return text("<html><body>502 Bad Gateway</body></html>")
+    if kind == "shape":
+        return text(json.dumps({"rows": [[1, 2], [3, 4]], "note": "not a chart"}))
+    if kind == "nan":
+        return text(json.dumps({**good, "values": [float("nan")] * 2, "series": [
+            {"name": "x", "values": [float("inf")] * len(good.get("labels") or [0])}]}))
+    if kind == "negative":
+        return text(json.dumps(scaled(-1)))
+    if kind == "percent":
+        return text(json.dumps(scaled(0.5)))
+    if kind == "huge":
+        return text(json.dumps({"labels": ["x" * 100] * 500_000}))  # about 50 MB
+    if kind == "series":
+        labels = good.get("labels") or ["a"]
+        return text(json.dumps({"labels": labels, "series": [
+            {"name": f"s{i}", "values": [1] * len(labels)} for i in range(5000)]}))
+    raise ValueError(kind)
+
+
 def build_server(options: DemoOptions, warehouse: Warehouse | None = None) -> MCPServer:
     warehouse = warehouse or Warehouse(build_database(options.scale))
     app = MCPServer("runner-demo-warehouse", log_level="ERROR")
+    faults = random.Random(7)
+    calls = itertools.count(1)
 
     async def pause() -> None:
         if options.latency_ms:
@@ -222,10 +272,22 @@ def build_server(options: DemoOptions, warehouse: Warehouse | None = None) -> MC
 
     def add_chart_tool(tool_name: str, method_name: str, description: str) -> None:
         method = getattr(warehouse, method_name)
+        faulted = not options.fault_tools or tool_name in options.fault_tools
 
-        async def chart_tool(merchant_token: str, start_date: str, end_date: str) -> dict[str, Any]:
+        async def chart_tool(merchant_token: str, start_date: str, end_date: str) -> CallToolResult:
             await pause()
-            return method(merchant_token, start_date, end_date)
+            if faulted:
+                if options.crash_after and next(calls) > options.crash_after:
+                    os._exit(3)
+                if options.hang:
+                    await anyio.sleep_forever()
+                if options.fail_rate and faults.random() < options.fail_rate:
+                    raise ToolError("injected failure: the warehouse is temporarily unavailable")
+            data = method(merchant_token, start_date, end_date)
+            if faulted and options.malformed:
+                return malformed_result(options.malformed, data)
+            # The same JSON as structured content and as text, for clients that read either.
+            return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structured_content=data)
 
         app.add_tool(chart_tool, name=tool_name, description=description + _DATES_HELP)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 from loguru import logger
+
+from runner.errors import UsageError
 
 # What every worker needs, imported once in the forkserver and inherited by each worker.
 PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker"]
@@ -36,12 +39,62 @@ def worker_count(requested: int, oversubscribe: bool) -> int:
     return requested
 
 
-def start_process_pool(workers: int) -> ProcessPoolExecutor:
-    from runner.render.worker import init_worker
-
+def _context() -> Any:
     context = multiprocessing.get_context(START_METHOD)
     context.set_forkserver_preload(PRELOAD)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+    return context
+
+
+def started_channel() -> tuple[Any, Any]:
+    """(reader, writer) of a pipe where workers say which chart they begin, so a crash or a
+    hang is pinned on its own chart. A pipe, not a queue: a small message is one atomic
+    write with no lock, so a worker killed at any moment cannot leave it locked or torn."""
+    return _context().Pipe(duplex=False)
+
+
+def start_process_pool(workers: int, started: Any = None) -> ProcessPoolExecutor:
+    from runner.render.worker import init_worker
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=init_worker,
+                               initargs=(started,))
+
+
+def worker_processes(executor: ProcessPoolExecutor) -> dict[int, Any]:
+    """The pool's live pid -> Process map; taken at start, since shutdown() drops the reference."""
+    return executor._processes  # type: ignore[attr-defined,return-value]
+
+
+def crashed_pids(processes: dict[int, Any]) -> set[int]:
+    """Workers of a shut-down pool that died on their own (not ended by the pool itself)."""
+    return {pid for pid, process in processes.items()
+            if process.exitcode is not None and process.exitcode not in (0, -signal.SIGTERM)}
+
+
+def terminate_workers(processes: dict[int, Any]) -> None:
+    """End worker processes now: a running render cannot be cancelled any other way."""
+    processes = list(processes.values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+
+
+FAULT_KINDS = ("crash", "segv", "hang")
+
+
+def parse_render_faults(text: str | None) -> dict[str, str]:
+    """`crash:chart_id,hang:other_id` -> {chart_id: kind}; a test-only hook (see render.worker)."""
+    faults: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        kind, _, chart_id = item.partition(":")
+        if kind not in FAULT_KINDS or not chart_id:
+            raise UsageError(f"invalid SCALAPAY_TEST_RENDER_FAULT item {item!r}: expected KIND:CHART_ID "
+                             f"with KIND one of {', '.join(FAULT_KINDS)}")
+        faults[chart_id] = kind
+    return faults
 
 
 def start_inline() -> InlineExecutor:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import resource
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,9 +28,24 @@ from runner.render.draw import STYLE, draw_chart  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
 
+# Set in pool workers: the pipe where (pid, chart key) is sent as each render begins.
+_started: Any = None
 
-def init_worker() -> None:
+
+def init_worker(started: Any = None) -> None:
+    global _started
     matplotlib.rcParams.update(STYLE)
+    _started = started
+
+
+def _inject_fault(kind: str) -> None:
+    """The test-only hook: die or hang the way real workers do (exit, segfault, a stuck call)."""
+    if kind == "crash":
+        os._exit(70)
+    if kind == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if kind == "hang":
+        time.sleep(3600)
 
 
 def _peak_rss_mb() -> float:
@@ -53,6 +70,10 @@ def write_png(fig: Figure, path: Path, compress_level: int) -> bytes:
 def render(task: RenderTask) -> RenderOutput:
     started, cpu_started = time.perf_counter(), time.process_time()
     job = task.job
+    if _started is not None:
+        _started.send((os.getpid(), job.key))
+    if task.fault:
+        _inject_fault(task.fault)
     try:
         fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
         FigureCanvasAgg(fig)
