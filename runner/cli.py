@@ -106,7 +106,7 @@ def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_da
     from runner.jobs import check_merchant_token
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
-    from runner.run import DEFAULT_END, DEFAULT_START, EXIT_INTERNAL, JobInputs, check_dates, execute
+    from runner.run import DEFAULT_END, DEFAULT_START, EXIT_INTERNAL, EXIT_INTERRUPTED, JobInputs, check_dates, execute
 
     try:
         config = _config_from(options)
@@ -126,15 +126,19 @@ def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_da
         check_dates(inputs.start_date, inputs.end_date)
         live = stderr_is_terminal() and not quiet and config.log_format == "human"
         outcome = execute(config, inputs, progress_live=live)
+        click.echo(str(outcome.report_path))
     except UsageError as exc:
         _fail_usage(str(exc))
         return
+    except KeyboardInterrupt:
+        # Only outside the run itself: while it runs, a signal asks it to stop and report.
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception:
         from loguru import logger
 
         logger.exception("internal error")
         sys.exit(EXIT_INTERNAL)
-    click.echo(str(outcome.report_path))
     sys.exit(outcome.exit_code)
 
 

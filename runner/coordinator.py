@@ -281,9 +281,11 @@ class Coordinator:
         if future.cancelled():
             return
         error = future.exception()
+        if isinstance(error, concurrent.futures.CancelledError):
+            return  # its calls were cancelled by a stop: its charts are cancelled with the rest
         if error is not None:
             error_type = error.error_type if isinstance(error, ChartError) else "internal"
-            if not isinstance(error, ChartError | concurrent.futures.CancelledError):
+            if not isinstance(error, ChartError):
                 logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
             result = BatchResult(batch.batch_id, batch.merchant, ",".join(j.spec.id for j in batch.jobs),
                                  "failed", 1, "", 0.0, error_type=error_type, error=str(error)[:300])
@@ -456,6 +458,8 @@ class Coordinator:
             self.metrics.render_ms.append(out.render_ms)
             self.metrics.cpu_ms += out.cpu_ms
             self.metrics.peak_worker_rss_mb = max(self.metrics.peak_worker_rss_mb, out.worker_rss_mb)
+            logger.debug("{} {} rendered in {:.0f} ms by pid {}", chart.job.merchant, chart.job.spec.id,
+                         out.render_ms, out.worker_pid)
             self._finish(chart, "ok")
         elif isinstance(error, BrokenProcessPool):
             self._restart_broken_pool(generation)
@@ -530,6 +534,11 @@ class Coordinator:
         if self._started is not None:
             for end in self._started:
                 end.close()
+        if self._pools:
+            # A worker killed mid-write (crashed, timed out, or ended beside one that did) leaves
+            # its temporary file; every worker is gone now, so none of these is being written.
+            folders = {Path(chart.job.output).parent for chart in self._charts.values()}
+            pool.remove_partial_pngs(folders)
 
     def _result(self) -> RunResult:
         run_id = self.request.run_id

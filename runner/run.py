@@ -152,53 +152,60 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         for pool in pools:
             pool.cancel_all()
 
-    with ExitStack() as stack:
-        stack.enter_context(_stop_on_signals(request_stop))
-        if config.server_url or config.server_command:
-            target = ServerTarget.from_settings(config.server_url, config.server_command)
-        else:
-            from runner.demo.launch import embedded_server
+    # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
+    # loses the report or leaves the server running.
+    with _stop_on_signals(request_stop):
+        with ExitStack() as stack:
+            if config.server_url or config.server_command:
+                target = ServerTarget.from_settings(config.server_url, config.server_command)
+            else:
+                from runner.demo.launch import embedded_server
 
-            url, server_pid = stack.enter_context(
-                embedded_server(run_dir / "demo-server.log", inputs.demo_server_args))
-            target = ServerTarget(url=url)
-        logger.info("MCP server: {}", target.describe())
-        errlog = stack.enter_context(open(run_dir / "server-stderr.log", "a", encoding="utf-8"))
-        concurrent = config.enable_concurrent_data_retrieval
-        pool = SessionPool(target, config.max_concurrent_batches if concurrent else 1,
-                           open_timeout=config.tool_timeout_seconds, errlog=errlog)
-        pools.append(pool)
-        stack.callback(pool.close)
-        if not merchants:
-            try:
-                merchants = _default_merchants(pool, config)
-                logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
-            except ChartError as exc:
-                unreachable_reason = exc.message
-                logger.error("cannot list merchants: {}", exc.message)
-            except concurrent_futures.CancelledError:
-                logger.warning("interrupted before the merchant list arrived")
-        if unreachable_reason is None and not stop.is_set():
-            batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
-                                   run_dir, config.batch_size)
-            request = RunRequest(run_id, run_dir, merchants, inputs.charts, inputs.start_date,
-                                 inputs.end_date, batches)
-            progress = Progress()
-            reporter = ProgressReporter(live=progress_live)
-            if progress_live:
-                from runner.logs import setup_logging
+                url, server_pid = stack.enter_context(
+                    embedded_server(run_dir / "demo-server.log", inputs.demo_server_args))
+                target = ServerTarget(url=url)
+            logger.info("MCP server: {}", target.describe())
+            errlog = stack.enter_context(open(run_dir / "server-stderr.log", "a", encoding="utf-8"))
+            concurrent = config.enable_concurrent_data_retrieval
+            pool = SessionPool(target, config.max_concurrent_batches if concurrent else 1,
+                               open_timeout=config.tool_timeout_seconds, errlog=errlog)
+            pools.append(pool)
+            stack.callback(pool.close)
+            if not merchants:
+                try:
+                    merchants = _default_merchants(pool, config)
+                    logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
+                except ChartError as exc:
+                    unreachable_reason = exc.message
+                    logger.error("cannot list merchants: {}", exc.message)
+                except concurrent_futures.CancelledError:
+                    logger.warning("interrupted before the merchant list arrived")
+            if unreachable_reason is None and not stop.is_set():
+                batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
+                                       run_dir, config.batch_size)
+                request = RunRequest(run_id, run_dir, merchants, inputs.charts, inputs.start_date,
+                                     inputs.end_date, batches)
+                progress = Progress()
+                reporter = ProgressReporter(live=progress_live)
+                if progress_live:
+                    from runner.logs import setup_logging
 
-                setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
-            progress.listeners.append(reporter)
-            coordinator = Coordinator(config, request, pool, progress, stop)
-            with reporter:
-                result = coordinator.run()
+                    setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
+                progress.listeners.append(reporter)
+                coordinator = Coordinator(config, request, pool, progress, stop)
+                with reporter:
+                    result = coordinator.run()
+            logger.debug("run finished; the server and sessions are closing")
 
-    finished_at = datetime.now(UTC)
-    report = build_report(config, run_id, run_dir, inputs, merchants, started_at, finished_at,
-                          (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
-    report["run"]["server_pid"] = server_pid
-    path = write_report(run_dir, report, inputs.write_csv)
+        def finish() -> tuple[Path, dict[str, Any]]:
+            report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
+                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
+            report["run"]["server_pid"] = server_pid
+            return write_report(run_dir, report, inputs.write_csv), report
+
+        path, report = finish()
+        if stop.is_set() and report["run"]["status"] != "interrupted":
+            path, report = finish()  # the stop came while the report was written: say so in it
     log_closing_block(report)
     return RunOutcome(path, report["run"]["exit_code"], report)
 
@@ -223,7 +230,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
     charts = [asdict(c) for c in result.charts] if result else []
     counts = {status: sum(1 for c in charts if c["status"] == status)
               for status in ("ok", "failed", "skipped", "cancelled")}
-    interrupted = result.interrupted if result else stop_requested
+    interrupted = stop_requested or bool(result and result.interrupted)
     unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
     status, code = exit_code_for(len(charts), counts["ok"], interrupted, unreachable)
     metrics = result.metrics if result else RunMetrics().as_report(0, 0)

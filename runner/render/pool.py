@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -80,6 +82,14 @@ def terminate_workers(processes: dict[int, Any]) -> None:
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
+
+
+def remove_partial_pngs(folders: Iterable[Path]) -> None:
+    from runner.render.worker import TEMP_PATTERN
+
+    for folder in folders:
+        for partial in folder.glob(TEMP_PATTERN):
+            partial.unlink(missing_ok=True)
 
 
 FAULT_KINDS = ("crash", "segv", "hang")

@@ -27,6 +27,7 @@ from runner.jobs import RenderOutput, RenderTask  # noqa: E402
 from runner.render.draw import STYLE, draw_chart  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
+TEMP_PATTERN = ".*.png.*.tmp"  # what write_png names its temporary files
 
 # Set in pool workers: the pipe where (pid, chart key) is sent as each render begins.
 _started: Any = None
@@ -36,6 +37,10 @@ def init_worker(started: Any = None) -> None:
     global _started
     matplotlib.rcParams.update(STYLE)
     _started = started
+    if started is not None:
+        # A pool worker: Ctrl-C reaches the whole process group, but only the coordinator decides
+        # what stops; it ends workers itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _inject_fault(kind: str) -> None:

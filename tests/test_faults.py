@@ -1,0 +1,317 @@
+"""The fault suite: every fault, bad input and interruption through the real CLI in a subprocess,
+against the real demo MCP server (with its fault-injection options) and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runner.charts import BUILTIN_PACK
+from tests.conftest import REPO, _clean_env, run_cli, validate_report
+from tests.test_cli_run import CHART_IDS, assert_no_processes_left
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def server_args(*args: str) -> list[str]:
+    return [f"--demo-server-arg={a}" for a in args]
+
+
+def check_report(result, merchants: list[str] | None = None, chart_ids: list[str] = CHART_IDS) -> dict:
+    """Every requested chart exactly once, schema-valid, no partial files, no process left."""
+    assert result.report is not None, result.stderr[-3000:]
+    report = result.report
+    validate_report(report)
+    listed = Counter((c["merchant"], c["chart_id"]) for c in report["charts"])
+    merchants = merchants or sorted({m for m, _ in listed})
+    assert listed == Counter((m, c) for m in merchants for c in chart_ids)
+    run_dir = result.report_path.parent
+    leftovers = [p for p in run_dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert not leftovers, leftovers
+    assert_no_processes_left(report)
+    return report
+
+
+def statuses(report: dict) -> dict[str, tuple[str, str | None]]:
+    return {f'{c["merchant"]}:{c["chart_id"]}': (c["status"], c["error_type"]) for c in report["charts"]}
+
+
+def by_chart(report: dict) -> dict[str, set[tuple[str, str | None]]]:
+    out: dict[str, set] = {}
+    for chart in report["charts"]:
+        out.setdefault(chart["chart_id"], set()).add((chart["status"], chart["error_type"]))
+    return out
+
+
+# -- render workers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["crash", "segv"])
+def test_a_chart_that_kills_its_worker_twice_fails_alone(kind, tmp_path, demo_url, demo_tokens):
+    merchants = demo_tokens[:2]
+    result = run_cli(["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]], tmp_path,
+                     env={"SCALAPAY_TEST_RENDER_FAULT": f"{kind}:aov_by_month"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = check_report(result, merchants)
+    charts = by_chart(report)
+    assert charts.pop("aov_by_month") == {("failed", "worker_crashed")}
+    assert all(value == {("ok", None)} for value in charts.values()), charts
+    assert report["metrics"]["render"]["worker_restarts"] == 4  # two crashes per merchant's chart
+
+
+def test_a_hung_render_times_out_and_the_pool_recovers(tmp_path, demo_url, demo_tokens):
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--render-timeout-seconds", "2"],
+                     tmp_path, env={"SCALAPAY_TEST_RENDER_FAULT": "hang:user_demographics"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = check_report(result, [demo_tokens[0]])
+    charts = by_chart(report)
+    assert charts.pop("user_demographics") == {("failed", "timeout")}
+    assert all(value == {("ok", None)} for value in charts.values()), charts
+    assert report["metrics"]["render"]["worker_restarts"] == 1
+
+
+def test_workers_are_recycled(tmp_path, demo_url, demo_tokens):
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[1], "--render-worker-max-charts", "1"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = check_report(result, [demo_tokens[1]])
+    # One chart per worker, two workers: a new pool every two charts, and many distinct workers.
+    assert report["metrics"]["render"]["pool_recycles"] >= 2
+    assert len({c["worker_pid"] for c in report["charts"]}) >= 4
+
+
+# -- MCP server faults --------------------------------------------------------------------------
+
+
+def test_flaky_tool_calls_are_retried(tmp_path):
+    # Calls from two threads share the server's seeded generator, so the failures vary run to run;
+    # with 5 tries and a fallback of 5 more, a chart still fails with odds of 0.3**10.
+    result = run_cli([*server_args("--fail-rate=0.3"), "--retry-attempts", "4"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = check_report(result)
+    assert all(c["status"] == "ok" for c in report["charts"])
+    assert report["metrics"]["retrieval"]["batch_retries"] > 0
+    assert max(c["attempts"] for c in report["charts"]) > 1
+
+
+def test_a_tool_that_stops_answering_times_out(tmp_path):
+    result = run_cli([*server_args("--hang", "--fault-tool=get_aov_by_month"), "--tool-timeout-seconds", "1",
+                      "--retry-attempts", "1", "--charts", "aov_by_month,user_demographics"], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = check_report(result, chart_ids=["aov_by_month", "user_demographics"])
+    charts = by_chart(report)
+    assert charts == {"aov_by_month": {("failed", "timeout")}, "user_demographics": {("ok", None)}}
+    assert report["metrics"]["retrieval"]["sequential_fallbacks"] >= 1
+
+
+def test_a_server_that_dies_mid_run(tmp_path):
+    # One call at a time, so the four calls before the crash have all answered.
+    result = run_cli([*server_args("--crash-after=4"), "--max-concurrent-batches", "1", "--batch-size", "1"], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = check_report(result)
+    counts = Counter(c["status"] for c in report["charts"])
+    assert counts["ok"] == 4 and counts["failed"] == 17
+    assert {c["error_type"] for c in report["charts"] if c["status"] == "failed"} == {"server_unavailable"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_server_fails_fast_with_exit_4_and_no_secret(tmp_path):
+    secret = "s3cr3t-token-value"
+    url = f"http://user:{secret}@127.0.0.1:{_closed_port()}/mcp?api_token={secret}"
+    started = time.monotonic()
+    result = run_cli(["--server-url", url, "--merchant", "AAAAAAAAAAAA"], tmp_path)
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert time.monotonic() - started < 30
+    report = check_report(result, ["AAAAAAAAAAAA"])
+    assert {(c["status"], c["error_type"]) for c in report["charts"]} == {("failed", "server_unavailable")}
+    assert report["run"]["status"] == "failed"
+    assert secret not in result.stderr + result.stdout + result.report_path.read_text()
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert errors and "127.0.0.1" in errors[0]
+
+
+# -- bad data from tools ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "tool", "chart_id"),
+    [
+        ("text", "get_aov_by_month", "aov_by_month"),
+        ("shape", "get_aov_by_month", "aov_by_month"),
+        ("nan", "get_monthly_orders_by_user_type", "orders_by_user_type"),
+        ("negative", "get_orders_by_product_type", "orders_by_product_type"),
+        ("percent", "get_user_demographics", "user_demographics"),
+        ("huge", "get_aov_by_month", "aov_by_month"),
+        ("series", "get_monthly_orders_by_user_type", "orders_by_user_type"),
+    ],
+)
+def test_bad_data_fails_only_its_chart(kind, tool, chart_id, tmp_path):
+    other = "aov_by_product_type"
+    result = run_cli([*server_args(f"--malformed={kind}", f"--fault-tool={tool}"), "--charts",
+                      f"{chart_id},{other}", "--max-concurrent-charts", "1"], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = check_report(result, chart_ids=[chart_id, other])
+    assert by_chart(report) == {chart_id: {("failed", "bad_data")}, other: {("ok", None)}}
+    assert report["metrics"]["retrieval"]["batch_retries"] == 0  # bad data is not retried
+
+
+# -- bad input from users -----------------------------------------------------------------------
+
+
+def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    config = tmp_path / "bad.toml"
+    config.write_text("batch_size = [")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nobody\n\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    return [
+        (["--config", str(config)], "not valid TOML"),
+        (["--charts", "aov_by_month,no_such_chart"], "no_such_chart"),
+        (["--merchants-file", str(empty)], "lists no merchant tokens"),
+        (["--merchants-file", str(tmp_path / "missing.txt")], "does not exist"),
+        (["--merchants-file", str(tmp_path)], "cannot be read"),
+        (["--merchant", "abc\x1b[2Jdef"], "control characters"),
+        (["--merchant", "x" * 10_000], "too long"),
+        (["--start-date", "2025-06-01", "--end-date", "2025-01-01"], "after"),
+        (["--start-date", "2025-02-30"], "2025-02-30"),
+        (["--output-dir", str(blocker / "sub")], "not writable"),
+        (["--pack", str(config)], "bad.toml"),
+        (["--retrieval", "agnet"], "agnet"),
+    ]
+
+
+def test_bad_user_input_exits_2_naming_the_problem(tmp_path):
+    for args, expected in _bad_inputs(tmp_path):
+        result = run_cli(args, tmp_path, output_dir="--output-dir" not in args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, lines)
+        assert "Traceback" not in result.stderr
+        assert not (tmp_path / "out").exists(), args  # stopped before any work
+
+
+# -- interruption -------------------------------------------------------------------------------
+
+
+def _start(args: list[str], tmp_path: Path, env: dict[str, str] | None = None):
+    stderr_path = tmp_path / "stderr.log"
+    command = [sys.executable, "-m", "runner", *args, "--output-dir", str(tmp_path / "out"), "--verbose"]
+    # Its own process group, like a terminal job: Ctrl-C there reaches every process in the group.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
+                            env=_clean_env(env), cwd=REPO, stdin=subprocess.DEVNULL, process_group=0)
+    return proc, stderr_path
+
+
+def _wait_for(proc, stderr_path: Path, text: str, timeout: float = 60) -> set[int]:
+    """Wait until stderr shows `text`; returns every descendant pid seen meanwhile."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.update(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            break
+        if text in stderr_path.read_text():
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared:\n{stderr_path.read_text()[-3000:]}")
+
+
+def _still_running(pids: set[int], grace: float = 5.0) -> list[str]:
+    """Command lines of `pids` still alive after `grace` seconds (helpers like the resource
+    tracker exit a moment after the runner does)."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                process = psutil.Process(pid)
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(" ".join(process.cmdline())[:200])
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _finish(proc, stderr_path: Path, seen: set[int]):
+    stdout, _ = proc.communicate(timeout=60)
+    stderr = stderr_path.read_text()
+    path = Path(stdout.strip().splitlines()[-1])
+    assert not _still_running(seen), f"processes left: {_still_running(seen)}"
+    import json
+
+    class Result:
+        pass
+
+    result = Result()
+    result.returncode, result.stderr, result.stdout = proc.returncode, stderr, stdout
+    result.report_path, result.report = path, json.loads(path.read_text())
+    return result
+
+
+@pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, True), (signal.SIGINT, False),
+                                                 (signal.SIGTERM, False)])
+def test_interrupt_during_retrieval(signum, whole_group, tmp_path):
+    proc, stderr_path = _start([*server_args("--latency-ms=1500")], tmp_path)
+    seen = _wait_for(proc, stderr_path, "call get_")
+    if whole_group:  # Ctrl-C at a terminal
+        os.killpg(proc.pid, signum)
+    else:  # kill PID, or a scheduler stopping the job
+        proc.send_signal(signum)
+    result = _finish(proc, stderr_path, seen)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    report = check_report(result)
+    assert report["run"]["status"] == "interrupted"
+    assert {c["status"] for c in report["charts"]} == {"cancelled"}
+    assert {b["status"] for b in report["batches"]} <= {"cancelled", "failed", "ok", "partial"}
+
+
+def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_url, demo_tokens):
+    proc, stderr_path = _start(["--merchant", demo_tokens[0]], tmp_path)  # with its embedded server
+    seen = _wait_for(proc, stderr_path, "server and sessions are closing")
+    proc.send_signal(signal.SIGINT)
+    result = _finish(proc, stderr_path, seen)
+    assert result.returncode == 130, result.stderr[-3000:]
+    report = check_report(result, [demo_tokens[0]])
+    assert report["run"]["status"] == "interrupted" and report["run"]["exit_code"] == 130
+    assert {c["status"] for c in report["charts"]} == {"ok"}  # finished work stays finished
+
+
+def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
+    proc, stderr_path = _start(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
+                               env={"SCALAPAY_TEST_RENDER_FAULT": "hang:user_demographics"})
+    seen = _wait_for(proc, stderr_path, "rendered in")
+    time.sleep(1.0)  # let the other charts finish; the hung one never will
+    seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+    proc.send_signal(signal.SIGTERM)
+    result = _finish(proc, stderr_path, seen)
+    assert result.returncode == 130, result.stderr[-3000:]
+    report = check_report(result, [demo_tokens[0]])
+    charts = statuses(report)
+    assert charts.pop(f"{demo_tokens[0]}:user_demographics") == ("cancelled", "cancelled")
+    assert set(charts.values()) <= {("ok", None), ("cancelled", "cancelled")}
+    assert ("ok", None) in charts.values()
+    for chart in report["charts"]:
+        if chart["status"] == "ok":
+            assert Path(chart["output"]).stat().st_size == chart["bytes"]
+        else:
+            assert chart["output"] is None
+    assert len(BUILTIN_PACK) == 7
