@@ -75,7 +75,8 @@ class RunnerConfig:
     oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
     render_worker_max_charts: int = _setting(200, "int", "Replace the render pool after this many charts "
                                                          "per worker, so memory stays flat.", minimum=1)
-    png_compress_level: int = _setting(6, "int", "zlib level of the PNGs (0-9).", minimum=0, maximum=9)
+    png_compress_level: int = _setting(1, "int", "zlib level of the PNGs (0-9; 1 is fastest, 9 smallest).",
+                                       minimum=0, maximum=9)
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
     server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
     server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")

@@ -12,6 +12,7 @@ from runner.demo.data import build_database
 from runner.demo.server import CHART_TOOLS, Warehouse
 from runner.errors import ChartError
 from runner.jobs import ChartJob, RenderTask, plan_batches, safe_part
+from runner.render import worker
 from runner.render.worker import init_worker, render
 from runner.retrieval.parse import chart_data_from_json
 
@@ -35,6 +36,29 @@ def test_each_builtin_chart_renders_a_1600x900_png(spec, warehouse, tmp_path):
         assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
     assert out.bytes == Path(out.output).stat().st_size
     assert [p.name for p in (tmp_path / token).iterdir()] == [f"{spec.id}.png"]  # no temporary files left
+
+
+def _job_and_data(warehouse: Warehouse, spec, token: str, folder: Path):
+    method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
+    data = chart_data_from_json(spec, token, method(token, "2024-01-01", "2025-12-31"))
+    return ChartJob(token, spec, "2024-01-01", "2025-12-31", str(folder / token / f"{spec.id}.png")), data
+
+
+def test_a_reused_figure_gives_the_same_png_as_a_new_one(warehouse, tmp_path):
+    """Workers draw each layout on one figure, cleared between charts: the PNG must not change."""
+    init_worker()
+    first, second = (m["token"] for m in warehouse.merchants()[:2])
+    fresh = {}
+    for spec in BUILTIN_PACK:
+        worker._canvases.clear()
+        fresh[spec.id] = render(RenderTask(*_job_and_data(warehouse, spec, second, tmp_path / "fresh"), 1)).sha256
+    worker._canvases.clear()
+    for spec in BUILTIN_PACK:  # every layout drawn once for another merchant, so all are reused below
+        render(RenderTask(*_job_and_data(warehouse, spec, first, tmp_path / "warm"), 1))
+    reused = {spec.id: render(RenderTask(*_job_and_data(warehouse, spec, second, tmp_path / "reused"), 1)).sha256
+              for spec in reversed(BUILTIN_PACK)}
+    assert len(worker._canvases) == len({(s.kind, 3 if s.kind == "breakdown" else 1) for s in BUILTIN_PACK})
+    assert reused == fresh
 
 
 def test_a_failed_render_leaves_no_file(warehouse, tmp_path):
