@@ -186,19 +186,21 @@ MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "serie
               help="Delay added to every tool call, standing in for a warehouse.")
 @click.option("--scale", type=click.FloatRange(0.01, 100), default=1.0, show_default=True,
               help="Multiplier of the synthetic order volume.")
+@click.option("--merchants", "merchant_count", type=click.IntRange(24, 5000), default=24, show_default=True,
+              help="Merchants in the data set, for scale runs (the first 24 never change).")
 @click.option("--exit-with-parent", is_flag=True, help="Exit when stdin closes (the parent is gone).")
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Fault: share of calls that fail.")
 @click.option("--hang", is_flag=True, help="Fault: chart tool calls never answer.")
 @click.option("--crash-after", type=click.IntRange(0), default=0, help="Fault: exit during the call after N calls.")
 @click.option("--malformed", type=click.Choice(MALFORMED_KINDS), default=None, help="Fault: return bad data.")
 @click.option("--fault-tool", "fault_tools", multiple=True, help="Limit faults to this tool (repeatable).")
-def demo_server_command(transport: str, host: str, port: int, latency_ms: int, scale: float,
+def demo_server_command(transport: str, host: str, port: int, latency_ms: int, scale: float, merchant_count: int,
                         exit_with_parent: bool, fail_rate: float, hang: bool, crash_after: int,
                         malformed: str | None, fault_tools: tuple[str, ...]) -> None:
     """Run the embedded demo MCP server on its own."""
     from runner.demo.server import DemoOptions, serve
 
-    options = DemoOptions(latency_ms=latency_ms, scale=scale, fail_rate=fail_rate, hang=hang,
+    options = DemoOptions(latency_ms=latency_ms, scale=scale, merchants=merchant_count, fail_rate=fail_rate, hang=hang,
                           crash_after=crash_after, malformed=malformed, fault_tools=fault_tools)
     serve(transport, host, port, options, exit_with_parent)
 

@@ -146,7 +146,8 @@ class Coordinator:
         self._render_exec: Executor | None = None
         self._render_generation = 0
         self._pools: dict[int, ProcessPoolExecutor] = {}  # every process pool of the run, by generation
-        self._workers: dict[int, dict[int, Any]] = {}  # generation -> that pool's pid -> Process
+        self._workers: dict[int, dict[int, Any]] = {}  # generation -> that pool's pid -> Process, while any runs
+        self._exit_codes: dict[int, dict[int, int | None]] = {}  # generation -> pid -> exit code, once all ended
         self._crashed: dict[int, set[int]] = {}  # generation -> pids that died on their own
         self._started: Any = None  # (reader, writer): workers report (pid, chart key) as a render begins
         self._submitted_to_pool = 0
@@ -346,11 +347,6 @@ class Coordinator:
             self.metrics.workers, self.metrics.start_method = workers, pool.START_METHOD
             self._started = pool.started_channel()
             self._new_process_pool()
-            # Start the workers now, while retrieval runs, not when the first chart arrives.
-            from runner.render.worker import ready
-
-            for _ in range(workers):
-                self._render_exec.submit(ready)
         else:
             self._render_exec = pool.start_inline()
             self.metrics.workers, self.metrics.start_method = 1, "inline"
@@ -370,8 +366,11 @@ class Coordinator:
 
         if generation in self._crashed:
             return
-        self._pools[generation].shutdown(wait=True, cancel_futures=True)  # joins workers: exit codes known
-        self._crashed[generation] = pool.crashed_pids(self._workers[generation])
+        if generation in self._pools:
+            self._pools[generation].shutdown(wait=True, cancel_futures=True)  # joins workers: exit codes known
+        if generation not in self._exit_codes:
+            self._exit_codes[generation] = pool.exit_codes(self._workers[generation])
+        self._crashed[generation] = pool.crashed_pids(self._exit_codes[generation])
         if generation == self._render_generation and not self._stopping:
             self._new_process_pool()
             self.metrics.worker_restarts += 1
@@ -383,7 +382,8 @@ class Coordinator:
         The old pool finishes what it was given, then its workers exit. Not max_tasks_per_child:
         above 1 it hangs on Python 3.11 (cpython#115634).
         """
-        if not self._pools or self._submitted_to_pool < self.config.render_worker_max_charts * self.metrics.workers:
+        due = self.config.render_worker_max_charts * self.metrics.workers
+        if not self._render_generation or self._submitted_to_pool < due:
             return
         self._render_exec.shutdown(wait=False)
         self._new_process_pool()
@@ -394,7 +394,7 @@ class Coordinator:
 
         assert self._render_exec is not None and chart.data is not None
         self._recycle_pool_if_due()
-        fault = self._faults.get(chart.job.spec.id) if self._pools else None  # never in-process
+        fault = self._faults.get(chart.job.spec.id) if self._render_generation else None  # never in-process
         task = RenderTask(chart.job, chart.data, self.config.png_compress_level, fault)
         now = time.perf_counter()
         try:
@@ -420,9 +420,26 @@ class Coordinator:
             if chart is not None and chart.status == "pending":
                 chart.worker_pid, chart.render_began = pid, time.monotonic()
 
+    def _release_ended_pools(self, every: bool = False) -> None:
+        """Close the process handles of replaced pools whose workers have all ended: each holds
+        two pipes, and a long run replaces its pool many times."""
+        from runner.render import pool
+
+        for generation in list(self._workers):
+            processes = self._workers[generation]
+            if generation == self._render_generation and not every:
+                continue
+            if any(process.exitcode is None for process in processes.values()):
+                continue
+            self._exit_codes[generation] = pool.exit_codes(processes)
+            pool.close_processes(processes)
+            del self._workers[generation]
+            self._pools.pop(generation).shutdown(wait=True)  # its manager thread ends too
+
     def _watch_renders(self) -> None:
         """End the worker of a render that runs past its timeout; the pool then restarts."""
         self._last_watch = time.monotonic()
+        self._release_ended_pools()
         self._note_started_renders()
         limit = self.config.render_timeout_seconds
         for key in set(self._render_futures.values()):
@@ -529,12 +546,13 @@ class Coordinator:
 
         for generation, executor in self._pools.items():
             if self._stopping:
-                pool.terminate_workers(self._workers[generation])
+                pool.terminate_workers(self._workers.get(generation, {}))
             executor.shutdown(wait=True, cancel_futures=True)
+        self._release_ended_pools(every=True)
         if self._started is not None:
             for end in self._started:
                 end.close()
-        if self._pools:
+        if self._render_generation:
             # A worker killed mid-write (crashed, timed out, or ended beside one that did) leaves
             # its temporary file; every worker is gone now, so none of these is being written.
             folders = {Path(chart.job.output).parent for chart in self._charts.values()}

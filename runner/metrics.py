@@ -8,6 +8,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 
+def open_fds() -> int:
+    import psutil
+
+    return psutil.Process().num_fds()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values (the report's null)."""
     if not values:

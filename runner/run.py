@@ -21,6 +21,7 @@ from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.errors import ChartError, UsageError
 from runner.jobs import plan_batches
+from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
@@ -138,6 +139,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     run_id, run_dir = new_run_dir(config.output_dir)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
+    fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     logger.info("run {} → {}", run_id, run_dir)
 
     result = None
@@ -201,6 +203,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
                                   (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
             report["run"]["server_pid"] = server_pid
+            report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
+                                            "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             return write_report(run_dir, report, inputs.write_csv), report
 
         path, report = finish()
@@ -225,7 +229,6 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
                  result: Any, unreachable_reason: str | None, stop_requested: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from runner.metrics import RunMetrics
 
     charts = [asdict(c) for c in result.charts] if result else []
     counts = {status: sum(1 for c in charts if c["status"] == status)

@@ -108,3 +108,15 @@ def test_latency_option_delays_calls(tmp_path: Any) -> None:
 
     with embedded_server(tmp_path / "log", ["--latency-ms", "300"]) as (url, _pid):
         assert asyncio.run(timed(url)) >= 0.3
+
+
+def test_more_merchants_for_scale_runs_keep_the_first_ones() -> None:
+    from runner.demo.data import build_database
+
+    def merchants(db: Any) -> list[tuple[str, str]]:
+        return db.execute("SELECT token, name FROM merchants ORDER BY id").fetchall()
+
+    usual, more = merchants(build_database(scale=0.05)), merchants(build_database(scale=0.05, merchants=60))
+    assert len(usual) == MERCHANT_COUNT and len(more) == 60
+    assert more[:MERCHANT_COUNT] == usual
+    assert len({token for token, _ in more}) == 60 and len({name for _, name in more}) == 60

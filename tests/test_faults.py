@@ -87,6 +87,10 @@ def test_workers_are_recycled(tmp_path, demo_url, demo_tokens):
     # One chart per worker, two workers: a new pool every two charts, and many distinct workers.
     assert report["metrics"]["render"]["pool_recycles"] >= 2
     assert len({c["worker_pid"] for c in report["charts"]}) >= 4
+    # Replaced pools give their pipes back; what stays open is multiprocessing's forkserver and
+    # resource tracker, one of each per process, however many pools the run used.
+    process = report["metrics"]["process"]
+    assert process["open_fds_end"] <= process["open_fds_start"] + 2, process
 
 
 # -- MCP server faults --------------------------------------------------------------------------

@@ -59,8 +59,12 @@ def _months() -> list[tuple[int, int]]:
     return out
 
 
-def build_database(scale: float = 1.0) -> sqlite3.Connection:
-    """Create the in-memory warehouse; `scale` multiplies order volumes (tests may shrink it)."""
+def build_database(scale: float = 1.0, merchants: int = MERCHANT_COUNT) -> sqlite3.Connection:
+    """Create the in-memory warehouse; `scale` multiplies order volumes (tests may shrink it).
+
+    Beyond the first MERCHANT_COUNT, extra merchants (for scale runs) are drawn after them from
+    the same generator, so the first ones are the same whatever the count.
+    """
     rng = random.Random(SEED)
     db = sqlite3.connect(":memory:", check_same_thread=False)
     db.executescript(SCHEMA)
@@ -75,9 +79,10 @@ def build_database(scale: float = 1.0) -> sqlite3.Connection:
 
     orders = []
     months = _months()
-    for index in range(MERCHANT_COUNT):
+    for index in range(max(merchants, MERCHANT_COUNT)):
         category = rng.choice(list(_CATEGORIES))
-        db.execute("INSERT INTO merchants VALUES (?, ?, ?, ?)", (index + 1, _token(rng), _NAMES[index], category))
+        name = _NAMES[index % len(_NAMES)] + ("" if index < len(_NAMES) else f" {index // len(_NAMES) + 1}")
+        db.execute("INSERT INTO merchants VALUES (?, ?, ?, ?)", (index + 1, _token(rng), name, category))
         base = rng.lognormvariate(3.6, 0.9) * scale  # orders per month in Jan 2023
         growth = rng.uniform(0.05, 0.65)  # per year
         basket = _CATEGORIES[category] * rng.uniform(0.7, 1.3)

@@ -26,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
-from runner.demo.data import AGE_BANDS, build_database
+from runner.demo.data import AGE_BANDS, MERCHANT_COUNT, build_database
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
@@ -38,6 +38,7 @@ _USER_NAMES = {"network": "Network", "returning": "Returning", "new": "New"}
 class DemoOptions:
     latency_ms: int = 0
     scale: float = 1.0
+    merchants: int = MERCHANT_COUNT
     # Fault injection, for tests and drills. `fault_tools` limits the faults to those chart
     # tools (empty: every chart tool); list_merchants is never faulted.
     fail_rate: float = 0.0  # this share of calls raise a tool error (seeded, so repeatable)
@@ -256,7 +257,7 @@ def malformed_result(kind: str, good: dict[str, Any]) -> CallToolResult:
 
 
 def build_server(options: DemoOptions, warehouse: Warehouse | None = None) -> MCPServer:
-    warehouse = warehouse or Warehouse(build_database(options.scale))
+    warehouse = warehouse or Warehouse(build_database(options.scale, options.merchants))
     app = MCPServer("runner-demo-warehouse", log_level="ERROR")
     faults = random.Random(7)
     calls = itertools.count(1)

@@ -55,21 +55,35 @@ def started_channel() -> tuple[Any, Any]:
 
 
 def start_process_pool(workers: int, started: Any = None) -> ProcessPoolExecutor:
-    from runner.render.worker import init_worker
+    """A pool with its workers started now (while retrieval runs), not when the first chart comes."""
+    from runner.render.worker import init_worker, ready
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=init_worker,
-                               initargs=(started,))
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=init_worker,
+                                   initargs=(started,))
+    for _ in range(workers):
+        executor.submit(ready)
+    return executor
 
 
 def worker_processes(executor: ProcessPoolExecutor) -> dict[int, Any]:
-    """The pool's live pid -> Process map; taken at start, since shutdown() drops the reference."""
-    return executor._processes  # type: ignore[attr-defined,return-value]
+    """pid -> Process of a started pool. A copy: the pool forgets workers as they exit, and we
+    need them afterwards, for their exit codes and to release their pipes."""
+    return dict(executor._processes)  # type: ignore[attr-defined]
 
 
-def crashed_pids(processes: dict[int, Any]) -> set[int]:
+def exit_codes(processes: dict[int, Any]) -> dict[int, int | None]:
+    return {pid: process.exitcode for pid, process in processes.items()}
+
+
+def crashed_pids(codes: dict[int, int | None]) -> set[int]:
     """Workers of a shut-down pool that died on their own (not ended by the pool itself)."""
-    return {pid for pid, process in processes.items()
-            if process.exitcode is not None and process.exitcode not in (0, -signal.SIGTERM)}
+    return {pid for pid, code in codes.items() if code is not None and code not in (0, -signal.SIGTERM)}
+
+
+def close_processes(processes: dict[int, Any]) -> None:
+    """Release the handles (two pipes each) of workers that have ended."""
+    for process in processes.values():
+        process.close()
 
 
 def terminate_workers(processes: dict[int, Any]) -> None:
