@@ -9,11 +9,13 @@ So a chart's status has one writer, and every chart ends in exactly one final st
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +37,9 @@ from runner.retrieval.sessions import SessionPool
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
 INTERRUPT_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
 WATCH_INTERVAL_SECONDS = 0.2  # how often hung renders are looked for
+# Charts handed to the pool at once, per worker: enough that no worker waits for the next chart,
+# few enough that a replaced pool has little left to finish and a stop has little to cancel.
+RENDERS_IN_POOL_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class _Chart:
     attempts: int = 0
     retrieve_ms: float | None = None
     data: ChartData | None = None
-    submitted_at: float | None = None
+    queued_at: float | None = None  # when its data was ready to render
     finished_at: float | None = None
     output: RenderOutput | None = None
     crashes: int = 0
@@ -79,8 +84,8 @@ class _Chart:
     def result(self, run_id: str) -> ChartResult:
         out = self.output
         queue_ms = total_ms = None
-        if out is not None and self.submitted_at is not None and self.finished_at is not None:
-            in_render = (self.finished_at - self.submitted_at) * 1000
+        if out is not None and self.queued_at is not None and self.finished_at is not None:
+            in_render = (self.finished_at - self.queued_at) * 1000
             queue_ms = round(max(0.0, in_render - out.render_ms), 1)
             total_ms = round((self.retrieve_ms or 0.0) + in_render, 1)
         return ChartResult(
@@ -143,6 +148,7 @@ class Coordinator:
         self._batch_results: dict[str, BatchResult] = {}
         self._batches_running = 0
         self._render_futures: dict[Future[Any], tuple[str, str]] = {}
+        self._waiting: deque[_Chart] = deque()  # data in hand, waiting for a place in the pool
         self._render_exec: Executor | None = None
         self._render_generation = 0
         self._pools: dict[int, ProcessPoolExecutor] = {}  # every process pool of the run, by generation
@@ -274,7 +280,7 @@ class Coordinator:
             self._fail(chart, retrieval.error_type or "internal", retrieval.error or "no data and no reason")
         elif not self._stopping:
             chart.data = retrieval.data
-            self._submit_render(chart)
+            self._queue_render(chart)
 
     def _on_batch_done(self, batch: Batch, future: Future[BatchResult]) -> None:
         self._batches_running -= 1
@@ -389,6 +395,23 @@ class Coordinator:
         self._new_process_pool()
         self.metrics.pool_recycles += 1
 
+    def _queue_render(self, chart: _Chart, again: bool = False) -> None:
+        """Render when a worker is free; a chart that goes again goes first."""
+        chart.queued_at = chart.queued_at or time.perf_counter()
+        if again:
+            self._waiting.appendleft(chart)
+        else:
+            self._waiting.append(chart)
+        self._fill_pool()
+
+    def _fill_pool(self) -> None:
+        # In-process rendering has no pool to fill: each chart renders as it is handed over.
+        limit = self.metrics.workers * RENDERS_IN_POOL_PER_WORKER if self._render_generation else math.inf
+        while self._waiting and len(self._render_futures) < limit and not self._stopping:
+            chart = self._waiting.popleft()
+            if chart.status == "pending":
+                self._submit_render(chart)
+
     def _submit_render(self, chart: _Chart) -> None:
         from runner.render.worker import render
 
@@ -403,7 +426,6 @@ class Coordinator:
             self._restart_broken_pool(self._render_generation)
             future = self._render_exec.submit(render, task)
         self._submitted_to_pool += 1
-        chart.submitted_at = chart.submitted_at or now
         chart.worker_pid = chart.render_began = None
         self._render_futures[future] = chart.job.key
         self.metrics.render_submitted(now)
@@ -457,6 +479,12 @@ class Coordinator:
                 self._fail(chart, "timeout", message)
 
     def _on_render_done(self, future: Future[RenderOutput], generation: int) -> None:
+        try:
+            self._settle_render(future, generation)
+        finally:
+            self._fill_pool()  # a place in the pool is free
+
+    def _settle_render(self, future: Future[RenderOutput], generation: int) -> None:
         key = self._render_futures.pop(future, None)
         if key is None:
             return
@@ -493,7 +521,7 @@ class Coordinator:
                 self._fail(chart, "worker_crashed",
                            f"{chart.job.spec.id}: render worker died {chart.crashes} times on this chart")
             else:
-                self._submit_render(chart)
+                self._queue_render(chart, again=True)
         elif isinstance(error, ChartError):
             self._fail(chart, error.error_type, error.message)
         else:
@@ -546,8 +574,12 @@ class Coordinator:
 
         for generation, executor in self._pools.items():
             if self._stopping:
-                pool.terminate_workers(self._workers.get(generation, {}))
+                pool.stop_workers(self._workers.get(generation, {}))
             executor.shutdown(wait=True, cancel_futures=True)
+        for processes in self._workers.values():
+            # A replaced pool's workers may still be finishing their last chart: wait for them, so
+            # none outlives the run; its pool no longer does (shutdown() waits only the first time).
+            pool.stop_workers(processes, grace=self.config.render_timeout_seconds)
         self._release_ended_pools(every=True)
         if self._started is not None:
             for end in self._started:

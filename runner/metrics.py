@@ -15,7 +15,18 @@ def open_fds() -> int:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far."""
+    """This process's peak resident memory so far.
+
+    From /proc where there is one: ru_maxrss survives exec, so a runner started by a big
+    process (a benchmark, an IDE) would report its parent's peak instead of its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux

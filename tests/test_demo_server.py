@@ -120,3 +120,13 @@ def test_more_merchants_for_scale_runs_keep_the_first_ones() -> None:
     assert len(usual) == MERCHANT_COUNT and len(more) == 60
     assert more[:MERCHANT_COUNT] == usual
     assert len({token for token, _ in more}) == 60 and len({name for _, name in more}) == 60
+
+
+def test_the_http_server_socket_sends_small_writes_at_once() -> None:
+    """Accepted connections inherit TCP_NODELAY; without it every tool call waited ~40 ms."""
+    import socket
+
+    from runner.demo.server import listening_socket
+
+    with listening_socket("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
@@ -86,16 +87,20 @@ def close_processes(processes: dict[int, Any]) -> None:
         process.close()
 
 
-def terminate_workers(processes: dict[int, Any]) -> None:
-    """End worker processes now: a running render cannot be cancelled any other way."""
-    processes = list(processes.values())
-    for process in processes:
+def stop_workers(processes: dict[int, Any], grace: float = 0.0) -> None:
+    """Give workers `grace` seconds to exit on their own, then end the rest (a running render
+    cannot be cancelled any other way)."""
+    deadline = time.monotonic() + grace
+    for process in processes.values():
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes.values():
         if process.is_alive():
             process.terminate()
-    for process in processes:
+    for process in processes.values():
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
+            process.join()
 
 
 def remove_partial_pngs(folders: Iterable[Path]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import resource
 import signal
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image  # noqa: E402
 
 from runner.errors import ChartError  # noqa: E402
 from runner.jobs import ChartData, ChartJob, RenderOutput, RenderTask  # noqa: E402
+from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
@@ -55,10 +55,6 @@ def _inject_fault(kind: str) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
     if kind == "hang":
         time.sleep(3600)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _canvas_for(job: ChartJob, data: ChartData) -> FigureCanvasAgg:
@@ -122,7 +118,7 @@ def render(task: RenderTask) -> RenderOutput:
         render_ms=round((time.perf_counter() - started) * 1000, 1),
         cpu_ms=round((time.process_time() - cpu_started) * 1000, 1),
         worker_pid=os.getpid(),
-        worker_rss_mb=round(_peak_rss_mb(), 1),
+        worker_rss_mb=peak_rss_mb(),
     )
 
 

@@ -1,0 +1,516 @@
+"""Benchmarks of the runner on this machine, each comparison measured side by side in one run.
+
+    python scripts/bench.py [--quick] [--json FILE]
+
+Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
+Two sides of a comparison alternate within each repetition; figures are medians. The machine
+is shared and noisy, so read the ratios, not single times. Scenarios (see README, Performance):
+
+1. render throughput: the render pool vs one-by-one in-process vs joblib/loky, same charts
+2. per-chart CPU: the runner's settings vs matplotlib's defaults (pyplot, default PNG)
+3. retrieval only, server latency 200 ms: wall vs its ideal and vs sequential
+4. end to end through the CLI, latency 200 ms: defaults vs both concurrency toggles off
+5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
+6. light commands: what `--help` and `config` import
+
+--quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
+finish in under a minute; the full run takes about five.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from runner.charts import BUILTIN_PACK
+from runner.config import RunnerConfig, load_config
+from runner.demo.data import DORMANT_INDEX, build_database
+from runner.demo.launch import embedded_server
+from runner.demo.server import CHART_TOOLS, Warehouse
+from runner.jobs import ChartJob, RenderTask, plan_batches
+from runner.render import pool as render_pool
+from runner.render import worker
+from runner.retrieval.direct import run_batch
+from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.sessions import ServerTarget, SessionPool
+from runner.run import DEFAULT_END, DEFAULT_START
+
+LATENCY_MS = 200
+HEAVY_MODULES = ("matplotlib", "mcp", "anthropic")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    merchants: int  # scenarios 1, 3 and 4
+    reps: int  # repetitions of scenarios 1, 3 and 4
+    cpu_reps: int  # repetitions of scenario 2
+    scale_merchants: int
+
+
+FULL = Sizes(merchants=8, reps=3, cpu_reps=7, scale_merchants=300)
+QUICK = Sizes(merchants=3, reps=1, cpu_reps=3, scale_merchants=30)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else math.nan
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def merchant_tokens(count: int) -> list[str]:
+    """The demo data's first merchants that trade in the default window."""
+    warehouse = Warehouse(build_database(merchants=max(count + 1, 24)))
+    tokens = [m["token"] for i, m in enumerate(warehouse.merchants()) if i != DORMANT_INDEX]
+    return tokens[:count]
+
+
+def render_tasks(count: int, folder: Path, config: RunnerConfig) -> list[RenderTask]:
+    """Render tasks with their data already retrieved (straight from the demo warehouse)."""
+    warehouse = Warehouse(build_database())
+    tasks = []
+    for token in merchant_tokens(count):
+        for spec in BUILTIN_PACK:
+            method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
+            data = chart_data_from_json(spec, token, method(token, DEFAULT_START, DEFAULT_END))
+            job = ChartJob(token, spec, DEFAULT_START, DEFAULT_END, str(folder / token / f"{spec.id}.png"))
+            tasks.append(RenderTask(job, data, config.png_compress_level))
+    return tasks
+
+
+def alternate(reps: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Run each side once per repetition, rotating which goes first."""
+    names = list(sides)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(reps):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            results[name].append(sides[name]())
+            log(f"  {name}: {results[name][-1]:.3f}")
+    return results
+
+
+# -- 1. render throughput ---------------------------------------------------------------------
+
+
+def _wall(run: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def render_in_pool(tasks: list[RenderTask], workers: int) -> float:
+    """The runner's pool, started and warm as in a run, with fresh workers each time."""
+    executor = render_pool.start_process_pool(workers)
+    try:
+        for future in [executor.submit(worker.ready) for _ in range(workers)]:
+            future.result()
+        return _wall(lambda: [f.result() for f in [executor.submit(worker.render, t) for t in tasks]])
+    finally:
+        executor.shutdown()
+
+
+def render_in_process(tasks: list[RenderTask]) -> float:
+    worker.init_worker()
+    worker._canvases.clear()  # as cold as a new worker
+    return _wall(lambda: [worker.render(t) for t in tasks])
+
+
+def _styled_render(task: RenderTask) -> Any:
+    worker.init_worker()  # the same look as in the runner's workers
+    return worker.render(task)
+
+
+def _warm() -> int:
+    worker.init_worker()
+    return os.getpid()
+
+
+def render_with_joblib(tasks: list[RenderTask], workers: int) -> float:
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    parallel = Parallel(n_jobs=workers, backend="loky")
+    parallel(delayed(_warm)() for _ in range(workers * 2))  # workers up, matplotlib imported
+    try:
+        return _wall(lambda: parallel(delayed(_styled_render)(t) for t in tasks))
+    finally:
+        get_reusable_executor().shutdown(wait=True)  # fresh workers next time, like the pool
+
+
+def scenario_render(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, Any]:
+    workers = render_pool.worker_count(config.max_concurrent_charts, config.oversubscribe_workers)
+    tasks = render_tasks(sizes.merchants, folder / "render", config)
+    log(f"1. render throughput: {len(tasks)} charts, {workers} workers")
+    walls = alternate(sizes.reps, {
+        "pool": lambda: render_in_pool(tasks, workers),
+        "in_process": lambda: render_in_process(tasks),
+        "joblib_loky": lambda: render_with_joblib(tasks, workers),
+    })
+    wall = {name: median(values) for name, values in walls.items()}
+    rate = {name: round(len(tasks) / value, 2) for name, value in wall.items()}
+    return {
+        "charts": len(tasks),
+        "workers": workers,
+        "wall_s": {k: round(v, 3) for k, v in wall.items()},
+        "charts_per_s": rate,
+        "pool_vs_in_process": ratio(rate["pool"], rate["in_process"]),
+        "pool_vs_joblib": ratio(rate["pool"], rate["joblib_loky"]),
+    }
+
+
+# -- 2. per-chart CPU --------------------------------------------------------------------------
+
+
+def _cpu_ms(run: Callable[[], Any]) -> float:
+    started = time.process_time()
+    run()
+    return (time.process_time() - started) * 1000
+
+
+def render_with_pyplot(task: RenderTask, path: Path) -> None:
+    """What a matplotlib user writes: pyplot, savefig with its default PNG settings."""
+    import matplotlib.pyplot as plt
+
+    from runner.render.draw import draw_chart
+
+    fig = plt.figure(figsize=(worker.WIDTH_IN, worker.HEIGHT_IN), dpi=worker.DPI)
+    draw_chart(fig, task.job, task.data)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def scenario_cpu(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, Any]:
+    log("2. per-chart CPU: runner settings vs matplotlib defaults")
+    worker.init_worker()
+    tasks = render_tasks(1, folder / "cpu-runner", config)
+    defaults_dir = folder / "cpu-defaults"
+    defaults_dir.mkdir(parents=True)
+    for task in tasks:  # warm both: a worker's steady state, and pyplot imported
+        worker.render(task)
+        render_with_pyplot(task, defaults_dir / f"{task.job.spec.id}.png")
+    runner_ms: dict[str, list[float]] = {t.job.spec.id: [] for t in tasks}
+    default_ms: dict[str, list[float]] = {t.job.spec.id: [] for t in tasks}
+    for rep in range(sizes.cpu_reps):
+        for task in tasks:
+            chart = task.job.spec.id
+            sides = [("runner", lambda t=task: worker.render(t)),
+                     ("default", lambda t=task, c=chart: render_with_pyplot(t, defaults_dir / f"{c}.png"))]
+            for name, run in sides if rep % 2 == 0 else reversed(sides):
+                (runner_ms if name == "runner" else default_ms)[chart].append(_cpu_ms(run))
+    charts = {}
+    for task in tasks:
+        chart = task.job.spec.id
+        runner_bytes = Path(task.job.output).stat().st_size
+        default_bytes = (defaults_dir / f"{chart}.png").stat().st_size
+        charts[chart] = {
+            "runner_cpu_ms": round(median(runner_ms[chart]), 1),
+            "default_cpu_ms": round(median(default_ms[chart]), 1),
+            "cpu_ratio": ratio(median(runner_ms[chart]), median(default_ms[chart])),
+            "runner_png_kb": round(runner_bytes / 1024, 1),
+            "default_png_kb": round(default_bytes / 1024, 1),
+            "png_size_ratio": ratio(runner_bytes, default_bytes),
+        }
+    total = {key: sum(c[key] for c in charts.values())
+             for key in ("runner_cpu_ms", "default_cpu_ms", "runner_png_kb", "default_png_kb")}
+    return {
+        "charts": charts,
+        "cpu_ratio": ratio(total["runner_cpu_ms"], total["default_cpu_ms"]),
+        "png_size_ratio": ratio(total["runner_png_kb"], total["default_png_kb"]),
+        "worst_cpu_ratio": max(c["cpu_ratio"] for c in charts.values()),
+        "worst_png_size_ratio": max(c["png_size_ratio"] for c in charts.values()),
+    }
+
+
+# -- 3. retrieval --------------------------------------------------------------------------------
+
+
+def retrieve_only(url: str, tokens: list[str], config: RunnerConfig, folder: Path, concurrent: bool) -> float:
+    """The runner's retrieval (pooled sessions, batches, run_batch) without any rendering."""
+    batches = plan_batches(tokens, BUILTIN_PACK, DEFAULT_START, DEFAULT_END, folder, config.batch_size)
+    sessions = SessionPool(ServerTarget(url=url), config.max_concurrent_batches if concurrent else 1,
+                           open_timeout=config.tool_timeout_seconds)
+
+    def one(batch: Any) -> Any:
+        with sessions.acquire() as slot:
+            result = run_batch(batch, slot, config, lambda r: None, concurrent)
+        if result.status != "ok":
+            raise RuntimeError(f"bench retrieval failed: {result.error}")
+        return result
+
+    started = time.perf_counter()
+    try:
+        if concurrent:
+            with ThreadPoolExecutor(config.max_concurrent_batches) as threads:
+                list(threads.map(one, batches))
+        else:
+            for batch in batches:
+                one(batch)
+        return time.perf_counter() - started
+    finally:
+        sessions.close()
+
+
+def scenario_retrieval(sizes: Sizes, config: RunnerConfig, url: str, folder: Path) -> dict[str, Any]:
+    tokens = merchant_tokens(sizes.merchants)
+    batches = plan_batches(tokens, BUILTIN_PACK, DEFAULT_START, DEFAULT_END, folder, config.batch_size)
+    calls = sum(len(b.jobs) for b in batches)
+    log(f"3. retrieval: {len(tokens)} merchants, {len(batches)} batches, latency {LATENCY_MS} ms")
+    walls = alternate(sizes.reps, {
+        "concurrent": lambda: retrieve_only(url, tokens, config, folder, True),
+        "sequential": lambda: retrieve_only(url, tokens, config, folder, False),
+    })
+    wall = {name: median(values) for name, values in walls.items()}
+    # Calls within a batch run at once, so each wave of max_concurrent_batches batches costs one latency.
+    ideal = math.ceil(len(batches) / config.max_concurrent_batches) * LATENCY_MS / 1000
+    return {
+        "merchants": len(tokens),
+        "batches": len(batches),
+        "tool_calls": calls,
+        "wall_s": {k: round(v, 3) for k, v in wall.items()},
+        "ideal_s": round(ideal, 3),
+        "vs_ideal": ratio(wall["concurrent"], ideal),
+        "sequential_vs_concurrent": ratio(wall["sequential"], wall["concurrent"]),
+    }
+
+
+# -- 4 and 5: the CLI ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliRun:
+    report: dict[str, Any]
+    process_wall_s: float
+    peak_rss_mb: dict[str, float]  # "coordinator" and one entry per worker pid, in start order
+
+
+def run_cli(args: list[str], folder: Path) -> CliRun:
+    """`python -m runner` in a subprocess, sampling the memory of it and its workers."""
+    command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder), "--quiet"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict[str, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        main = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                peaks["coordinator"] = max(peaks.get("coordinator", 0), main.memory_info().rss / 2**20)
+                for child in main.children():
+                    if "forkserver" not in " ".join(child.cmdline()):
+                        continue
+                    for pool_worker in child.children():
+                        key = f"worker-{pool_worker.pid}"
+                        peaks[key] = max(peaks.get(key, 0), pool_worker.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate(timeout=1200)
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"runner exited {proc.returncode}: {stderr[-2000:]}")
+    report = json.loads(Path(stdout.strip().splitlines()[-1]).read_text())
+    return CliRun(report, wall, {k: round(v, 1) for k, v in peaks.items()})
+
+
+def _merchant_args(tokens: list[str]) -> list[str]:
+    return [arg for token in tokens for arg in ("--merchant", token)]
+
+
+TOGGLES_OFF = ["--no-enable-concurrent-data-retrieval", "--no-enable-concurrent-chart-generation"]
+
+
+def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float,
+                        retrieval_wall: float) -> dict[str, Any]:
+    tokens = merchant_tokens(sizes.merchants)
+    log(f"4. end to end: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, latency {LATENCY_MS} ms")
+    runs: dict[str, list[CliRun]] = {"default": [], "toggles_off": []}
+
+    def side(name: str, extra: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            result = run_cli(["--server-url", url, *_merchant_args(tokens), *extra], folder / name)
+            assert result.report["run"]["charts_ok"] == len(tokens) * len(BUILTIN_PACK)
+            runs[name].append(result)
+            return result.report["run"]["wall_ms"] / 1000
+        return run
+
+    walls = alternate(sizes.reps, {"default": side("default", []), "toggles_off": side("toggles_off", TOGGLES_OFF)})
+    wall = {name: median(values) for name, values in walls.items()}
+    process_wall = {name: median([r.process_wall_s for r in results]) for name, results in runs.items()}
+    stages = max(render_wall, retrieval_wall)
+    return {
+        "charts": len(tokens) * len(BUILTIN_PACK),
+        "wall_s": {k: round(v, 3) for k, v in wall.items()},
+        "process_wall_s": {k: round(v, 3) for k, v in process_wall.items()},
+        "reduction": round(1 - wall["default"] / wall["toggles_off"], 3),
+        "slowest_stage_alone_s": round(stages, 3),
+        "default_vs_slowest_stage": ratio(wall["default"], stages),
+        "render_utilization": runs["default"][-1].report["metrics"]["render"]["utilization"],
+    }
+
+
+def scenario_scale(sizes: Sizes, folder: Path, pool_rate: float) -> dict[str, Any]:
+    count = sizes.scale_merchants
+    log(f"5. scale: {count} merchants x {len(BUILTIN_PACK)} charts, latency 0")
+    tokens = merchant_tokens(count)
+    merchants_file = folder / "scale-merchants.txt"
+    merchants_file.write_text("\n".join(tokens) + "\n")
+    with embedded_server(folder / "scale-server.log", ["--merchants", str(count + 1)]) as (url, _pid):
+        result = run_cli(["--server-url", url, "--merchants-file", str(merchants_file)], folder / "scale")
+    run, metrics = result.report["run"], result.report["metrics"]
+    charts = run["charts_total"]
+    rate = charts / (run["wall_ms"] / 1000)
+    workers = [v for k, v in result.peak_rss_mb.items() if k.startswith("worker-")]
+    half = max(1, len(workers) // 2)
+    return {
+        "charts": charts,
+        "charts_ok": run["charts_ok"],
+        "wall_s": round(run["wall_ms"] / 1000, 2),
+        "charts_per_s": round(rate, 2),
+        "vs_render_pool_rate": ratio(rate, pool_rate),
+        "coordinator_peak_rss_mb": metrics["process"]["coordinator_peak_rss_mb"],
+        "workers_seen": len(workers),
+        "pool_recycles": metrics["render"]["pool_recycles"],
+        "worker_peak_rss_mb": {
+            "min": min(workers, default=0),
+            "median": median(workers) if workers else 0,
+            "max": max(workers, default=0),
+            "first_half_max": max(workers[:half], default=0),
+            "second_half_max": max(workers[half:], default=0),
+        },
+        "open_fds_start": metrics["process"]["open_fds_start"],
+        "open_fds_end": metrics["process"]["open_fds_end"],
+    }
+
+
+# -- 6. light commands --------------------------------------------------------------------------
+
+
+def heavy_imports(args: list[str]) -> dict[str, Any]:
+    """Which of the heavy packages `python -m runner ARGS` imports, and how long the command takes."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", *args], capture_output=True,
+                          text=True, timeout=60)
+    wall = time.perf_counter() - started
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and line.count("|") == 2}
+    return {"heavy_modules": sorted(imported & set(HEAVY_MODULES)), "modules": len(imported),
+            "process_wall_s": round(wall, 3)}
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(figure, value, goal, met) rows."""
+    r, c, q, e, s = (results[k] for k in ("render", "cpu", "retrieval", "end_to_end", "scale"))
+    light = results["light_commands"]
+    worker_rss = s["worker_peak_rss_mb"]
+    return [
+        ("render pool vs in-process", f"{r['pool_vs_in_process']:.2f}x", ">= 1.8x", r["pool_vs_in_process"] >= 1.8),
+        ("render pool vs joblib/loky", f"{r['pool_vs_joblib']:.2f}x", ">= 1.0x", r["pool_vs_joblib"] >= 1.0),
+        ("per-chart CPU, runner / defaults", f"{c['cpu_ratio']:.2f}x", "<= 0.6x", c["cpu_ratio"] <= 0.6),
+        ("PNG size, runner / defaults", f"{c['png_size_ratio']:.2f}x", "<= 1.5x", c["png_size_ratio"] <= 1.5),
+        ("retrieval wall / ideal", f"{q['vs_ideal']:.2f}x", "<= 1.15x", q["vs_ideal"] <= 1.15),
+        ("end to end, less wall than toggles off", f"{e['reduction']:.0%}", ">= 72%", e["reduction"] >= 0.72),
+        ("end to end / slowest stage alone", f"{e['default_vs_slowest_stage']:.2f}x", "<= 1.15x",
+         e["default_vs_slowest_stage"] <= 1.15),
+        ("scale: coordinator peak RSS", f"{s['coordinator_peak_rss_mb']:.0f} MB", "<= 250 MB",
+         s["coordinator_peak_rss_mb"] <= 250),
+        ("scale: worker peak RSS, later / earlier workers",
+         f"{worker_rss['second_half_max']:.0f} / {worker_rss['first_half_max']:.0f} MB", "flat",
+         worker_rss["second_half_max"] <= worker_rss["first_half_max"] * 1.1),
+        ("scale: open fds start -> end", f"{s['open_fds_start']} -> {s['open_fds_end']}",
+         "no growth (+2: forkserver, tracker)", s["open_fds_end"] <= s["open_fds_start"] + 2),
+        ("scale: charts/s vs render pool", f"{s['vs_render_pool_rate']:.2f}x", ">= 0.9x",
+         s["vs_render_pool_rate"] >= 0.9),
+        ("--help / config import heavy packages",
+         f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
+         not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
+    ]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    r, c, q, e, s = (results[k] for k in ("render", "cpu", "retrieval", "end_to_end", "scale"))
+    print(f"\nrunner benchmark ({'quick' if results['quick'] else 'full'}), {results['machine']}")
+    print(f"\n1. render, {r['charts']} charts, {r['workers']} workers: charts/s "
+          + ", ".join(f"{k} {v}" for k, v in r["charts_per_s"].items()))
+    print(f"2. per-chart CPU ms (runner / defaults) and PNG KB (runner / defaults), median of {results['cpu_reps']}:")
+    for chart, row in c["charts"].items():
+        print(f"   {chart:<24} {row['runner_cpu_ms']:>6.1f} / {row['default_cpu_ms']:>6.1f} ms"
+              f"  {row['runner_png_kb']:>6.1f} / {row['default_png_kb']:>6.1f} KB")
+    print(f"3. retrieval, {q['batches']} batches, {q['tool_calls']} calls at {LATENCY_MS} ms: concurrent "
+          f"{q['wall_s']['concurrent']} s, ideal {q['ideal_s']} s, sequential {q['wall_s']['sequential']} s")
+    print(f"4. end to end, {e['charts']} charts: default {e['wall_s']['default']} s, toggles off "
+          f"{e['wall_s']['toggles_off']} s (process walls {e['process_wall_s']['default']} / "
+          f"{e['process_wall_s']['toggles_off']} s), slowest stage alone {e['slowest_stage_alone_s']} s")
+    print(f"5. scale, {s['charts']} charts ({s['charts_ok']} ok): {s['wall_s']} s, {s['charts_per_s']} charts/s, "
+          f"{s['workers_seen']} workers over {s['pool_recycles']} pool recycles, worker peak RSS "
+          f"{s['worker_peak_rss_mb']['min']}-{s['worker_peak_rss_mb']['max']} MB")
+    print(f"\n{'figure':<48} {'measured':>18}  {'goal':<36} met")
+    for figure, value, goal, met in goals(results):
+        print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Smaller scenarios, under a minute.")
+    parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    config = load_config(env={})  # the defaults, whatever this shell exports
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        folder = Path(tmp)
+        results: dict[str, Any] = {
+            "quick": args.quick,
+            "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+            "cpu_reps": sizes.cpu_reps,
+            "reps": sizes.reps,
+        }
+        results["render"] = scenario_render(sizes, config, folder)
+        results["cpu"] = scenario_cpu(sizes, config, folder)
+        with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, _pid):
+            results["retrieval"] = scenario_retrieval(sizes, config, url, folder / "retrieval")
+            results["end_to_end"] = scenario_end_to_end(sizes, url, folder / "e2e", results["render"]["wall_s"]["pool"],
+                                                        results["retrieval"]["wall_s"]["concurrent"])
+        results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
+        log("6. light commands")
+        results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
+    results["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    results["goals"] = [{"figure": f, "measured": v, "goal": g, "met": m} for f, v, g, m in goals(results)]
+    print_table(results)
+    print(f"\nbench wall {results['bench_wall_s']} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
