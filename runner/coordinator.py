@@ -175,13 +175,16 @@ class Coordinator:
 
     def run(self) -> RunResult:
         config = self.config
-        self._start_render_pool()
         try:
-            if self._preflight():
-                if config.enable_concurrent_data_retrieval:
-                    self._run_concurrent()
-                else:
+            if not config.enable_concurrent_data_retrieval:
+                self._start_render_pool()
+                if self._preflight():
                     self._run_sequential()
+            elif self._preflight():
+                self._run_concurrent()
+                # Starting the pool blocks until the forkserver has imported matplotlib (~0.5 s):
+                # the batches are on their way by then, and their charts wait in the queue.
+                self._start_render_pool()
             # Wait for the batch records too: a batch's last chart can fail before its batch is reported.
             self._pump(lambda: self._open == 0 and self._batches_running == 0)
         finally:

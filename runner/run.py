@@ -137,6 +137,10 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
 
     parse_render_faults(config.test_render_fault)  # a bad value is a usage error, before any work
     run_id, run_dir = new_run_dir(config.output_dir)
+    if config.enable_concurrent_chart_generation:
+        from runner.render.pool import prestart
+
+        prestart()
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from loguru import logger
 
 from runner.charts import BUILTIN_PACK
 from runner.config import RunnerConfig, load_config
@@ -484,6 +485,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    logger.remove()  # the runner's own progress lines would bury the bench's
+    logger.add(sys.stderr, level="WARNING")
     config = load_config(env={})  # the defaults, whatever this shell exports
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:

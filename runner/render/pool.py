@@ -48,6 +48,15 @@ def _context() -> Any:
     return context
 
 
+def prestart() -> None:
+    """Start the forkserver now, without waiting: it imports matplotlib while the run starts its
+    server and sessions, and the pool's workers fork from it later at once."""
+    from multiprocessing import forkserver
+
+    _context()  # its preload list
+    forkserver.ensure_running()
+
+
 def started_channel() -> tuple[Any, Any]:
     """(reader, writer) of a pipe where workers say which chart they begin, so a crash or a
     hang is pinned on its own chart. A pipe, not a queue: a small message is one atomic
