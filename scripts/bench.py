@@ -365,6 +365,7 @@ def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float
     wall = {name: median(values) for name, values in walls.items()}
     process_wall = {name: median([r.process_wall_s for r in results]) for name, results in runs.items()}
     stages = max(render_wall, retrieval_wall)
+    phases = [_phases(r.report) for r in runs["default"]]
     return {
         "charts": len(tokens) * len(BUILTIN_PACK),
         "wall_s": {k: round(v, 3) for k, v in wall.items()},
@@ -373,7 +374,21 @@ def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float
         "slowest_stage_alone_s": round(stages, 3),
         "default_vs_slowest_stage": ratio(wall["default"], stages),
         "render_utilization": runs["default"][-1].report["metrics"]["render"]["utilization"],
+        # Where the default run's wall goes: before the first batch, retrieving, after the last batch.
+        "default_phases_s": {key: round(median([p[key] for p in phases]), 3) for key in phases[0]},
     }
+
+
+def _phases(report: dict[str, Any]) -> dict[str, float]:
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    wall = report["run"]["wall_ms"] / 1000
+    startup = min(at(b["started_at"]) for b in report["batches"]) - at(report["run"]["started_at"])
+    retrieval = report["metrics"]["retrieval"]["wall_ms"] / 1000
+    return {"before_retrieval": startup, "retrieval": retrieval, "after_retrieval": wall - startup - retrieval}
 
 
 def scenario_scale(sizes: Sizes, folder: Path, pool_rate: float) -> dict[str, Any]:
@@ -470,7 +485,8 @@ def print_table(results: dict[str, Any]) -> None:
           f"{q['wall_s']['concurrent']} s, ideal {q['ideal_s']} s, sequential {q['wall_s']['sequential']} s")
     print(f"4. end to end, {e['charts']} charts: default {e['wall_s']['default']} s, toggles off "
           f"{e['wall_s']['toggles_off']} s (process walls {e['process_wall_s']['default']} / "
-          f"{e['process_wall_s']['toggles_off']} s), slowest stage alone {e['slowest_stage_alone_s']} s")
+          f"{e['process_wall_s']['toggles_off']} s), slowest stage alone {e['slowest_stage_alone_s']} s;\n"
+          "   default run phases: " + ", ".join(f"{k} {v} s" for k, v in e["default_phases_s"].items()))
     print(f"5. scale, {s['charts']} charts ({s['charts_ok']} ok): {s['wall_s']} s, {s['charts_per_s']} charts/s, "
           f"{s['workers_seen']} workers over {s['pool_recycles']} pool recycles, worker peak RSS "
           f"{s['worker_peak_rss_mb']['min']}-{s['worker_peak_rss_mb']['max']} MB")
