@@ -28,6 +28,7 @@ from loguru import logger
 from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.errors import ChartError
+from runner.files import remove_temporary_files
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, RenderOutput, RenderTask, Retrieval
 from runner.metrics import RunMetrics
 from runner.report import ChartResult
@@ -591,7 +592,7 @@ class Coordinator:
             # A worker killed mid-write (crashed, timed out, or ended beside one that did) leaves
             # its temporary file; every worker is gone now, so none of these is being written.
             folders = {Path(chart.job.output).parent for chart in self._charts.values()}
-            pool.remove_partial_pngs(folders)
+            remove_temporary_files(folders)
 
     def _result(self) -> RunResult:
         run_id = self.request.run_id

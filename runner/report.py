@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
+from runner.files import write_atomically
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
@@ -72,28 +73,16 @@ def batch_row(batch: Any) -> dict[str, Any]:
     return {key: row[key] for key in BATCH_COLUMNS}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
     """Write report.json (and charts.csv) atomically; NaN or infinity is a bug, so refuse it."""
     path = run_dir / "report.json"
-    atomic_write_text(path, json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
-    atomic_write_text(run_dir / "report.schema.json", SCHEMA_FILE.read_text(encoding="utf-8"))
+    write_atomically(path, (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode(),
+                     sync=True)
+    write_atomically(run_dir / "report.schema.json", SCHEMA_FILE.read_bytes(), sync=True)
     if with_csv:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CHART_COLUMNS)
         writer.writeheader()
         writer.writerows(report["charts"])
-        atomic_write_text(run_dir / "charts.csv", buffer.getvalue())
+        write_atomically(run_dir / "charts.csv", buffer.getvalue().encode(), sync=True)
     return path

@@ -136,6 +136,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.render.pool import parse_render_faults
 
     parse_render_faults(config.test_render_fault)  # a bad value is a usage error, before any work
+    fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
     if config.enable_concurrent_chart_generation:
         from runner.render.pool import prestart
@@ -143,7 +144,6 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         prestart()
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     logger.info("run {} → {}", run_id, run_dir)
 
     result = None

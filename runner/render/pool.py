@@ -6,9 +6,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -110,14 +108,6 @@ def stop_workers(processes: dict[int, Any], grace: float = 0.0) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-
-
-def remove_partial_pngs(folders: Iterable[Path]) -> None:
-    from runner.render.worker import TEMP_PATTERN
-
-    for folder in folders:
-        for partial in folder.glob(TEMP_PATTERN):
-            partial.unlink(missing_ok=True)
 
 
 FAULT_KINDS = ("crash", "segv", "hang")

@@ -24,12 +24,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from runner.errors import ChartError  # noqa: E402
+from runner.files import write_atomically  # noqa: E402
 from runner.jobs import ChartData, ChartJob, RenderOutput, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
-TEMP_PATTERN = ".*.png.*.tmp"  # what write_png names its temporary files
 
 # Set in pool workers: the pipe where (pid, chart key) is sent as each render begins.
 _started: Any = None
@@ -77,18 +77,6 @@ def encode_png(canvas: FigureCanvasAgg, compress_level: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="png", compress_level=compress_level, dpi=(DPI, DPI))
     return out.getvalue()
-
-
-def write_atomically(path: Path, content: bytes) -> None:
-    """Write to a temporary file beside the target, then rename: readers never see half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def render(task: RenderTask) -> RenderOutput:
