@@ -44,12 +44,17 @@ def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None, 
         command += ["--output-dir", str(tmp_path / "out")]
     proc = subprocess.run(command, capture_output=True, text=True, env=_clean_env(env), timeout=timeout,
                           cwd=tmp_path, stdin=subprocess.DEVNULL)
-    lines = proc.stdout.strip().splitlines()
+    return cli_result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def cli_result(returncode: int, stdout: str, stderr: str) -> CliRun:
+    """A finished run, with its report read from the path on stdout's last line."""
+    lines = stdout.strip().splitlines()
     report = path = None
     if lines and lines[-1].endswith("report.json"):
         path = Path(lines[-1])
         report = json.loads(path.read_text())
-    return CliRun(proc.returncode, proc.stdout, proc.stderr, report, path)
+    return CliRun(returncode, stdout, stderr, report, path)
 
 
 @pytest.fixture(scope="session")

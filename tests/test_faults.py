@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from runner.charts import BUILTIN_PACK
-from tests.conftest import REPO, _clean_env, run_cli, validate_report
+from tests.conftest import REPO, CliRun, _clean_env, cli_result, run_cli, validate_report
 from tests.test_cli_run import CHART_IDS, assert_no_processes_left
 
 pytestmark = pytest.mark.timeout(120)
@@ -254,19 +254,11 @@ def _still_running(pids: set[int], grace: float = 5.0) -> list[str]:
         time.sleep(0.1)
 
 
-def _finish(proc, stderr_path: Path, seen: set[int]):
+def _finish(proc, stderr_path: Path, seen: set[int]) -> CliRun:
     stdout, _ = proc.communicate(timeout=60)
-    stderr = stderr_path.read_text()
-    path = Path(stdout.strip().splitlines()[-1])
     assert not _still_running(seen), f"processes left: {_still_running(seen)}"
-    import json
-
-    class Result:
-        pass
-
-    result = Result()
-    result.returncode, result.stderr, result.stdout = proc.returncode, stderr, stdout
-    result.report_path, result.report = path, json.loads(path.read_text())
+    result = cli_result(proc.returncode, stdout, stderr_path.read_text())
+    assert result.report is not None, result.stderr[-3000:]
     return result
 
 

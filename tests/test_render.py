@@ -22,26 +22,23 @@ def warehouse() -> Warehouse:
     return Warehouse(build_database())
 
 
+def _job_and_data(warehouse: Warehouse, spec, token: str, folder: Path):
+    method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
+    data = chart_data_from_json(spec, token, method(token, "2024-01-01", "2025-12-31"))
+    return ChartJob(token, spec, "2024-01-01", "2025-12-31", str(folder / token / f"{spec.id}.png")), data
+
+
 @pytest.mark.parametrize("spec", BUILTIN_PACK, ids=lambda s: s.id)
 def test_each_builtin_chart_renders_a_1600x900_png(spec, warehouse, tmp_path):
     init_worker()
     token = warehouse.merchants()[0]["token"]
-    method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
-    data = chart_data_from_json(spec, token, method(token, "2024-01-01", "2025-12-31"))
-    job = ChartJob(token, spec, "2024-01-01", "2025-12-31", str(tmp_path / token / f"{spec.id}.png"))
-    out = render(RenderTask(job, data, compress_level=6))
+    out = render(RenderTask(*_job_and_data(warehouse, spec, token, tmp_path), compress_level=6))
     with Image.open(out.output) as image:
         assert image.format == "PNG" and image.size == (1600, 900)
         # A real chart has many colours (lines, bars, text), not a blank canvas.
         assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
     assert out.bytes == Path(out.output).stat().st_size
     assert [p.name for p in (tmp_path / token).iterdir()] == [f"{spec.id}.png"]  # no temporary files left
-
-
-def _job_and_data(warehouse: Warehouse, spec, token: str, folder: Path):
-    method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
-    data = chart_data_from_json(spec, token, method(token, "2024-01-01", "2025-12-31"))
-    return ChartJob(token, spec, "2024-01-01", "2025-12-31", str(folder / token / f"{spec.id}.png")), data
 
 
 def test_a_reused_figure_gives_the_same_png_as_a_new_one(warehouse, tmp_path):

@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 
 from runner.errors import ChartError  # noqa: E402
 from runner.files import write_atomically  # noqa: E402
-from runner.jobs import ChartData, ChartJob, RenderOutput, RenderTask  # noqa: E402
+from runner.jobs import RenderOutput, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 
@@ -57,9 +57,8 @@ def _inject_fault(kind: str) -> None:
         time.sleep(3600)
 
 
-def _canvas_for(job: ChartJob, data: ChartData) -> FigureCanvasAgg:
-    """This worker's figure for the chart's layout, cleared; a new one the first time."""
-    layout = figure_layout(job, data)
+def _canvas_for(layout: tuple[str, int]) -> FigureCanvasAgg:
+    """This worker's figure for a chart layout, cleared; a new one the first time."""
     canvas = _canvases.get(layout)
     if canvas is None:
         canvas = _canvases[layout] = FigureCanvasAgg(Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI))
@@ -87,12 +86,13 @@ def render(task: RenderTask) -> RenderOutput:
     if task.fault:
         _inject_fault(task.fault)
     try:
-        canvas = _canvas_for(job, task.data)
+        layout = figure_layout(job, task.data)
+        canvas = _canvas_for(layout)
         try:
             draw_chart(canvas.figure, job, task.data)
             content = encode_png(canvas, task.compress_level)
         except BaseException:
-            _canvases.pop(figure_layout(job, task.data), None)  # half drawn: never reuse it
+            _canvases.pop(layout, None)  # half drawn: never reuse it
             raise
         write_atomically(Path(job.output), content)
     except ChartError:
