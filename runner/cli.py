@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from runner import __version__
 from runner.config import RunnerConfig, env_name, flag_name, load_config, settings
 from runner.errors import UsageError
+from runner.status import ExitCode
 
-EXIT_USAGE, EXIT_INTERNAL = 2, 3
+if TYPE_CHECKING:
+    from runner.render.supervisor import RenderFunction
 _ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v")}
 
 
@@ -54,7 +57,7 @@ def _config_from(options: dict[str, Any]) -> RunnerConfig:
 
 def _fail_usage(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
+    sys.exit(ExitCode.USAGE)
 
 
 @click.group(cls=DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,7 +101,8 @@ def read_merchants_file(path: str) -> list[str]:
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
 @setting_options
-def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
+@click.pass_obj
+def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
                 end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool, quiet: bool,
                 demo_server_args: tuple[str, ...], **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
@@ -106,7 +110,7 @@ def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_da
     from runner.jobs import check_merchant_token
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
-    from runner.run import DEFAULT_END, DEFAULT_START, EXIT_INTERNAL, EXIT_INTERRUPTED, JobInputs, check_dates, execute
+    from runner.run import DEFAULT_END, DEFAULT_START, JobInputs, execute
 
     try:
         config = _config_from(options)
@@ -123,9 +127,8 @@ def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_da
             write_csv=write_csv,
             demo_server_args=demo_server_args,
         )
-        check_dates(inputs.start_date, inputs.end_date)
         live = stderr_is_terminal() and not quiet and config.log_format == "human"
-        outcome = execute(config, inputs, progress_live=live)
+        outcome = execute(config, inputs, progress_live=live, render=seams.render if seams else None)
         click.echo(str(outcome.report_path))
     except UsageError as exc:
         _fail_usage(str(exc))
@@ -133,12 +136,12 @@ def run_command(merchants: tuple[str, ...], merchants_file: str | None, start_da
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.
         click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception:
         from loguru import logger
 
         logger.exception("internal error")
-        sys.exit(EXIT_INTERNAL)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(outcome.exit_code)
 
 
@@ -205,5 +208,13 @@ def demo_server_command(transport: str, host: str, port: int, latency_ms: int, s
     serve(transport, host, port, options, exit_with_parent)
 
 
-def main() -> None:
-    cli(prog_name="python -m runner")
+@dataclass(frozen=True)
+class RunSeams:
+    """What a program embedding the CLI may replace: the worker-side render function
+    (a module-level function, so worker processes can import it)."""
+
+    render: RenderFunction | None = None
+
+
+def main(seams: RunSeams | None = None) -> None:
+    cli(prog_name="python -m runner", obj=seams)

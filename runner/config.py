@@ -81,8 +81,8 @@ class RunnerConfig:
     server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
     server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
-    test_render_fault: str | None = _setting(None, "str", "Test only: KIND:CHART_ID (crash, segv, hang) makes "
-                                                          "that chart's render fail that way.")
+    progress_interval_seconds: float = _setting(5.0, "float", "Off a terminal: seconds between progress lines.",
+                                                above=0)
     # Agent mode.
     context_token_budget: int = _setting(100_000, "int", "Agent mode: context tokens one batch may use.",
                                          minimum=1000)

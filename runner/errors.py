@@ -1,24 +1,25 @@
-"""The few named exceptions that cross module boundaries."""
+"""The few named exceptions that cross module boundaries, and the report's error types."""
 
 from __future__ import annotations
 
-# The report's error_type vocabulary (DESIGN.md); nothing else may appear there.
-ERROR_TYPES = (
-    "server_unavailable",
-    "tool_error",
-    "timeout",
-    "bad_data",
-    "empty_data",
-    "render_error",
-    "worker_crashed",
-    "budget_exceeded",
-    "llm_error",
-    "cancelled",
-    "internal",
-)
+from enum import StrEnum
 
-# Failures worth another try: the same request may succeed a moment later.
-TRANSIENT_ERROR_TYPES = frozenset({"server_unavailable", "tool_error", "timeout"})
+
+class ErrorType(StrEnum):
+    """The report's error_type vocabulary (DESIGN.md); nothing else may appear there."""
+
+    SERVER_UNAVAILABLE = "server_unavailable"
+    TOOL_ERROR = "tool_error"
+    TIMEOUT = "timeout"
+    BAD_DATA = "bad_data"
+    EMPTY_DATA = "empty_data"
+    RENDER_ERROR = "render_error"
+    WORKER_CRASHED = "worker_crashed"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    LLM_ERROR = "llm_error"
+    WRITE_ERROR = "write_error"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
 
 
 class RunnerError(Exception):
@@ -32,16 +33,10 @@ class UsageError(RunnerError):
 class ChartError(RunnerError):
     """One chart (or one batch of charts) failed for a reason the report names."""
 
-    def __init__(self, error_type: str, message: str) -> None:
-        if error_type not in ERROR_TYPES:
-            raise ValueError(f"unknown error_type {error_type!r}")
+    def __init__(self, error_type: ErrorType | str, message: str) -> None:
         super().__init__(message)
-        self.error_type = error_type
+        self.error_type = ErrorType(error_type)  # an unknown name is a bug: ValueError
         self.message = message
 
-    def __reduce__(self):  # keep it picklable across the process pool
-        return (type(self), (self.error_type, self.message))
-
-    @property
-    def transient(self) -> bool:
-        return self.error_type in TRANSIENT_ERROR_TYPES
+    def __reduce__(self) -> tuple[type[ChartError], tuple[str, str]]:  # picklable across the process pool
+        return (type(self), (str(self.error_type), self.message))

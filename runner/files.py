@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
-
-TEMP_PATTERN = ".*.tmp"  # how write_atomically names its temporary files
 
 
 def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
@@ -27,10 +24,3 @@ def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def remove_temporary_files(folders: Iterable[Path]) -> None:
-    """Remove what writers killed mid-write left behind (call only when no writer is running)."""
-    for folder in folders:
-        for partial in folder.glob(TEMP_PATTERN):
-            partial.unlink(missing_ok=True)

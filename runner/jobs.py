@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.charts import ChartSpec
-from runner.errors import UsageError
+from runner.errors import ErrorType, UsageError
+from runner.status import BatchStatus
 
 MAX_TOKEN_LENGTH = 128
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -54,8 +55,6 @@ class Panel:
 class ChartData:
     """Validated chart data: every shape becomes one or more panels of labelled series."""
 
-    merchant: str
-    chart_id: str
     unit: str
     panels: tuple[Panel, ...]
     paragraph: str | None = None
@@ -66,13 +65,13 @@ class RenderTask:
     job: ChartJob
     data: ChartData
     compress_level: int
-    fault: str | None = None  # test-only fault injection (see render.worker)
 
 
 @dataclass(frozen=True)
-class RenderOutput:
-    output: str
-    bytes: int
+class RenderedChart:
+    """What a worker sends back: the PNG itself (the coordinator writes it) and its costs."""
+
+    png: bytes
     sha256: str
     render_ms: float
     cpu_ms: float
@@ -130,9 +129,9 @@ class Retrieval:
     job: ChartJob
     batch_id: str
     data: ChartData | None
-    error_type: str | None
+    error_type: ErrorType | None
     error: str | None
-    attempts: int
+    attempts: int  # tries, first included
     retrieve_ms: float
 
 
@@ -141,7 +140,7 @@ class BatchResult:
     batch_id: str
     merchant: str
     chart_ids: str
-    status: str  # ok | partial | failed
+    status: BatchStatus
     attempts: int
     started_at: str
     wall_ms: float
@@ -149,7 +148,13 @@ class BatchResult:
     input_tokens: int | None = None
     output_tokens: int | None = None
     context_tokens: int | None = None
-    error_type: str | None = None
+    error_type: ErrorType | None = None
     error: str | None = None
     # Charts that failed for a transient reason, not yet final: the sequential fallback may retry them.
     held: tuple[Retrieval, ...] = ()
+
+
+def batch_status(charts: int, failed: int) -> BatchStatus:
+    if not failed:
+        return BatchStatus.OK
+    return BatchStatus.FAILED if failed == charts else BatchStatus.PARTIAL

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+if TYPE_CHECKING:
+    from loguru import Record
 
-def _human_format(record: dict[str, Any]) -> str:
+
+def _human_format(record: Record) -> str:
     batch = record["extra"].get("batch")
     prefix = f"[{batch}] " if batch else ""
     return "{time:HH:mm:ss} {level: <7} " + prefix.replace("{", "{{").replace("}", "}}") + "{message}\n{exception}"

@@ -6,6 +6,10 @@ import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.jobs import BatchResult, RenderedChart
 
 
 def open_fds() -> int:
@@ -72,12 +76,10 @@ class RunMetrics:
     batch_ms: list[float] = field(default_factory=list)
     retrieval_started: float | None = None
     retrieval_finished: float | None = None
-    batch_gauge: Gauge = field(default_factory=Gauge)
 
     workers: int = 0
     start_method: str = "inline"
     charts_rendered: int = 0
-    render_in_flight: int = 0
     peak_concurrent_renders: int = 0
     worker_restarts: int = 0
     pool_recycles: int = 0
@@ -93,12 +95,31 @@ class RunMetrics:
 
     errors_by_type: Counter[str] = field(default_factory=Counter)
 
-    def render_submitted(self, now: float) -> None:
+    def record_batch(self, result: BatchResult) -> None:
+        self.batches_total += 1
+        if result.status == "failed":
+            self.batches_failed += 1
+        else:
+            self.batches_ok += 1
+        self.batch_ms.append(result.wall_ms)
+        self.input_tokens += result.input_tokens or 0
+        self.output_tokens += result.output_tokens or 0
+        self.max_batch_context_tokens = max(self.max_batch_context_tokens, result.context_tokens or 0)
+
+    def render_submitted(self, now: float, in_flight: int, workers: int) -> None:
         if self.render_started is None:
             self.render_started = now
-        self.render_in_flight += 1
-        self.peak_concurrent_renders = max(self.peak_concurrent_renders,
-                                           min(self.render_in_flight, self.workers or 1))
+        self.peak_concurrent_renders = max(self.peak_concurrent_renders, min(in_flight, workers))
+
+    def record_render(self, rendered: RenderedChart) -> None:
+        self.charts_rendered += 1
+        self.render_ms.append(rendered.render_ms)
+        self.cpu_ms += rendered.cpu_ms
+        self.peak_worker_rss_mb = max(self.peak_worker_rss_mb, rendered.worker_rss_mb)
+
+    def set_render_pool(self, workers: int, start_method: str, restarts: int, recycles: int) -> None:
+        self.workers, self.start_method = workers, start_method
+        self.worker_restarts, self.pool_recycles = restarts, recycles
 
     def retrieval_wall_ms(self) -> float:
         if self.retrieval_started is None or self.retrieval_finished is None:
@@ -114,7 +135,7 @@ class RunMetrics:
             return None
         return round(min(1.0, sum(self.render_ms) / 1000 / (wall * self.workers)), 3)
 
-    def as_report(self, tool_calls: int, sessions_opened: int) -> dict[str, object]:
+    def as_report(self, tool_calls: int, sessions_opened: int, peak_batches: int) -> dict[str, object]:
         return {
             "retrieval": {
                 "batches_total": self.batches_total,
@@ -124,7 +145,7 @@ class RunMetrics:
                 "sequential_fallbacks": self.sequential_fallbacks,
                 "tool_calls": tool_calls,
                 "mcp_sessions_opened": sessions_opened,
-                "peak_concurrent_batches": self.batch_gauge.peak,
+                "peak_concurrent_batches": peak_batches,
                 "wall_ms": self.retrieval_wall_ms(),
                 "p50_batch_ms": percentile(self.batch_ms, 50),
                 "p95_batch_ms": percentile(self.batch_ms, 95),

@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from loguru import logger
 
-from runner.coordinator import Progress
 
+@dataclass(frozen=True)
+class Progress:
+    """Where every chart is now; the coordinator makes one, a reporter shows it.
+    retrieving + queued + rendering + done + failed + cancelled == charts_total."""
 
-def _summary(p: Progress) -> str:
-    return (f"batches {p.batches_done}/{p.batches_total} · charts ok {p.charts_ok}, failed {p.charts_failed}"
-            f" of {p.charts_total} · in flight: retrieving {p.retrieving}, rendering {p.rendering}")
+    batches_total: int
+    batches_done: int  # batches that have ended, counted when they end
+    charts_total: int
+    retrieving: int  # no data yet
+    queued: int  # data in hand, waiting for a render worker
+    rendering: int  # a worker is on it now (never more than the workers)
+    done: int
+    failed: int
+    cancelled: int = 0
+
+    def summary(self) -> str:
+        cancelled = f", cancelled {self.cancelled}" if self.cancelled else ""
+        return (f"batches {self.batches_done}/{self.batches_total} · charts {self.charts_total}: "
+                f"retrieving {self.retrieving}, queued {self.queued}, rendering {self.rendering}, "
+                f"done {self.done}, failed {self.failed}{cancelled}")
 
 
 class ProgressReporter:
-    """Listens to a Progress; owns the rich Live display when stderr is a terminal."""
+    """Shows Progress: a rich Live display when stderr is a terminal, else a log line every
+    `interval_seconds`; either way a last line when the run ends."""
 
     def __init__(self, live: bool, interval_seconds: float = 5.0) -> None:
         self._live_wanted = live
         self._interval = interval_seconds
-        self._last = 0.0
+        self._last_shown = 0.0
+        self._latest: Progress | None = None
         self._live: Any = None
         self.console: Any = None
         if live:
@@ -47,28 +65,32 @@ class ProgressReporter:
                  tb: TracebackType | None) -> None:
         if self._live is not None:
             self._live.stop()
+        if self._latest is not None:
+            logger.info("progress: {}", self._latest.summary())
 
     def __call__(self, progress: Progress) -> None:
+        self._latest = progress
         now = time.monotonic()
         if self._live is not None:
-            if now - self._last >= 0.1:
-                self._last = now
+            if now - self._last_shown >= 0.1:
+                self._last_shown = now
                 self._live.update(self._render(progress))
-        elif now - self._last >= self._interval:
-            self._last = now
-            logger.info("progress: {}", _summary(progress))
+        elif now - self._last_shown >= self._interval:
+            self._last_shown = now
+            logger.info("progress: {}", progress.summary())
 
-    def _render(self, p: Progress) -> Any:
+    @staticmethod
+    def _render(p: Progress) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
         table = Table.grid(padding=(0, 1))
-        done = p.charts_ok + p.charts_failed
-        table.add_row("charts", ProgressBar(total=max(p.charts_total, 1), completed=done, width=40),
-                      f"{done}/{p.charts_total}  ok {p.charts_ok}  failed {p.charts_failed}")
+        finished = p.done + p.failed + p.cancelled
+        table.add_row("charts", ProgressBar(total=max(p.charts_total, 1), completed=finished, width=40),
+                      f"{finished}/{p.charts_total}  done {p.done}  failed {p.failed}")
         table.add_row("batches", ProgressBar(total=max(p.batches_total, 1), completed=p.batches_done, width=40),
                       f"{p.batches_done}/{p.batches_total}")
-        table.add_row("in flight", "", f"retrieving {p.retrieving}  rendering {p.rendering}")
+        table.add_row("in flight", "", f"retrieving {p.retrieving}  queued {p.queued}  rendering {p.rendering}")
         return table
 
 

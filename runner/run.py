@@ -8,26 +8,30 @@ import secrets
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from runner.charts import ChartSpec
 from runner.config import RunnerConfig
-from runner.errors import ChartError, UsageError
+from runner.errors import ChartError, ErrorType, UsageError
 from runner.jobs import plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
+from runner.retry import RetryPolicy
+from runner.status import ChartStatus, ExitCode, RunStatus
+
+if TYPE_CHECKING:
+    from runner.render.supervisor import RenderFunction
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 DEFAULT_MERCHANT_COUNT = 3
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -45,9 +49,9 @@ class JobInputs:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    report_path: Path | None
-    exit_code: int
-    report: dict[str, Any] | None
+    report_path: Path
+    exit_code: ExitCode
+    report: dict[str, Any]
 
 
 def check_dates(start: str, end: str) -> None:
@@ -82,10 +86,13 @@ def _iso(moment: datetime) -> str:
 
 
 @contextmanager
-def _stop_on_signals(stop: Any) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the coordinator to stop instead of raising in random places."""
+def _stop_on_signals(stop: Any, received: list[str]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the coordinator to stop instead of raising in random places.
+
+    The handler logs nothing: it runs between two bytecodes of the main thread, which may be
+    inside a log call, and loguru's handlers are not re-entrant (it would print a traceback)."""
     def handler(signum: int, _frame: Any) -> None:
-        logger.warning("received {}; finishing up", signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
         stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -96,46 +103,44 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _default_merchants(pool: Any, config: RunnerConfig) -> tuple[str, ...]:
+def _default_merchants(pool: Any, config: RunnerConfig, stop: threading.Event) -> tuple[str, ...]:
     """The server's first merchants, from its list_merchants tool."""
     import json
 
     from runner.retrieval.sessions import describe_exception
 
-    last: ChartError | None = None
-    for attempt in range(config.retry_attempts + 1):
-        try:
-            with pool.acquire() as slot:
-                result = slot.run(lambda s: s.call_tool("list_merchants", {}, config.tool_timeout_seconds))
-            payload = result.structured_content or json.loads(result.content[0].text)
-            tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
-            if not tokens:
-                raise ChartError("empty_data", "list_merchants returned no merchants")
-            return tokens
-        except ChartError as exc:
-            last = exc
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise UsageError("the server's list_merchants tool gave no usable merchant list "
-                             f"({describe_exception(exc)}); pass --merchant") from None
-        if attempt < config.retry_attempts:
-            time.sleep(config.retry_delay_seconds * 2 ** attempt)
-    assert last is not None
-    raise last
+    def ask() -> Any:
+        with pool.acquire() as slot:
+            return slot.run(lambda s: s.call_tool("list_merchants", {}, config.tool_timeout_seconds))
+
+    tried = RetryPolicy.from_config(config).run(ask, "list_merchants", stop)
+    if tried.error is not None:
+        raise tried.error
+    result: Any = tried.value
+    try:
+        payload = result.structured_content or json.loads(result.content[0].text)
+        tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise UsageError("the server's list_merchants tool gave no usable merchant list "
+                         f"({describe_exception(exc)}); pass --merchant") from None
+    if not tokens:
+        raise ChartError(ErrorType.EMPTY_DATA, "list_merchants returned no merchants")
+    return tokens
 
 
-def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False) -> RunOutcome:
-    """Run the whole job. UsageError propagates (exit 2); everything else ends in a report."""
-    from runner.coordinator import Coordinator, Progress, RunRequest
+def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
+            render: RenderFunction | None = None) -> RunOutcome:
+    """Run the whole job. UsageError propagates (exit 2); everything else ends in a report.
+    `render` replaces the worker-side render function (the tests inject faults with it)."""
+    from runner.coordinator import Coordinator, RunRequest
     from runner.progress import ProgressReporter
+    from runner.render.supervisor import make_supervisor
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
     check_dates(inputs.start_date, inputs.end_date)
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
-    from runner.render.pool import parse_render_faults
-
-    parse_render_faults(config.test_render_fault)  # a bad value is a usage error, before any work
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
     if config.enable_concurrent_chart_generation:
@@ -160,7 +165,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
 
     # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
     # loses the report or leaves the server running.
-    with _stop_on_signals(request_stop):
+    received: list[str] = []
+    with _stop_on_signals(request_stop, received):
         with ExitStack() as stack:
             if config.server_url or config.server_command:
                 target = ServerTarget.from_settings(config.server_url, config.server_command)
@@ -179,7 +185,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             stack.callback(pool.close)
             if not merchants:
                 try:
-                    merchants = _default_merchants(pool, config)
+                    merchants = _default_merchants(pool, config, stop)
                     logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
                 except ChartError as exc:
                     unreachable_reason = exc.message
@@ -189,16 +195,13 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             if unreachable_reason is None and not stop.is_set():
                 batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
                                        run_dir, config.batch_size)
-                request = RunRequest(run_id, run_dir, merchants, inputs.charts, inputs.start_date,
-                                     inputs.end_date, batches)
-                progress = Progress()
-                reporter = ProgressReporter(live=progress_live)
+                reporter = ProgressReporter(live=progress_live, interval_seconds=config.progress_interval_seconds)
                 if progress_live:
                     from runner.logs import setup_logging
 
                     setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
-                progress.listeners.append(reporter)
-                coordinator = Coordinator(config, request, pool, progress, stop)
+                coordinator = Coordinator(config, RunRequest(run_id, batches), pool, make_supervisor(config, render),
+                                          reporter, stop)
                 with reporter:
                     result = coordinator.run()
             logger.debug("run finished; the server and sessions are closing")
@@ -214,18 +217,20 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         path, report = finish()
         if stop.is_set() and report["run"]["status"] != "interrupted":
             path, report = finish()  # the stop came while the report was written: say so in it
+    if received:
+        logger.warning("stopped by {}", ", ".join(dict.fromkeys(received)))
     log_closing_block(report)
-    return RunOutcome(path, report["run"]["exit_code"], report)
+    return RunOutcome(path, ExitCode(report["run"]["exit_code"]), report)
 
 
-def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool) -> tuple[str, int]:
+def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool) -> tuple[RunStatus, ExitCode]:
     if interrupted:
-        return "interrupted", EXIT_INTERRUPTED
+        return RunStatus.INTERRUPTED, ExitCode.INTERRUPTED
     if unreachable or ok == 0:
-        return "failed", EXIT_NOTHING
+        return RunStatus.FAILED, ExitCode.NOTHING
     if ok == total:
-        return "ok", EXIT_OK
-    return "partial", EXIT_FAILED
+        return RunStatus.OK, ExitCode.OK
+    return RunStatus.PARTIAL, ExitCode.FAILED
 
 
 def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
@@ -233,14 +238,12 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
                  result: Any, unreachable_reason: str | None, stop_requested: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-
     charts = [asdict(c) for c in result.charts] if result else []
-    counts = {status: sum(1 for c in charts if c["status"] == status)
-              for status in ("ok", "failed", "skipped", "cancelled")}
+    counts = Counter(c["status"] for c in charts)
     interrupted = stop_requested or bool(result and result.interrupted)
     unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
-    status, code = exit_code_for(len(charts), counts["ok"], interrupted, unreachable)
-    metrics = result.metrics if result else RunMetrics().as_report(0, 0)
+    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable)
+    metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)
     run = {
         "run_id": run_id,
         "started_at": _iso(started_at),
@@ -250,10 +253,10 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "retrieval_mode": config.retrieval_mode,
         "merchants": len(merchants),
         "charts_total": len(charts),
-        "charts_ok": counts["ok"],
-        "charts_failed": counts["failed"],
-        "charts_skipped": counts["skipped"],
-        "charts_cancelled": counts["cancelled"],
+        "charts_ok": counts[ChartStatus.OK],
+        "charts_failed": counts[ChartStatus.FAILED],
+        "charts_skipped": counts[ChartStatus.SKIPPED],
+        "charts_cancelled": counts[ChartStatus.CANCELLED],
         "wall_ms": round(wall_ms, 1),
         "output_dir": str(run_dir),
         "start_date": inputs.start_date,
@@ -271,6 +274,10 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
     }
 
 
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
 def log_closing_block(report: dict[str, Any]) -> None:
     run, metrics = report["run"], report["metrics"]
     retrieval, render, tokens = metrics["retrieval"], metrics["render"], metrics["tokens"]
@@ -284,8 +291,8 @@ def log_closing_block(report: dict[str, Any]) -> None:
         f"MCP: {retrieval['tool_calls']} tool calls over {retrieval['mcp_sessions_opened']} session(s)",
         f"charts: {run['charts_ok']} ok, {run['charts_failed']} failed, {run['charts_cancelled']} cancelled"
         f" of {run['charts_total']}",
-        f"render: {render['workers']} worker(s) ({render['start_method']}), p50 {render['p50_render_ms']} ms,"
-        f" p95 {render['p95_render_ms']} ms, utilization {render['utilization']}",
+        f"render: {render['workers']} worker(s) ({render['start_method']}), p50 {_ms(render['p50_render_ms'])},"
+        f" p95 {_ms(render['p95_render_ms'])}, utilization {render['utilization'] or 'n/a'}",
         f"tokens: {tokens['input_tokens']} in, {tokens['output_tokens']} out,"
         f" max batch context {tokens['max_batch_context_tokens']}",
         f"errors by type: {errors}",

@@ -1,6 +1,6 @@
 """Benchmarks of the runner on this machine, each comparison measured side by side in one run.
 
-    python scripts/bench.py [--quick] [--json FILE]
+    python scripts/bench.py [--quick | --smoke] [--json FILE]
 
 Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
 Two sides of a comparison alternate within each repetition; figures are medians. The machine
@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,14 @@ from runner.config import RunnerConfig, load_config
 from runner.demo.data import DORMANT_INDEX, build_database
 from runner.demo.launch import embedded_server
 from runner.demo.server import CHART_TOOLS, Warehouse
+from runner.files import write_atomically
 from runner.jobs import ChartJob, RenderTask, plan_batches
 from runner.render import pool as render_pool
 from runner.render import worker
 from runner.retrieval.direct import run_batch
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.sessions import ServerTarget, SessionPool
+from runner.retry import RetryPolicy
 from runner.run import DEFAULT_END, DEFAULT_START
 
 LATENCY_MS = 200
@@ -65,6 +67,7 @@ class Sizes:
 
 FULL = Sizes(merchants=8, reps=3, cpu_reps=7, scale_merchants=300)
 QUICK = Sizes(merchants=3, reps=1, cpu_reps=3, scale_merchants=30)
+SMOKE = Sizes(merchants=1, reps=1, cpu_reps=1, scale_merchants=3)  # only that every figure still comes out
 
 
 def median(values: list[float]) -> float:
@@ -120,13 +123,25 @@ def _wall(run: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def write_png(task: RenderTask, rendered: Any) -> None:
+    """What the coordinator does with each chart a worker sends back."""
+    write_atomically(Path(task.job.output), rendered.png)
+
+
 def render_in_pool(tasks: list[RenderTask], workers: int) -> float:
-    """The runner's pool, started and warm as in a run, with fresh workers each time."""
+    """The runner's pool, started and warm as in a run, with fresh workers each time; the PNGs
+    come back to this process, which writes them, as the coordinator does."""
     executor = render_pool.start_process_pool(workers)
     try:
         for future in [executor.submit(worker.ready) for _ in range(workers)]:
             future.result()
-        return _wall(lambda: [f.result() for f in [executor.submit(worker.render, t) for t in tasks]])
+
+        def run() -> None:
+            futures = {executor.submit(worker.render, t): t for t in tasks}
+            for future in as_completed(futures):
+                write_png(futures[future], future.result())
+
+        return _wall(run)
     finally:
         executor.shutdown()
 
@@ -134,7 +149,7 @@ def render_in_pool(tasks: list[RenderTask], workers: int) -> float:
 def render_in_process(tasks: list[RenderTask]) -> float:
     worker.init_worker()
     worker._canvases.clear()  # as cold as a new worker
-    return _wall(lambda: [worker.render(t) for t in tasks])
+    return _wall(lambda: [write_png(t, worker.render(t)) for t in tasks])
 
 
 def _styled_render(task: RenderTask) -> Any:
@@ -154,7 +169,8 @@ def render_with_joblib(tasks: list[RenderTask], workers: int) -> float:
     parallel = Parallel(n_jobs=workers, backend="loky")
     parallel(delayed(_warm)() for _ in range(workers * 2))  # workers up, matplotlib imported
     try:
-        return _wall(lambda: parallel(delayed(_styled_render)(t) for t in tasks))
+        return _wall(lambda: [write_png(t, out) for t, out in zip(tasks, parallel(delayed(_styled_render)(t)
+                                                                                    for t in tasks), strict=True)])
     finally:
         get_reusable_executor().shutdown(wait=True)  # fresh workers next time, like the pool
 
@@ -208,14 +224,14 @@ def scenario_cpu(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, 
     defaults_dir = folder / "cpu-defaults"
     defaults_dir.mkdir(parents=True)
     for task in tasks:  # warm both: a worker's steady state, and pyplot imported
-        worker.render(task)
+        write_png(task, worker.render(task))
         render_with_pyplot(task, defaults_dir / f"{task.job.spec.id}.png")
     runner_ms: dict[str, list[float]] = {t.job.spec.id: [] for t in tasks}
     default_ms: dict[str, list[float]] = {t.job.spec.id: [] for t in tasks}
     for rep in range(sizes.cpu_reps):
         for task in tasks:
             chart = task.job.spec.id
-            sides = [("runner", lambda t=task: worker.render(t)),
+            sides = [("runner", lambda t=task: write_png(t, worker.render(t))),
                      ("default", lambda t=task, c=chart: render_with_pyplot(t, defaults_dir / f"{c}.png"))]
             for name, run in sides if rep % 2 == 0 else reversed(sides):
                 (runner_ms if name == "runner" else default_ms)[chart].append(_cpu_ms(run))
@@ -254,7 +270,7 @@ def retrieve_only(url: str, tokens: list[str], config: RunnerConfig, folder: Pat
 
     def one(batch: Any) -> Any:
         with sessions.acquire() as slot:
-            result = run_batch(batch, slot, config, lambda r: None, concurrent)
+            result = run_batch(batch, slot, config, RetryPolicy.from_config(config), lambda r: None, concurrent)
         if result.status != "ok":
             raise RuntimeError(f"bench retrieval failed: {result.error}")
         return result
@@ -385,10 +401,12 @@ def _phases(report: dict[str, Any]) -> dict[str, float]:
     def at(text: str) -> float:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
-    wall = report["run"]["wall_ms"] / 1000
-    startup = min(at(b["started_at"]) for b in report["batches"]) - at(report["run"]["started_at"])
-    retrieval = report["metrics"]["retrieval"]["wall_ms"] / 1000
-    return {"before_retrieval": startup, "retrieval": retrieval, "after_retrieval": wall - startup - retrieval}
+    # One clock for all three: the run's start and end, and its batches' starts and ends.
+    started = at(report["run"]["started_at"])
+    first = min(at(b["started_at"]) for b in report["batches"])
+    last = max(at(b["started_at"]) + b["wall_ms"] / 1000 for b in report["batches"])
+    finished = max(at(report["run"]["finished_at"]), last)
+    return {"before_retrieval": first - started, "retrieval": last - first, "after_retrieval": finished - last}
 
 
 def scenario_scale(sizes: Sizes, folder: Path, pool_rate: float) -> dict[str, Any]:
@@ -397,7 +415,7 @@ def scenario_scale(sizes: Sizes, folder: Path, pool_rate: float) -> dict[str, An
     tokens = merchant_tokens(count)
     merchants_file = folder / "scale-merchants.txt"
     merchants_file.write_text("\n".join(tokens) + "\n")
-    with embedded_server(folder / "scale-server.log", ["--merchants", str(count + 1)]) as (url, _pid):
+    with embedded_server(folder / "scale-server.log", ["--merchants", str(max(24, count + 1))]) as (url, _pid):
         result = run_cli(["--server-url", url, "--merchants-file", str(merchants_file)], folder / "scale")
     run, metrics = result.report["run"], result.report["metrics"]
     charts = run["charts_total"]
@@ -498,9 +516,11 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller scenarios, under a minute.")
+    parser.add_argument("--smoke", action="store_true", help="The smallest run of every scenario: its figures "
+                        "mean nothing, it only shows the bench still works (the tests use it).")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     logger.remove()  # the runner's own progress lines would bury the bench's
     logger.add(sys.stderr, level="WARNING")
     config = load_config(env={})  # the defaults, whatever this shell exports
@@ -509,6 +529,7 @@ def main() -> None:
         folder = Path(tmp)
         results: dict[str, Any] = {
             "quick": args.quick,
+            "smoke": args.smoke,
             "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
             "cpu_reps": sizes.cpu_reps,
             "reps": sizes.reps,

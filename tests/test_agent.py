@@ -14,8 +14,8 @@ from runner.config import load_config
 from runner.demo.fake_claude import FakeClaude, QueuedError
 from runner.errors import ChartError
 from runner.retrieval.agent import call_with_retries, extract_answer, truncate_result
-from tests.conftest import run_cli
-from tests.test_cli_run import CHART_IDS, assert_every_chart_once, assert_no_processes_left
+from runner.retry import RetryPolicy
+from tests.helpers import CHART_IDS, assert_every_chart_once, assert_no_processes_left, run_cli
 
 API_KEY = "sk-ant-test-DO-NOT-LEAK-4f9a"
 
@@ -208,7 +208,7 @@ def test_retry_after_is_capped_and_uses_the_sdk_over_httpx2():
         request = {"model": "x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         from loguru import logger
 
-        return await call_with_retries(client, request, config, logger)
+        return await call_with_retries(client, request, config, RetryPolicy.from_config(config), logger)
 
     response = asyncio.run(go())
     assert response.stop_reason == "end_turn" and len(calls) == 2

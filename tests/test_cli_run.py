@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
-from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 from PIL import Image
 
-from runner.charts import BUILTIN_PACK
 from runner.demo.data import DORMANT_INDEX
-from tests.conftest import CliRun, run_cli, validate_report
-
-CHART_IDS = [spec.id for spec in BUILTIN_PACK]
-
-
-def assert_every_chart_once(result: CliRun, merchants: list[str], chart_ids: list[str] = CHART_IDS) -> None:
-    assert result.report is not None, result.stderr[-2000:]
-    validate_report(result.report)
-    listed = Counter((c["merchant"], c["chart_id"]) for c in result.report["charts"])
-    assert listed == Counter((m, c) for m in merchants for c in chart_ids)
-
-
-def assert_no_processes_left(report: dict) -> None:
-    pids = {c["worker_pid"] for c in report["charts"] if c["worker_pid"]}
-    if report["run"]["server_pid"]:
-        pids.add(report["run"]["server_pid"])
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"processes left running: {alive}"
+from tests.helpers import CHART_IDS, assert_every_chart_once, assert_no_processes_left, run_cli
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -172,3 +153,32 @@ def test_json_logs_carry_the_batch_id(tmp_path, demo_url, demo_tokens) -> None:
     batch_ids = {r["record"]["extra"].get("batch") for r in records} - {None}
     assert {"batch-001", "batch-002", "batch-003"} <= batch_ids
     assert any("call" in r["record"]["message"] for r in records)  # tool-call details with --verbose
+
+
+_PROGRESS = re.compile(r"progress: batches (\d+)/(\d+) · charts (\d+): retrieving (\d+), queued (\d+), "
+                       r"rendering (\d+), done (\d+), failed (\d+)")
+
+
+def test_progress_lines_off_a_terminal_tell_the_truth(tmp_path) -> None:
+    """Every line adds up, batches count as they end, never more rendering than workers, and a
+    last line says where everything ended."""
+    result = run_cli(["--demo-server-arg=--latency-ms=150", "--progress-interval-seconds", "0.1",
+                      "--max-concurrent-charts", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    progress = [(i, tuple(map(int, m.groups()))) for i, line in enumerate(lines) if (m := _PROGRESS.search(line))]
+    assert len(progress) >= 5, result.stderr[-3000:]
+    last_batch_done = max(i for i, line in enumerate(lines) if re.search(r"\[batch-\d+\] done in", line))
+    assert progress[0][0] < last_batch_done  # the first line came while batches were running
+    workers = result.report["metrics"]["render"]["workers"]
+    previous = (0, 0)
+    for _, (batches_done, batches, total, retrieving, queued, rendering, done, failed) in progress:
+        assert (batches, total) == (9, 21)
+        assert retrieving + queued + rendering + done + failed == total
+        assert 0 <= rendering <= workers and queued >= 0
+        assert batches_done >= previous[0] and done >= previous[1]  # counts only grow
+        previous = (batches_done, done)
+        if batches_done == batches:
+            assert retrieving == 0  # nothing is retrieving once every batch has ended
+    assert progress[-1][1] == (9, 9, 21, 0, 0, 0, 21, 0)
+    assert progress[-1][0] < next(i for i, line in enumerate(lines) if "=== Concurrency Metrics ===" in line)

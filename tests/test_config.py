@@ -8,7 +8,7 @@ import pytest
 
 from runner.config import RunnerConfig, env_name, load_config, redact, settings
 from runner.errors import UsageError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 DESIGN_VARIABLES = {
     "SCALAPAY_ENABLE_CONCURRENT_DATA_RETRIEVAL": True,

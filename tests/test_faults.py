@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,8 +15,18 @@ import psutil
 import pytest
 
 from runner.charts import BUILTIN_PACK
-from tests.conftest import REPO, CliRun, _clean_env, cli_result, run_cli, validate_report
-from tests.test_cli_run import CHART_IDS, assert_no_processes_left
+from tests.helpers import (
+    CHART_IDS,
+    REPO,
+    CliRun,
+    assert_no_processes_left,
+    by_chart,
+    clean_env,
+    cli_command,
+    cli_result,
+    run_cli,
+    validate_report,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,32 +54,25 @@ def statuses(report: dict) -> dict[str, tuple[str, str | None]]:
     return {f'{c["merchant"]}:{c["chart_id"]}': (c["status"], c["error_type"]) for c in report["charts"]}
 
 
-def by_chart(report: dict) -> dict[str, set[tuple[str, str | None]]]:
-    out: dict[str, set] = {}
-    for chart in report["charts"]:
-        out.setdefault(chart["chart_id"], set()).add((chart["status"], chart["error_type"]))
-    return out
-
-
 # -- render workers -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["crash", "segv"])
 def test_a_chart_that_kills_its_worker_twice_fails_alone(kind, tmp_path, demo_url, demo_tokens):
-    merchants = demo_tokens[:2]
+    merchants = demo_tokens[:1]
     result = run_cli(["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]], tmp_path,
-                     env={"SCALAPAY_TEST_RENDER_FAULT": f"{kind}:aov_by_month"})
+                     render_faults=f"{kind}:aov_by_month")
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, merchants)
     charts = by_chart(report)
     assert charts.pop("aov_by_month") == {("failed", "worker_crashed")}
     assert all(value == {("ok", None)} for value in charts.values()), charts
-    assert report["metrics"]["render"]["worker_restarts"] == 4  # two crashes per merchant's chart
+    assert report["metrics"]["render"]["worker_restarts"] == 2  # it crashed twice, each time on its own
 
 
 def test_a_hung_render_times_out_and_the_pool_recovers(tmp_path, demo_url, demo_tokens):
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--render-timeout-seconds", "2"],
-                     tmp_path, env={"SCALAPAY_TEST_RENDER_FAULT": "hang:user_demographics"})
+                     tmp_path, render_faults="hang:user_demographics")
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, [demo_tokens[0]])
     charts = by_chart(report)
@@ -96,15 +98,19 @@ def test_workers_are_recycled(tmp_path, demo_url, demo_tokens):
 # -- MCP server faults --------------------------------------------------------------------------
 
 
-def test_flaky_tool_calls_are_retried(tmp_path):
-    # Calls from two threads share the server's seeded generator, so the failures vary run to run;
-    # with 5 tries and a fallback of 5 more, a chart still fails with odds of 0.3**10.
-    result = run_cli([*server_args("--fail-rate=0.3"), "--retry-attempts", "4"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_flaky_tool_calls_are_retried_twice_at_most(tmp_path, demo_tokens):
+    # The injected failure is an error the tool reports: tried at most twice, never in the fallback.
+    # Calls from two threads share the server's seeded generator, so which charts fail varies.
+    result = run_cli([*server_args("--fail-rate=0.3"), "--retry-attempts", "4", "--merchant", demo_tokens[0]],
+                     tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
     report = check_report(result)
-    assert all(c["status"] == "ok" for c in report["charts"])
-    assert report["metrics"]["retrieval"]["batch_retries"] > 0
-    assert max(c["attempts"] for c in report["charts"]) > 1
+    outcomes = {(c["status"], c["error_type"], c["attempts"]) for c in report["charts"]}
+    assert outcomes <= {("ok", None, 1), ("ok", None, 2), ("failed", "tool_error", 2)}, outcomes
+    retrieval = report["metrics"]["retrieval"]
+    assert retrieval["batch_retries"] == sum(c["attempts"] - 1 for c in report["charts"]) > 0
+    assert retrieval["sequential_fallbacks"] == 0
+    assert result.returncode == (0 if all(c["status"] == "ok" for c in report["charts"]) else 1)
 
 
 def test_a_tool_that_stops_answering_times_out(tmp_path):
@@ -117,13 +123,14 @@ def test_a_tool_that_stops_answering_times_out(tmp_path):
     assert report["metrics"]["retrieval"]["sequential_fallbacks"] >= 1
 
 
-def test_a_server_that_dies_mid_run(tmp_path):
+def test_a_server_that_dies_mid_run(tmp_path, demo_tokens):
     # One call at a time, so the four calls before the crash have all answered.
-    result = run_cli([*server_args("--crash-after=4"), "--max-concurrent-batches", "1", "--batch-size", "1"], tmp_path)
+    result = run_cli([*server_args("--crash-after=4"), "--max-concurrent-batches", "1", "--batch-size", "1",
+                      "--merchant", demo_tokens[0]], tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result)
     counts = Counter(c["status"] for c in report["charts"])
-    assert counts["ok"] == 4 and counts["failed"] == 17
+    assert counts["ok"] == 4 and counts["failed"] == 3
     assert {c["error_type"] for c in report["charts"] if c["status"] == "failed"} == {"server_unavailable"}
 
 
@@ -212,12 +219,13 @@ def test_bad_user_input_exits_2_naming_the_problem(tmp_path):
 # -- interruption -------------------------------------------------------------------------------
 
 
-def _start(args: list[str], tmp_path: Path, env: dict[str, str] | None = None):
+def _start(args: list[str], tmp_path: Path, render_faults: str | None = None):
     stderr_path = tmp_path / "stderr.log"
-    command = [sys.executable, "-m", "runner", *args, "--output-dir", str(tmp_path / "out"), "--verbose"]
+    command = [*cli_command(args, render_faults), "--output-dir", str(tmp_path / "out"), "--verbose"]
     # Its own process group, like a terminal job: Ctrl-C there reaches every process in the group.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
-                            env=_clean_env(env), cwd=REPO, stdin=subprocess.DEVNULL, process_group=0)
+                            env=clean_env({"PYTHONPATH": str(REPO)}), cwd=REPO, stdin=subprocess.DEVNULL,
+                            process_group=0)
     return proc, stderr_path
 
 
@@ -293,7 +301,7 @@ def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_u
 
 def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
     proc, stderr_path = _start(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
-                               env={"SCALAPAY_TEST_RENDER_FAULT": "hang:user_demographics"})
+                               render_faults="hang:user_demographics")
     seen = _wait_for(proc, stderr_path, "rendered in")
     time.sleep(1.0)  # let the other charts finish; the hung one never will
     seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}

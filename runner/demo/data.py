@@ -22,7 +22,6 @@ SEASON = (0.80, 0.75, 0.90, 0.95, 1.00, 0.95, 0.85, 0.80, 1.00, 1.05, 1.45, 1.60
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
 GENDERS = ("female", "male", "undisclosed")
 CARD_TYPES = ("credit", "debit", "prepaid")
-PRODUCT_TYPES = ("pay_in_3", "pay_in_4")
 USER_TYPES = ("network", "returning", "new")
 
 _NAMES = (

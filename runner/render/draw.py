@@ -8,6 +8,8 @@ the data are shares.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -17,9 +19,11 @@ from runner.jobs import ChartData, ChartJob
 
 PALETTE = ("#1b4f72", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+Formatter = Callable[..., str]  # (value, tick position=None) -> label, as matplotlib calls it
+
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "font.size": 13,
     "axes.titlesize": 20,
     "axes.labelsize": 14,
@@ -31,7 +35,7 @@ STYLE = {
 }
 
 
-def _money(unit: str):
+def _money(unit: str) -> Formatter:
     symbol = "€" if unit.upper() in ("EUR", "€") else ""
 
     def fmt(value: float, _pos: object = None) -> str:
@@ -47,7 +51,7 @@ def _money(unit: str):
     return fmt
 
 
-def _value_formatter(unit: str):
+def _value_formatter(unit: str) -> Formatter:
     if unit == "%":
         return lambda v, _pos=None: f"{v:.0f}%"
     if unit.upper() in ("EUR", "€"):
@@ -171,8 +175,9 @@ def clear_chart(fig: Figure) -> None:
             container.remove()
         for artist in [*ax.lines, *ax.patches, *ax.texts, *ax.collections]:
             artist.remove()
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
         ax.relim()
         ax.set_autoscale_on(True)  # set_ylim turned it off
     for text in list(fig.texts):

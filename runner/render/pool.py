@@ -1,4 +1,7 @@
-"""The executors that run render tasks: a process pool, or in-process one by one."""
+"""Process-level helpers of the render stage: the forkserver, one pool's workers, ending them.
+
+The render supervisor (runner.render.supervisor) decides when; these do.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +9,14 @@ import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from loguru import logger
 
-from runner.errors import UsageError
-
 # What every worker needs, imported once in the forkserver and inherited by each worker.
 PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
-
-
-class InlineExecutor(Executor):
-    """Runs each task at submit time in the calling thread: the sequential mode."""
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the future like a pool would
-            future.set_exception(exc)
-        return future
 
 
 def worker_count(requested: int, oversubscribe: bool) -> int:
@@ -76,7 +64,7 @@ def start_process_pool(workers: int, started: Any = None) -> ProcessPoolExecutor
 def worker_processes(executor: ProcessPoolExecutor) -> dict[int, Any]:
     """pid -> Process of a started pool. A copy: the pool forgets workers as they exit, and we
     need them afterwards, for their exit codes and to release their pipes."""
-    return dict(executor._processes)  # type: ignore[attr-defined]
+    return dict(executor._processes)
 
 
 def exit_codes(processes: dict[int, Any]) -> dict[int, int | None]:
@@ -108,25 +96,3 @@ def stop_workers(processes: dict[int, Any], grace: float = 0.0) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-
-
-FAULT_KINDS = ("crash", "segv", "hang")
-
-
-def parse_render_faults(text: str | None) -> dict[str, str]:
-    """`crash:chart_id,hang:other_id` -> {chart_id: kind}; a test-only hook (see render.worker)."""
-    faults: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        kind, _, chart_id = item.partition(":")
-        if kind not in FAULT_KINDS or not chart_id:
-            raise UsageError(f"invalid SCALAPAY_TEST_RENDER_FAULT item {item!r}: expected KIND:CHART_ID "
-                             f"with KIND one of {', '.join(FAULT_KINDS)}")
-        faults[chart_id] = kind
-    return faults
-
-
-def start_inline() -> InlineExecutor:
-    from runner.render.worker import init_worker
-
-    init_worker()
-    return InlineExecutor()

@@ -1,6 +1,7 @@
-"""The worker side: render one chart to a PNG, written atomically.
+"""The worker side: render one chart to PNG bytes, which go back to the coordinator to write.
 
-Runs in render worker processes (or in-process when concurrent rendering is off).
+Runs in render worker processes (or in-process when concurrent rendering is off). Workers
+write nothing, so they need no shared disk, and one killed mid-render leaves nothing behind.
 Imports matplotlib at module level on purpose: the forkserver preloads this module once,
 so every worker starts with matplotlib already imported.
 """
@@ -12,8 +13,7 @@ import io
 import os
 import signal
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -23,9 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from runner.errors import ChartError  # noqa: E402
-from runner.files import write_atomically  # noqa: E402
-from runner.jobs import RenderOutput, RenderTask  # noqa: E402
+from runner.errors import ChartError, ErrorType  # noqa: E402
+from runner.jobs import RenderedChart, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 
@@ -39,22 +38,12 @@ _canvases: dict[tuple[str, int], FigureCanvasAgg] = {}
 
 def init_worker(started: Any = None) -> None:
     global _started
-    matplotlib.rcParams.update(STYLE)
+    cast(Any, matplotlib.rcParams).update(STYLE)  # its stubs accept only literal keys
     _started = started
     if started is not None:
         # A pool worker: Ctrl-C reaches the whole process group, but only the coordinator decides
         # what stops; it ends workers itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _inject_fault(kind: str) -> None:
-    """The test-only hook: die or hang the way real workers do (exit, segfault, a stuck call)."""
-    if kind == "crash":
-        os._exit(70)
-    if kind == "segv":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if kind == "hang":
-        time.sleep(3600)
 
 
 def _canvas_for(layout: tuple[str, int]) -> FigureCanvasAgg:
@@ -78,13 +67,16 @@ def encode_png(canvas: FigureCanvasAgg, compress_level: int) -> bytes:
     return out.getvalue()
 
 
-def render(task: RenderTask) -> RenderOutput:
+def announce(task: RenderTask) -> None:
+    """Tell the coordinator which chart this worker begins, so a crash or a hang is pinned on it."""
+    if _started is not None:
+        _started.send((os.getpid(), task.job.key))
+
+
+def render(task: RenderTask) -> RenderedChart:
     started, cpu_started = time.perf_counter(), time.process_time()
     job = task.job
-    if _started is not None:
-        _started.send((os.getpid(), job.key))
-    if task.fault:
-        _inject_fault(task.fault)
+    announce(task)
     try:
         layout = figure_layout(job, task.data)
         canvas = _canvas_for(layout)
@@ -94,14 +86,12 @@ def render(task: RenderTask) -> RenderOutput:
         except BaseException:
             _canvases.pop(layout, None)  # half drawn: never reuse it
             raise
-        write_atomically(Path(job.output), content)
     except ChartError:
         raise
     except Exception as exc:
-        raise ChartError("render_error", f"{job.spec.id}: {type(exc).__name__}: {exc}"[:300]) from None
-    return RenderOutput(
-        output=job.output,
-        bytes=len(content),
+        raise ChartError(ErrorType.RENDER_ERROR, f"{job.spec.id}: {type(exc).__name__}: {exc}"[:300]) from None
+    return RenderedChart(
+        png=content,
         sha256=hashlib.sha256(content).hexdigest(),
         render_ms=round((time.perf_counter() - started) * 1000, 1),
         cpu_ms=round((time.process_time() - cpu_started) * 1000, 1),

@@ -12,18 +12,19 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import ChartError
-from runner.jobs import Batch, BatchResult, Retrieval
+from runner.errors import ChartError, ErrorType
+from runner.jobs import Batch, BatchResult, Retrieval, batch_status
 from runner.retrieval.direct import Emit
 from runner.retrieval.parse import chart_data_from_json, decode_json_text
 from runner.retrieval.sessions import Slot
+from runner.retry import RetryPolicy
 
 CHARS_PER_TOKEN = 4  # a rough size estimate, used only to decide whether a next call still fits
 MAX_PARAGRAPH = 1200
@@ -114,19 +115,19 @@ def extract_answer(text: str) -> dict[str, Any]:
     fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.S)
     candidate = fenced.group(1) if fenced else text[text.find("{"): text.rfind("}") + 1]
     if not candidate:
-        raise ChartError("bad_data", f"the model's answer holds no JSON object: {text[:80]!r}")
+        raise ChartError(ErrorType.BAD_DATA, f"the model's answer holds no JSON object: {text[:80]!r}")
     payload = decode_json_text("the model's answer", candidate)
     charts = payload.get("charts") if isinstance(payload, dict) else None
     if not isinstance(charts, dict):
-        raise ChartError("bad_data", 'the model\'s answer has no "charts" object')
+        raise ChartError(ErrorType.BAD_DATA, 'the model\'s answer has no "charts" object')
     return charts
 
 
 class _Conversation:
     """One batch's conversation and its counters (lives on the slot's event loop)."""
 
-    def __init__(self, batch: Batch, slot: Slot, config: RunnerConfig) -> None:
-        self.batch, self.slot, self.config = batch, slot, config
+    def __init__(self, batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolicy) -> None:
+        self.batch, self.slot, self.config, self.policy = batch, slot, config, policy
         self.log = logger.bind(batch=batch.batch_id)
         self.messages: list[dict[str, Any]] = [{"role": "user", "content": batch_prompt(batch)}]
         self.steps = 0
@@ -184,7 +185,7 @@ class _Conversation:
         }
         if final:
             request["tool_choice"] = {"type": "none"}
-        response = await call_with_retries(client, request, self.config, self.log)
+        response = await call_with_retries(client, request, self.config, self.policy, self.log)
         self.steps += 1
         usage = response.usage
         context = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
@@ -217,27 +218,28 @@ def _text_of(response: Any) -> str:
     return "".join(b.text for b in response.content if b.type == "text")
 
 
-async def call_with_retries(client: Any, request: dict[str, Any], config: RunnerConfig, log: Any) -> Any:
+async def call_with_retries(client: Any, request: dict[str, Any], config: RunnerConfig, policy: RetryPolicy,
+                            log: Any) -> Any:
     """The project's capped retry loop (the SDK's own is off): rate limits, 5xx, overload, network."""
     import anthropic
 
-    attempt = 0
+    tries = 0
     while True:
+        tries += 1
         try:
             return await client.messages.create(**request)
         except (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError) as exc:
-            attempt += 1
-            if attempt > config.retry_attempts:
-                raise ChartError("llm_error", f"Messages API still failing after {attempt} tries: "
-                                              f"{_describe_api_error(exc, config)}") from None
-            delay = min(_retry_after(exc) or config.retry_delay_seconds * 2 ** (attempt - 1),
-                        config.llm_retry_max_wait_seconds)
-            log.info("Messages API: {}; retry {}/{} in {:.1f}s", _describe_api_error(exc, config), attempt,
-                     config.retry_attempts, delay)
+            capped = replace(policy, max_delay_seconds=config.llm_retry_max_wait_seconds)
+            delay = capped.next_delay(tries, hint=_retry_after(exc))
+            if delay is None:
+                raise ChartError(ErrorType.LLM_ERROR, f"Messages API still failing after {tries} tries: "
+                                                      f"{_describe_api_error(exc, config)}") from None
+            log.info("Messages API: {}; retry {}/{} in {:.1f}s", _describe_api_error(exc, config), tries,
+                     policy.retries, delay)
             await asyncio.sleep(delay)
         except anthropic.APIStatusError as exc:  # 400, 401, 403, 404...: retrying cannot help
-            raise ChartError("llm_error", f"Messages API refused the request: "
-                                          f"{_describe_api_error(exc, config)}") from None
+            raise ChartError(ErrorType.LLM_ERROR, f"Messages API refused the request: "
+                                                  f"{_describe_api_error(exc, config)}") from None
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -260,11 +262,11 @@ def _describe_api_error(exc: Exception, config: RunnerConfig) -> str:
     return text[:300]
 
 
-def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit) -> BatchResult:
+def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolicy, emit: Emit) -> BatchResult:
     """Run one batch as one fresh conversation; emit every chart's outcome."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    conversation = _Conversation(batch, slot, config)
+    conversation = _Conversation(batch, slot, config, policy)
     log = conversation.log
     log.info("start agent conversation for {}: {}", batch.merchant, ", ".join(j.spec.id for j in batch.jobs))
 
@@ -291,10 +293,11 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit) 
         data = None
         entry = answers.get(job.spec.id)
         if error is None and not isinstance(entry, dict):
-            error = (ChartError("budget_exceeded", f"{job.spec.id}: no answer before the {conversation.stopped}")
+            error = (ChartError(ErrorType.BUDGET_EXCEEDED,
+                                f"{job.spec.id}: no answer before the {conversation.stopped}")
                      if conversation.stopped else
-                     ChartError("bad_data", f"{job.spec.id}: the model gave no data for this chart"))
-        if error is None:
+                     ChartError(ErrorType.BAD_DATA, f"{job.spec.id}: the model gave no data for this chart"))
+        if error is None and isinstance(entry, dict):
             paragraph = entry.get("paragraph")
             paragraph = paragraph.strip()[:MAX_PARAGRAPH] if isinstance(paragraph, str) else None
             try:
@@ -303,7 +306,6 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit) 
                 error = exc
         if error is not None:
             failed.append(error)
-            log.warning("{} {} failed ({}): {}", job.merchant, job.spec.id, error.error_type, error.message)
         emit(Retrieval(job, batch.batch_id, data, error.error_type if error else None,
                        error.message if error else None, 1, elapsed))
     log.info("done in {:.0f} ms: {} steps, peak context {:,} tokens, {} ok, {} failed", elapsed,
@@ -312,7 +314,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit) 
         batch_id=batch.batch_id,
         merchant=batch.merchant,
         chart_ids=",".join(j.spec.id for j in batch.jobs),
-        status="ok" if not failed else ("failed" if len(failed) == len(batch.jobs) else "partial"),
+        status=batch_status(len(batch.jobs), len(failed)),
         attempts=1,
         started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         wall_ms=round(elapsed, 1),

@@ -11,10 +11,10 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import TRANSIENT_ERROR_TYPES, ChartError
-from runner.jobs import Batch, BatchResult, ChartJob, Retrieval
+from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
 from runner.retrieval.parse import chart_data_from_json, decode_tool_result
 from runner.retrieval.sessions import Slot
+from runner.retry import RetryPolicy
 
 Emit = Callable[[Retrieval], None]
 
@@ -24,37 +24,32 @@ def tool_arguments(job: ChartJob) -> dict[str, Any]:
             "start_date": job.start_date, "end_date": job.end_date}
 
 
-async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig) -> Retrieval:
-    """Call the chart's tool, retrying transient failures with doubling delays."""
+async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,
+                      policy: RetryPolicy) -> Retrieval:
+    """Call the chart's tool, as often as the retry policy allows for how it fails."""
     log = logger.bind(batch=batch_id)
     started = time.perf_counter()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            arguments = tool_arguments(job)
-            log.debug("call {} {}", job.spec.tool, arguments)
-            result = await slot.call_tool(job.spec.tool, arguments, config.tool_timeout_seconds)
-            data = chart_data_from_json(job.spec, job.merchant, decode_tool_result(job.spec, result))
-            elapsed = (time.perf_counter() - started) * 1000
-            log.debug("{} {} ok in {:.0f} ms", job.merchant, job.spec.id, elapsed)
-            return Retrieval(job, batch_id, data, None, None, attempt, elapsed)
-        except ChartError as exc:
-            if not exc.transient or attempt > config.retry_attempts:
-                elapsed = (time.perf_counter() - started) * 1000
-                log.warning("{} {} failed ({}): {}", job.merchant, job.spec.id, exc.error_type, exc.message)
-                return Retrieval(job, batch_id, None, exc.error_type, exc.message, attempt, elapsed)
-            delay = config.retry_delay_seconds * 2 ** (attempt - 1)
-            log.info("{} {}: {} ({}); retry {}/{} in {:.1f}s", job.merchant, job.spec.id, exc.error_type,
-                     exc.message, attempt, config.retry_attempts, delay)
-            await asyncio.sleep(delay)
+
+    async def attempt() -> ChartData:
+        arguments = tool_arguments(job)
+        log.debug("call {} {}", job.spec.tool, arguments)
+        result = await slot.call_tool(job.spec.tool, arguments, config.tool_timeout_seconds)
+        return chart_data_from_json(job.spec, job.merchant, decode_tool_result(job.spec, result))
+
+    tried = await policy.run_async(attempt, f"{job.merchant} {job.spec.id}")
+    elapsed = (time.perf_counter() - started) * 1000
+    if tried.error is not None:
+        return Retrieval(job, batch_id, None, tried.error.error_type, tried.error.message, tried.tries, elapsed)
+    log.debug("{} {} ok in {:.0f} ms", job.merchant, job.spec.id, elapsed)
+    return Retrieval(job, batch_id, tried.value, None, None, tried.tries, elapsed)
 
 
-def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit, concurrent_calls: bool) -> BatchResult:
+def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolicy, emit: Emit,
+              concurrent_calls: bool) -> BatchResult:
     """Fetch a batch's charts on one pooled session, emitting each chart as soon as it is known.
 
-    Charts that failed for a transient reason are not emitted: they come back in `held`,
-    for the coordinator to retry sequentially or to fail.
+    Charts that failed in a way the sequential fallback may cure are not emitted: they come
+    back in `held`, for the coordinator to try again or to fail.
     """
     started_at = datetime.now(UTC)
     started = time.perf_counter()
@@ -63,25 +58,21 @@ def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit, concur
              ", ".join(j.spec.id for j in batch.jobs))
     held: list[Retrieval] = []
 
-    def deliver(retrieval: Retrieval) -> None:
-        if retrieval.error_type in TRANSIENT_ERROR_TYPES:
+    async def one(s: Slot, job: ChartJob) -> Retrieval:
+        retrieval = await fetch_chart(s, job, batch.batch_id, config, policy)
+        if policy.falls_back(retrieval.error_type):
             held.append(retrieval)
         else:
             emit(retrieval)
+        return retrieval
 
     async def fetch_all(s: Slot) -> list[Retrieval]:
-        async def one(job: ChartJob) -> Retrieval:
-            retrieval = await fetch_chart(s, job, batch.batch_id, config)
-            deliver(retrieval)
-            return retrieval
-
         if concurrent_calls:
-            return list(await asyncio.gather(*(one(job) for job in batch.jobs)))
-        return [await one(job) for job in batch.jobs]
+            return list(await asyncio.gather(*(one(s, job) for job in batch.jobs)))
+        return [await one(s, job) for job in batch.jobs]
 
     results = slot.run(fetch_all)
     failed = [r for r in results if r.error_type is not None]
-    status = "ok" if not failed else ("failed" if held else "partial")
     first = held[0] if held else (failed[0] if failed else None)
     wall_ms = (time.perf_counter() - started) * 1000
     log.info("done in {:.0f} ms: {} ok, {} failed", wall_ms, len(results) - len(failed), len(failed))
@@ -89,7 +80,7 @@ def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, emit: Emit, concur
         batch_id=batch.batch_id,
         merchant=batch.merchant,
         chart_ids=",".join(j.spec.id for j in batch.jobs),
-        status=status,
+        status=batch_status(len(results), len(failed)),
         attempts=max(r.attempts for r in results),
         started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         wall_ms=round(wall_ms, 1),

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from runner.charts import ChartSpec
-from runner.errors import ChartError
+from runner.errors import ChartError, ErrorType
 from runner.jobs import ChartData, Panel, Series
 
 MAX_RESULT_CHARS = 2_000_000
@@ -23,7 +23,7 @@ PERCENT_TOLERANCE = 1.5  # shares rounded to one decimal may miss 100 by a littl
 
 
 def _bad(spec: ChartSpec, why: str) -> ChartError:
-    return ChartError("bad_data", f"{spec.id}: {why}")
+    return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -33,13 +33,13 @@ def _reject_constant(name: str) -> Any:
 def decode_json_text(what: str, text: str) -> Any:
     """Parse JSON text from a tool or a model; `what` names the source in the error."""
     if len(text) > MAX_RESULT_CHARS:
-        raise ChartError("bad_data", f"{what}: result of {len(text):,} characters exceeds the "
+        raise ChartError(ErrorType.BAD_DATA, f"{what}: result of {len(text):,} characters exceeds the "
                                      f"{MAX_RESULT_CHARS:,} limit")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         preview = text[:60].replace("\n", " ")
-        raise ChartError("bad_data", f"{what}: result is not valid JSON ({exc}); "
+        raise ChartError(ErrorType.BAD_DATA, f"{what}: result is not valid JSON ({exc}); "
                                      f"it starts with {preview!r}") from None
 
 
@@ -47,13 +47,14 @@ def decode_tool_result(spec: ChartSpec, result: Any) -> Any:
     """The JSON payload of an MCP CallToolResult: structured content if any, else the text."""
     if getattr(result, "is_error", False):
         text = " ".join(getattr(block, "text", "") for block in result.content or [])
-        raise ChartError("tool_error", f"tool {spec.tool} reported an error: {text.strip()[:300] or 'no detail'}")
+        detail = text.strip()[:300] or "no detail"
+        raise ChartError(ErrorType.TOOL_ERROR, f"tool {spec.tool} reported an error: {detail}")
     structured = getattr(result, "structured_content", None)
     if isinstance(structured, dict) and structured:
         return structured
     texts = [block.text for block in result.content or [] if getattr(block, "type", None) == "text"]
     if not texts:
-        raise ChartError("empty_data", f"{spec.id}: tool {spec.tool} returned no content")
+        raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: tool {spec.tool} returned no content")
     return decode_json_text(spec.id, texts[0])
 
 
@@ -150,5 +151,5 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
     else:  # pragma: no cover - KIND_SHAPES and this function change together
         raise ValueError(f"unknown shape {shape}")
     if empty or _all_zero(panels):
-        raise ChartError("empty_data", f"{spec.id}: no data for merchant {merchant!r} in the requested window")
-    return ChartData(merchant=merchant, chart_id=spec.id, unit=unit, panels=panels, paragraph=paragraph)
+        raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
+    return ChartData(unit=unit, panels=panels, paragraph=paragraph)

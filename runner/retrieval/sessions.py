@@ -17,12 +17,12 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from loguru import logger
 
 from runner.config import redact
-from runner.errors import ChartError, UsageError
+from runner.errors import ChartError, ErrorType, UsageError
 
 T = TypeVar("T")
 
@@ -74,11 +74,15 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 class Slot:
     """One pooled session and the event-loop thread it lives on."""
 
     def __init__(self, index: int, target: ServerTarget, open_timeout: float, counters: SessionCounters,
-                 errlog: IO[str] | None) -> None:
+                 errlog: TextIO | None) -> None:
         self.index = index
         self._target = target
         self._open_timeout = open_timeout
@@ -96,7 +100,7 @@ class Slot:
     # -- used from the batch's thread -------------------------------------------------------
     def run(self, make: Callable[[Slot], Awaitable[T]]) -> T:
         """Run `make(slot)` on this slot's loop and wait for it."""
-        future = asyncio.run_coroutine_threadsafe(make(self), self.loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(_awaited(make(self)), self.loop)
         self._running.add(future)
         try:
             return future.result()
@@ -162,7 +166,7 @@ class Slot:
                     reason = f"no answer within {self._open_timeout:g}s"
                 else:
                     reason = describe_exception(exc)
-                raise ChartError("server_unavailable",
+                raise ChartError(ErrorType.SERVER_UNAVAILABLE,
                                  f"cannot connect to MCP server {self._target.describe()}: {reason}") from None
             self._client, self._stop, self._holder = client, stop, holder
             self._counters.add(sessions_opened=1)
@@ -208,25 +212,24 @@ class Slot:
                 return await send(client)
         except TimeoutError:
             await self.invalidate(client)
-            raise ChartError("timeout", f"{what} did not answer within {timeout:g}s") from None
+            raise ChartError(ErrorType.TIMEOUT, f"{what} did not answer within {timeout:g}s") from None
         except MCPError as exc:
             if "closed" in str(exc).lower() or "connection" in str(exc).lower():
                 await self.invalidate(client)
-                raise ChartError("server_unavailable", f"{what}: connection lost ({exc})") from None
-            raise ChartError("tool_error", f"{what} failed: {describe_exception(exc)}") from None
+                raise ChartError(ErrorType.SERVER_UNAVAILABLE, f"{what}: connection lost ({exc})") from None
+            raise ChartError(ErrorType.TOOL_ERROR, f"{what} failed: {describe_exception(exc)}") from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             await self.invalidate(client)
-            raise ChartError("server_unavailable", f"{what}: {describe_exception(exc)}") from None
+            raise ChartError(ErrorType.SERVER_UNAVAILABLE, f"{what}: {describe_exception(exc)}") from None
 
 
 class SessionPool:
     """At most `size` sessions, borrowed by one batch at a time."""
 
     def __init__(self, target: ServerTarget, size: int, open_timeout: float,
-                 errlog: IO[str] | None = None) -> None:
-        self.target = target
+                 errlog: TextIO | None = None) -> None:
         self.counters = SessionCounters()
         self._slots = [Slot(i, target, open_timeout, self.counters, errlog) for i in range(size)]
         self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()

@@ -1,0 +1,377 @@
+"""The render supervisor: the one owner of the render workers' lifecycle.
+
+The coordinator hands it render tasks and settles each finished future through it; the
+supervisor alone knows about processes. It starts the pool without blocking the caller,
+replaces it every `render_worker_max_charts` charts per worker (memory stays flat), rebuilds
+it after a worker dies and decides whom to blame, ends the worker of a render that hangs,
+and stops and releases every worker it started.
+
+Each pool it starts is a `_Generation` with a named state. A pool is replaced, never
+repaired: a dead worker breaks a ProcessPoolExecutor for good (every pending future fails
+with BrokenProcessPool), and `max_tasks_per_child` hangs on Python 3.11 (cpython#115634).
+
+In-process rendering (`InlineSupervisor`) has the same interface and no processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loguru import logger
+
+from runner.config import RunnerConfig
+from runner.errors import ChartError, ErrorType
+from runner.jobs import RenderedChart, RenderTask
+from runner.render import pool
+
+MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
+# Tasks handed to the pool at once, per worker: enough that no worker waits for the next chart,
+# few enough that a replaced pool has little left to finish and a stop has little to cancel.
+TASKS_PER_WORKER = 2
+
+Key = tuple[str, str]  # (merchant, chart id)
+RenderFunction = Callable[[RenderTask], RenderedChart]
+OnDone = Callable[["Future[RenderedChart]"], None]
+
+
+# -- what settling a finished render can come to ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    key: Key
+    chart: RenderedChart
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    key: Key
+    error_type: ErrorType
+    message: str
+
+
+@dataclass(frozen=True)
+class GoAgain:
+    """The chart lost its place (its pool broke beside it): render it again, first in line."""
+
+    key: Key
+
+
+Settled = Rendered | RenderFailed | GoAgain | None  # None: nothing left to do for this future
+
+
+def settle_result(key: Key, future: Future[RenderedChart]) -> Settled:
+    """A render that ended on its own: its PNG, or why there is none."""
+    error = future.exception()
+    if error is None:
+        return Rendered(key, future.result())
+    if isinstance(error, ChartError):
+        return RenderFailed(key, error.error_type, error.message)
+    return RenderFailed(key, ErrorType.RENDER_ERROR, f"{type(error).__name__}: {error}"[:300])
+
+
+class RenderSupervisor(Protocol):
+    workers: int
+    start_method: str
+    restarts: int  # pools rebuilt after a worker died
+    recycles: int  # pools replaced to keep worker memory flat
+
+    def start(self, on_ready: Callable[[], None]) -> None: ...
+    def capacity(self) -> int: ...  # how many more tasks it takes now
+    def in_flight(self) -> int: ...
+    def rendering(self) -> int: ...  # tasks a worker is on now (never more than workers)
+    def submit(self, task: RenderTask, on_done: OnDone) -> None: ...
+    def settle(self, future: Future[RenderedChart]) -> Settled: ...
+    def tick(self) -> list[RenderFailed]: ...  # renders that ran past their timeout, now ended
+    def cancel_pending(self) -> None: ...
+    def close(self, terminate: bool) -> None: ...
+
+
+# -- in-process ------------------------------------------------------------------------------------
+
+
+class InlineSupervisor:
+    """Renders each task in the calling thread when it is submitted: the sequential mode."""
+
+    workers = 1
+    start_method = "inline"
+    restarts = recycles = 0
+
+    def __init__(self, render: RenderFunction) -> None:
+        self._render = render
+        self._done: dict[Future[RenderedChart], Key] = {}
+
+    def start(self, on_ready: Callable[[], None]) -> None:
+        from runner.render.worker import init_worker
+
+        init_worker()
+        on_ready()
+
+    def capacity(self) -> int:
+        return 0 if self._done else 1
+
+    def in_flight(self) -> int:
+        return len(self._done)
+
+    def rendering(self) -> int:
+        return 0  # a render runs inside submit(), while nothing else is looked at
+
+    def submit(self, task: RenderTask, on_done: OnDone) -> None:
+        future: Future[RenderedChart] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(self._render(task))
+        except Exception as exc:  # noqa: BLE001 - handed over like a pool would
+            future.set_exception(exc)
+        self._done[future] = task.job.key
+        on_done(future)
+
+    def settle(self, future: Future[RenderedChart]) -> Settled:
+        key = self._done.pop(future, None)
+        return None if key is None else settle_result(key, future)
+
+    def tick(self) -> list[RenderFailed]:
+        return []
+
+    def cancel_pending(self) -> None:
+        pass
+
+    def close(self, terminate: bool) -> None:
+        pass
+
+
+# -- worker processes ------------------------------------------------------------------------------
+
+
+class PoolState(enum.Enum):
+    RUNNING = "running"  # the current pool: takes new tasks
+    DRAINING = "draining"  # replaced (recycled): finishes what it has, then its workers exit
+    BROKEN = "broken"  # a worker died: every unfinished task of it failed
+    ENDED = "ended"  # every worker has exited and its handles are released
+
+
+@dataclass
+class _Generation:
+    number: int
+    executor: ProcessPoolExecutor
+    processes: dict[int, Any]  # pid -> Process; the pool forgets workers as they exit, we need them after
+    state: PoolState = PoolState.RUNNING
+    submitted: int = 0
+    crashed: frozenset[int] = frozenset()  # pids that died on their own (known once BROKEN)
+
+    def all_exited(self) -> bool:
+        return all(process.exitcode is not None for process in self.processes.values())
+
+
+@dataclass
+class _InFlight:
+    key: Key
+    generation: _Generation
+    pid: int | None = None  # the worker on it, once the worker said so
+    began: float | None = None  # monotonic time the worker began it
+    timed_out: bool = False
+
+
+@dataclass
+class _Crashes:
+    counts: dict[Key, int] = field(default_factory=dict)
+
+    def blame(self, key: Key) -> int:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
+
+
+class ProcessSupervisor:
+    """Render tasks in a pool of worker processes, replaced as needed (see the module's doc)."""
+
+    start_method = pool.START_METHOD
+
+    def __init__(self, config: RunnerConfig, render: RenderFunction) -> None:
+        self.workers = pool.worker_count(config.max_concurrent_charts, config.oversubscribe_workers)
+        self.restarts = self.recycles = 0
+        self._render = render
+        self._max_charts = config.render_worker_max_charts
+        self._timeout = config.render_timeout_seconds
+        self._started_reader, self._started_writer = pool.started_channel()
+        self._generations: list[_Generation] = []
+        self._current: _Generation | None = None
+        self._in_flight: dict[Future[RenderedChart], _InFlight] = {}
+        self._crashes = _Crashes()
+        self._starter: threading.Thread | None = None
+        self._closing = False
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(self, on_ready: Callable[[], None]) -> None:
+        """Start the first pool in a thread: its workers fork from the forkserver, which may still
+        be importing matplotlib (~0.5 s), and the caller's loop must not wait for that."""
+        def first() -> None:
+            generation = self._new_generation()
+            self._current = generation
+            on_ready()
+
+        self._starter = threading.Thread(target=first, name="render-pool-start", daemon=True)
+        self._starter.start()
+
+    def _new_generation(self) -> _Generation:
+        executor = pool.start_process_pool(self.workers, self._started_writer)
+        generation = _Generation(len(self._generations) + 1, executor, pool.worker_processes(executor))
+        self._generations.append(generation)
+        return generation
+
+    def _replace_current(self) -> None:
+        self._current = self._new_generation()
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def capacity(self) -> int:
+        if self._current is None or self._closing:
+            return 0
+        return max(0, self.workers * TASKS_PER_WORKER - len(self._in_flight))
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def rendering(self) -> int:
+        return min(self.workers, sum(1 for entry in self._in_flight.values() if entry.began is not None))
+
+    def submit(self, task: RenderTask, on_done: OnDone) -> None:
+        assert self._current is not None, "submit() before the pool is ready"
+        if self._current.submitted >= self._max_charts * self.workers:
+            self._recycle()
+        generation = self._current
+        try:
+            future = generation.executor.submit(self._render, task)
+        except BrokenProcessPool:  # a worker died since the last look: replace the pool, then submit
+            self._broke(generation)
+            generation = self._current
+            future = generation.executor.submit(self._render, task)
+        generation.submitted += 1
+        self._in_flight[future] = _InFlight(task.job.key, generation)
+        future.add_done_callback(on_done)
+
+    def _recycle(self) -> None:
+        """Replace the pool after `render_worker_max_charts` charts per worker: the old one
+        finishes what it was given, then its workers exit."""
+        assert self._current is not None
+        self._current.state = PoolState.DRAINING
+        self._current.executor.shutdown(wait=False)
+        self._replace_current()
+        self.recycles += 1
+
+    def settle(self, future: Future[RenderedChart]) -> Settled:
+        self._read_began()  # first: a worker that died said which chart it was on
+        entry = self._in_flight.pop(future, None)
+        if entry is None or future.cancelled():
+            return None  # cancelled only when stopping: the chart is cancelled with the rest
+        error = future.exception()
+        broken = isinstance(error, BrokenProcessPool)
+        if broken:
+            self._broke(entry.generation)
+        if entry.timed_out:
+            return None  # failed when its worker was ended
+        if not broken:
+            return settle_result(entry.key, future)
+        # Only the chart whose own worker died is to blame; charts that were queued or running
+        # beside it lost nothing but time and go again.
+        if entry.pid is not None and entry.pid in entry.generation.crashed:
+            crashes = self._crashes.blame(entry.key)
+            logger.warning("{} {}: its render worker died (crash {} of {})", *entry.key, crashes, MAX_RENDER_CRASHES)
+            if crashes >= MAX_RENDER_CRASHES:
+                return RenderFailed(entry.key, ErrorType.WORKER_CRASHED,
+                                    f"{entry.key[1]}: render worker died {crashes} times on this chart")
+        return GoAgain(entry.key)
+
+    def _broke(self, generation: _Generation) -> None:
+        """A worker of `generation` died: learn which (once), and replace the pool if it was the current one."""
+        if generation.state in (PoolState.RUNNING, PoolState.DRAINING):  # not yet seen broken
+            generation.state = PoolState.BROKEN
+            generation.executor.shutdown(wait=True, cancel_futures=True)  # joins workers: exit codes known
+            generation.crashed = frozenset(pool.crashed_pids(pool.exit_codes(generation.processes)))
+            if generation is self._current and not self._closing:
+                self._replace_current()
+                self.restarts += 1
+                logger.warning("a render worker died; started a new pool (restart {})", self.restarts)
+
+    def _read_began(self) -> None:
+        """Workers say (pid, chart key) as they begin a chart; note it on that chart's entry."""
+        where = {entry.key: entry for entry in self._in_flight.values()}
+        while self._started_reader.poll():
+            pid, key = self._started_reader.recv()
+            entry = where.get(tuple(key))
+            if entry is not None and pid in entry.generation.processes:
+                entry.pid, entry.began = pid, time.monotonic()
+
+    # -- the periodic look -------------------------------------------------------------------------
+    def tick(self) -> list[RenderFailed]:
+        """End the worker of each render past its timeout (the pool then breaks and is replaced),
+        and release pools whose workers have all exited."""
+        self._release_ended()
+        self._read_began()
+        now, failed = time.monotonic(), []
+        for entry in self._in_flight.values():
+            if entry.timed_out or entry.began is None or entry.pid is None or now - entry.began <= self._timeout:
+                continue
+            entry.timed_out = True
+            try:
+                os.kill(entry.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            message = (f"{entry.key[1]}: render did not finish within {self._timeout:g}s; "
+                       f"its worker (pid {entry.pid}) was stopped")
+            logger.warning("{} {}", entry.key[0], message)
+            failed.append(RenderFailed(entry.key, ErrorType.TIMEOUT, message))
+        return failed
+
+    def _release_ended(self, every: bool = False) -> None:
+        """Close the handles of replaced pools whose workers have all exited: each worker holds
+        two pipes, and a long run replaces its pool many times."""
+        for generation in list(self._generations):
+            if (generation is self._current and not every) or not generation.all_exited():
+                continue
+            pool.close_processes(generation.processes)
+            generation.executor.shutdown(wait=True)  # its manager thread ends too
+            generation.state = PoolState.ENDED
+            self._generations.remove(generation)
+
+    # -- stopping ------------------------------------------------------------------------------------
+    def cancel_pending(self) -> None:
+        """Cancel what no worker has begun; running renders may still finish."""
+        self._closing = True
+        for future in list(self._in_flight):
+            future.cancel()
+
+    def close(self, terminate: bool) -> None:
+        """End every worker: at once with `terminate` (a stop), else after the work they have."""
+        self._closing = True
+        if self._starter is not None:
+            self._starter.join()
+        for generation in list(self._generations):
+            if terminate:
+                pool.stop_workers(generation.processes)
+            generation.executor.shutdown(wait=True, cancel_futures=True)
+        for generation in self._generations:
+            # A replaced pool's workers may still be finishing their last chart: wait for them, so
+            # none outlives the run (its executor's shutdown() waited only the first time).
+            pool.stop_workers(generation.processes, grace=self._timeout)
+        self._release_ended(every=True)
+        self._started_reader.close()
+        self._started_writer.close()
+
+
+def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:
+    """The supervisor the settings ask for; `render` is the worker-side function (tests inject faults)."""
+    if render is None:
+        from runner.render.worker import render as render_chart
+
+        render = render_chart
+    if config.enable_concurrent_chart_generation:
+        return ProcessSupervisor(config, render)
+    return InlineSupervisor(render)

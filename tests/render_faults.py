@@ -1,0 +1,50 @@
+"""Render faults for tests: a render function that dies or hangs the way real workers do.
+
+The supervisor takes the worker-side render function as a parameter; tests hand it
+`functools.partial(faulty_render, faults)` (picklable, so it reaches worker processes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+from runner.jobs import RenderedChart, RenderTask
+from runner.render.worker import announce, render
+
+KINDS = ("crash", "segv", "hang", "raise", "crash-once")
+
+
+def parse_faults(text: str) -> dict[str, str]:
+    """`crash:chart_id,hang:other_id` -> {chart_id: kind}; crash-once takes a flag file:
+    `crash-once=/tmp/flag:chart_id`."""
+    faults = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, chart_id = item.rpartition(":")
+        assert kind.split("=")[0] in KINDS and chart_id, f"bad fault {item!r}"
+        faults[chart_id] = kind
+    return faults
+
+
+def faulty_render(faults: dict[str, str], task: RenderTask) -> RenderedChart:
+    kind = faults.get(task.job.spec.id)
+    in_worker = multiprocessing.parent_process() is not None  # never hang or kill the test process itself
+    if kind and in_worker:
+        announce(task)  # as render() does first: the supervisor pins the crash on this chart
+        if kind == "crash":
+            os._exit(70)
+        if kind == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if kind == "hang":
+            time.sleep(3600)
+        if kind.startswith("crash-once="):
+            flag = Path(kind.split("=", 1)[1])
+            if not flag.exists():
+                flag.write_text("crashed")
+                os._exit(70)
+    if kind == "raise":
+        raise RuntimeError("injected render failure")
+    return render(task)
