@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
+from runner.errors import ErrorType
 from runner.files import write_atomically
+from runner.status import ChartStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
@@ -28,8 +30,8 @@ class ChartResult:
     merchant: str
     chart_id: str
     title: str
-    status: str  # ok | failed | skipped | cancelled
-    error_type: str | None
+    status: ChartStatus
+    error_type: ErrorType | None
     error: str | None
     batch_id: str | None
     attempts: int
@@ -45,6 +47,13 @@ class ChartResult:
 
 
 CHART_COLUMNS = tuple(f.name for f in fields(ChartResult))
+# pandas dtypes of the `charts` columns. JSON has no integer null, so pandas reads a column of
+# ints with a null (bytes, worker_pid of a failed chart) as floats; these keep them integers:
+#     pandas.DataFrame(report["charts"]).astype(runner.report.CHART_DTYPES)
+CHART_DTYPES = {
+    f.name: {"int": "Int64", "int | None": "Int64", "float | None": "Float64"}.get(str(f.type), "string")
+    for f in fields(ChartResult)
+}
 BATCH_COLUMNS = ("batch_id", "merchant", "chart_ids", "status", "attempts", "started_at", "wall_ms", "steps",
                  "input_tokens", "output_tokens", "context_tokens", "error_type", "error")
 

@@ -8,10 +8,12 @@ import re
 import sys
 from pathlib import Path
 
+import pandas
 import pytest
 from PIL import Image
 
 from runner.demo.data import DORMANT_INDEX
+from runner.report import CHART_DTYPES
 from tests.helpers import CHART_IDS, assert_every_chart_once, assert_no_processes_left, run_cli
 
 
@@ -83,6 +85,10 @@ def test_merchant_without_data_fails_only_its_charts(tmp_path, demo_url, demo_to
             assert chart["status"] == "ok", chart
     assert result.report["run"]["status"] == "partial"
     assert result.report["metrics"]["errors_by_type"] == {"empty_data": 7}
+    # Spreadsheets and notebooks: with the documented dtypes, null-bearing int columns stay ints.
+    table = pandas.DataFrame(result.report["charts"]).astype(CHART_DTYPES)
+    assert str(table["bytes"].dtype) == str(table["worker_pid"].dtype) == "Int64"
+    assert table["bytes"].isna().sum() == 7 and (table["bytes"].dropna() > 0).all()
     # Empty data is an answer, not a fault: no retries, no fallback.
     assert result.report["metrics"]["retrieval"]["batch_retries"] == 0
 
