@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ class _Chart:
     data: ChartData | None = None
     queued_at: float | None = None  # when its data was ready to render
     finished_at: float | None = None
-    rendered: RenderedChart | None = None
+    rendered: RenderedChart | None = None  # without its PNG, once written: a long run holds thousands
+    size: int | None = None  # bytes of the PNG written
 
     def result(self, run_id: str) -> ChartResult:
         out = self.rendered if self.state is ChartState.OK else None
@@ -95,7 +96,7 @@ class _Chart:
             status=FINAL[state], error_type=self.error_type, error=self.error, batch_id=self.batch_id,
             attempts=self.attempts, retrieve_ms=None if self.retrieve_ms is None else round(self.retrieve_ms, 1),
             queue_ms=queue_ms, render_ms=out.render_ms if out else None, total_ms=total_ms,
-            output=self.job.output if out else None, bytes=len(out.png) if out else None,
+            output=self.job.output if out else None, bytes=self.size if out else None,
             sha256=out.sha256 if out else None, worker_pid=out.worker_pid if out else None,
             paragraph=self.data.paragraph if self.data else None,
         )
@@ -123,7 +124,6 @@ class Coordinator:
 
     def run(self) -> RunResult:
         try:
-            self.render.start(on_ready=lambda: self._events.put(RenderPoolReady()))
             try:
                 unreachable = self.retrieval.preflight()
             except Cancelled:
@@ -137,6 +137,9 @@ class Coordinator:
                 self._batches_running = len(self.request.batches)
                 self.metrics.retrieval_started = time.perf_counter()
                 self.retrieval.start(self.request.batches)
+                # After the batches: the workers fork from the forkserver, which may still be
+                # importing matplotlib; the first session and batches should not wait behind it.
+                self.render.start(on_ready=lambda: self._events.put(RenderPoolReady()))
             self._loop()
         finally:
             self.retrieval.close()
@@ -281,7 +284,8 @@ class Coordinator:
         except OSError as exc:
             self._fail(chart, ErrorType.WRITE_ERROR, f"{chart.job.output}: {exc.strerror or exc}")
             return
-        chart.rendered, chart.finished_at = rendered, time.perf_counter()
+        chart.rendered, chart.size = replace(rendered, png=b""), len(rendered.png)
+        chart.finished_at = time.perf_counter()
         self.metrics.record_render(rendered)
         logger.debug("{} {} rendered in {:.0f} ms by pid {}", chart.job.merchant, chart.job.spec.id,
                      rendered.render_ms, rendered.worker_pid)
