@@ -15,7 +15,8 @@ from typing import Any
 from loguru import logger
 
 # What every worker needs, imported once in the forkserver and inherited by each worker.
-PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker"]
+PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker",
+           "runner.render.supervisor"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 

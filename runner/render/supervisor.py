@@ -366,12 +366,16 @@ class ProcessSupervisor:
         self._started_writer.close()
 
 
-def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:
-    """The supervisor the settings ask for; `render` is the worker-side function (tests inject faults)."""
-    if render is None:
-        from runner.render.worker import render as render_chart
+def render_chart(task: RenderTask) -> RenderedChart:
+    """The default render function, by a reference that does not import matplotlib here: the
+    coordinator only pickles it; workers have the render module preloaded."""
+    from runner.render.worker import render
 
-        render = render_chart
+    return render(task)
+
+
+def make_supervisor(config: RunnerConfig, render: RenderFunction = render_chart) -> RenderSupervisor:
+    """The supervisor the settings ask for; `render` is the worker-side function (tests inject faults)."""
     if config.enable_concurrent_chart_generation:
         return ProcessSupervisor(config, render)
     return InlineSupervisor(render)
