@@ -15,15 +15,16 @@ from tests.helpers import REPO
 pytestmark = pytest.mark.timeout(240)
 
 
-def _numbers(value: object) -> list[float]:
+def _numbers(value: object, path: str = "") -> list[tuple[str, float]]:
+    """Every number in the figures, with where it is."""
     if isinstance(value, bool) or value is None:
         return []
     if isinstance(value, int | float):
-        return [float(value)]
+        return [(path, float(value))]
     if isinstance(value, dict):
-        return [n for v in value.values() for n in _numbers(v)]
+        return [n for k, v in value.items() for n in _numbers(v, f"{path}.{k}")]
     if isinstance(value, list):
-        return [n for v in value for n in _numbers(v)]
+        return [n for i, v in enumerate(value) for n in _numbers(v, f"{path}[{i}]")]
     return []
 
 
@@ -35,7 +36,11 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
     figures = json.loads(out.read_text())
     for scenario in ("render", "cpu", "retrieval", "end_to_end", "scale", "light_commands"):
         assert figures[scenario], scenario
-    assert all(math.isfinite(n) and n >= 0 for n in _numbers(figures))
+    # Every figure is a number; all but the one signed figure (how much less wall the default run
+    # takes than toggles off: at smoke size, under load, it can be more) are at least zero.
+    bad = {path: n for path, n in _numbers(figures)
+           if not math.isfinite(n) or (n < 0 and path != ".end_to_end.reduction")}
+    assert not bad, bad
     assert figures["scale"]["charts_ok"] == figures["scale"]["charts"] == 3 * 7
     assert len(figures["goals"]) == 12
     for goal in figures["goals"]:  # each one printed in the table
