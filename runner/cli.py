@@ -20,7 +20,7 @@ from runner.errors import UsageError
 from runner.status import ExitCode
 
 if TYPE_CHECKING:
-    from runner.render.supervisor import RenderFunction
+    from runner.render.outcomes import RenderFunction
 _ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v")}
 
 

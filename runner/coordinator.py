@@ -29,7 +29,7 @@ from runner.files import write_atomically
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
 from runner.metrics import RunMetrics
 from runner.progress import Progress
-from runner.render.supervisor import GoAgain, Rendered, RenderFailed, RenderSupervisor
+from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
 from runner.report import ChartResult
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage

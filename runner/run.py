@@ -28,7 +28,7 @@ from runner.retry import RetryPolicy
 from runner.status import ChartStatus, ExitCode, RunStatus
 
 if TYPE_CHECKING:
-    from runner.render.supervisor import RenderFunction
+    from runner.render.outcomes import RenderFunction
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 DEFAULT_MERCHANT_COUNT = 3

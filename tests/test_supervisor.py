@@ -18,15 +18,9 @@ from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.errors import ErrorType
 from runner.jobs import RenderTask
-from runner.render.supervisor import (
-    GoAgain,
-    InlineSupervisor,
-    ProcessSupervisor,
-    Rendered,
-    RenderFailed,
-    RenderSupervisor,
-    make_supervisor,
-)
+from runner.render.inline import InlineSupervisor
+from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
+from runner.render.supervisor import ProcessSupervisor, make_supervisor
 from runner.render.worker import init_worker, render
 from tests.helpers import render_task
 from tests.render_faults import faulty_render
@@ -191,3 +185,13 @@ def test_the_settings_pick_the_supervisor():
     processes.close(terminate=False)
     off = load_config(env={"SCALAPAY_ENABLE_CONCURRENT_CHART_GENERATION": "false"})
     assert isinstance(make_supervisor(off), InlineSupervisor)
+
+
+def test_a_pool_that_cannot_start_fails_every_chart_instead_of_waiting(warehouse, tmp_path):
+    sup = supervisor()
+    sup._started_writer.close()  # the workers' channel cannot be handed to them: spawning them fails
+    tasks = tasks_for(warehouse, tmp_path)
+    outcomes = drive(sup, tasks, deadline_s=60)
+    failed = [outcomes[task.job.key] for task in tasks]
+    assert all(isinstance(o, RenderFailed) and o.error_type is ErrorType.RENDER_ERROR for o in failed)
+    assert "render workers could not start" in failed[0].message

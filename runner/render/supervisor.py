@@ -10,12 +10,13 @@ Each pool it starts is a `_Generation` with a named state. A pool is replaced, n
 repaired: a dead worker breaks a ProcessPoolExecutor for good (every pending future fails
 with BrokenProcessPool), and `max_tasks_per_child` hangs on Python 3.11 (cpython#115634).
 
-In-process rendering (`InlineSupervisor`) has the same interface and no processes.
+In-process rendering (runner.render.inline) has the same interface and no processes.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import signal
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 
@@ -32,122 +33,22 @@ from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType
 from runner.jobs import RenderedChart, RenderTask
 from runner.render import pool
+from runner.render.inline import InlineSupervisor
+from runner.render.outcomes import (
+    GoAgain,
+    Key,
+    OnDone,
+    RenderFailed,
+    RenderFunction,
+    RenderSupervisor,
+    Settled,
+    settle_result,
+)
 
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
 # Tasks handed to the pool at once, per worker: enough that no worker waits for the next chart,
 # few enough that a replaced pool has little left to finish and a stop has little to cancel.
 TASKS_PER_WORKER = 2
-
-Key = tuple[str, str]  # (merchant, chart id)
-RenderFunction = Callable[[RenderTask], RenderedChart]
-OnDone = Callable[["Future[RenderedChart]"], None]
-
-
-# -- what settling a finished render can come to ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rendered:
-    key: Key
-    chart: RenderedChart
-
-
-@dataclass(frozen=True)
-class RenderFailed:
-    key: Key
-    error_type: ErrorType
-    message: str
-
-
-@dataclass(frozen=True)
-class GoAgain:
-    """The chart lost its place (its pool broke beside it): render it again, first in line."""
-
-    key: Key
-
-
-Settled = Rendered | RenderFailed | GoAgain | None  # None: nothing left to do for this future
-
-
-def settle_result(key: Key, future: Future[RenderedChart]) -> Settled:
-    """A render that ended on its own: its PNG, or why there is none."""
-    error = future.exception()
-    if error is None:
-        return Rendered(key, future.result())
-    if isinstance(error, ChartError):
-        return RenderFailed(key, error.error_type, error.message)
-    return RenderFailed(key, ErrorType.RENDER_ERROR, f"{type(error).__name__}: {error}"[:300])
-
-
-class RenderSupervisor(Protocol):
-    workers: int
-    start_method: str
-    restarts: int  # pools rebuilt after a worker died
-    recycles: int  # pools replaced to keep worker memory flat
-
-    def start(self, on_ready: Callable[[], None]) -> None: ...
-    def capacity(self) -> int: ...  # how many more tasks it takes now
-    def in_flight(self) -> int: ...
-    def rendering(self) -> int: ...  # tasks a worker is on now (never more than workers)
-    def submit(self, task: RenderTask, on_done: OnDone) -> None: ...
-    def settle(self, future: Future[RenderedChart]) -> Settled: ...
-    def tick(self) -> list[RenderFailed]: ...  # renders that ran past their timeout, now ended
-    def cancel_pending(self) -> None: ...
-    def close(self, terminate: bool) -> None: ...
-
-
-# -- in-process ------------------------------------------------------------------------------------
-
-
-class InlineSupervisor:
-    """Renders each task in the calling thread when it is submitted: the sequential mode."""
-
-    workers = 1
-    start_method = "inline"
-    restarts = recycles = 0
-
-    def __init__(self, render: RenderFunction) -> None:
-        self._render = render
-        self._done: dict[Future[RenderedChart], Key] = {}
-
-    def start(self, on_ready: Callable[[], None]) -> None:
-        from runner.render.worker import init_worker
-
-        init_worker()
-        on_ready()
-
-    def capacity(self) -> int:
-        return 0 if self._done else 1
-
-    def in_flight(self) -> int:
-        return len(self._done)
-
-    def rendering(self) -> int:
-        return 0  # a render runs inside submit(), while nothing else is looked at
-
-    def submit(self, task: RenderTask, on_done: OnDone) -> None:
-        future: Future[RenderedChart] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(self._render(task))
-        except Exception as exc:  # noqa: BLE001 - handed over like a pool would
-            future.set_exception(exc)
-        self._done[future] = task.job.key
-        on_done(future)
-
-    def settle(self, future: Future[RenderedChart]) -> Settled:
-        key = self._done.pop(future, None)
-        return None if key is None else settle_result(key, future)
-
-    def tick(self) -> list[RenderFailed]:
-        return []
-
-    def cancel_pending(self) -> None:
-        pass
-
-    def close(self, terminate: bool) -> None:
-        pass
-
 
 # -- worker processes ------------------------------------------------------------------------------
 
@@ -207,6 +108,9 @@ class ProcessSupervisor:
         self._in_flight: dict[Future[RenderedChart], _InFlight] = {}
         self._crashes = _Crashes()
         self._starter: threading.Thread | None = None
+        self._start_error: str | None = None
+        self._unstarted: dict[Future[RenderedChart], Key] = {}  # failed at once: the pool never started
+        self._numbers = itertools.count(1)
         self._closing = False
 
     # -- starting ------------------------------------------------------------------------------
@@ -214,8 +118,11 @@ class ProcessSupervisor:
         """Start the first pool in a thread: its workers fork from the forkserver, which may still
         be importing matplotlib (~0.5 s), and the caller's loop must not wait for that."""
         def first() -> None:
-            generation = self._new_generation()
-            self._current = generation
+            try:
+                self._current = self._new_generation()
+            except Exception as exc:  # noqa: BLE001 - every chart then fails with this reason
+                self._start_error = f"render workers could not start: {type(exc).__name__}: {exc}"[:300]
+                logger.error(self._start_error)
             on_ready()
 
         self._starter = threading.Thread(target=first, name="render-pool-start", daemon=True)
@@ -223,7 +130,7 @@ class ProcessSupervisor:
 
     def _new_generation(self) -> _Generation:
         executor = pool.start_process_pool(self.workers, self._started_writer)
-        generation = _Generation(len(self._generations) + 1, executor, pool.worker_processes(executor))
+        generation = _Generation(next(self._numbers), executor, pool.worker_processes(executor))
         self._generations.append(generation)
         return generation
 
@@ -232,6 +139,8 @@ class ProcessSupervisor:
 
     # -- tasks ---------------------------------------------------------------------------------
     def capacity(self) -> int:
+        if self._start_error is not None and not self._closing:
+            return 1  # each chart is failed as it is submitted
         if self._current is None or self._closing:
             return 0
         return max(0, self.workers * TASKS_PER_WORKER - len(self._in_flight))
@@ -243,6 +152,12 @@ class ProcessSupervisor:
         return min(self.workers, sum(1 for entry in self._in_flight.values() if entry.began is not None))
 
     def submit(self, task: RenderTask, on_done: OnDone) -> None:
+        if self._start_error is not None:
+            failed: Future[RenderedChart] = Future()
+            failed.set_exception(ChartError(ErrorType.RENDER_ERROR, self._start_error))
+            self._unstarted[failed] = task.job.key
+            on_done(failed)
+            return
         assert self._current is not None, "submit() before the pool is ready"
         if self._current.submitted >= self._max_charts * self.workers:
             self._recycle()
@@ -267,6 +182,8 @@ class ProcessSupervisor:
         self.recycles += 1
 
     def settle(self, future: Future[RenderedChart]) -> Settled:
+        if future in self._unstarted:
+            return settle_result(self._unstarted.pop(future), future)
         self._read_began()  # first: a worker that died said which chart it was on
         entry = self._in_flight.pop(future, None)
         if entry is None or future.cancelled():
@@ -303,8 +220,13 @@ class ProcessSupervisor:
     def _read_began(self) -> None:
         """Workers say (pid, chart key) as they begin a chart; note it on that chart's entry."""
         where = {entry.key: entry for entry in self._in_flight.values()}
-        while self._started_reader.poll():
-            pid, key = self._started_reader.recv()
+        while True:
+            try:
+                if not self._started_reader.poll():
+                    return
+                pid, key = self._started_reader.recv()
+            except (EOFError, OSError):
+                return  # the channel is closed: no worker can say anything any more
             entry = where.get(tuple(key))
             if entry is not None and pid in entry.generation.processes:
                 entry.pid, entry.began = pid, time.monotonic()
@@ -336,8 +258,9 @@ class ProcessSupervisor:
         for generation in list(self._generations):
             if (generation is self._current and not every) or not generation.all_exited():
                 continue
+            # Its manager thread joins the workers too: let it finish before their handles close.
+            generation.executor.shutdown(wait=True)
             pool.close_processes(generation.processes)
-            generation.executor.shutdown(wait=True)  # its manager thread ends too
             generation.state = PoolState.ENDED
             self._generations.remove(generation)
 

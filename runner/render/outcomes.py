@@ -1,0 +1,69 @@
+"""What the render stage hands back: the outcome of settling a render, and its interface.
+
+The coordinator talks to any render supervisor (worker processes in runner.render.supervisor,
+in-process in runner.render.inline) through `RenderSupervisor` and these records only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner.errors import ChartError, ErrorType
+from runner.jobs import RenderedChart, RenderTask
+
+Key = tuple[str, str]  # (merchant, chart id)
+RenderFunction = Callable[[RenderTask], RenderedChart]
+OnDone = Callable[["Future[RenderedChart]"], None]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    key: Key
+    chart: RenderedChart
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    key: Key
+    error_type: ErrorType
+    message: str
+
+
+@dataclass(frozen=True)
+class GoAgain:
+    """The chart lost its place (its pool broke beside it): render it again, first in line."""
+
+    key: Key
+
+
+Settled = Rendered | RenderFailed | GoAgain | None  # None: nothing left to do for this future
+
+
+def settle_result(key: Key, future: Future[RenderedChart]) -> Settled:
+    """A render that ended on its own: its PNG, or why there is none."""
+    error = future.exception()
+    if error is None:
+        return Rendered(key, future.result())
+    if isinstance(error, ChartError):
+        return RenderFailed(key, error.error_type, error.message)
+    return RenderFailed(key, ErrorType.RENDER_ERROR, f"{type(error).__name__}: {error}"[:300])
+
+
+class RenderSupervisor(Protocol):
+    workers: int
+    start_method: str
+    restarts: int  # pools rebuilt after a worker died
+    recycles: int  # pools replaced to keep worker memory flat
+
+    def start(self, on_ready: Callable[[], None]) -> None: ...
+    def capacity(self) -> int: ...  # how many more tasks it takes now
+    def in_flight(self) -> int: ...
+    def rendering(self) -> int: ...  # tasks a worker is on now (never more than workers)
+    def submit(self, task: RenderTask, on_done: OnDone) -> None: ...
+    def settle(self, future: Future[RenderedChart]) -> Settled: ...
+    def tick(self) -> list[RenderFailed]: ...  # renders that ran past their timeout, now ended
+    def cancel_pending(self) -> None: ...
+    def close(self, terminate: bool) -> None: ...
