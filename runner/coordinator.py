@@ -234,8 +234,8 @@ class Coordinator:
             if not isinstance(error, ChartError):
                 logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
             message = str(error)[:300]
-            self._record_batch(BatchResult(batch.batch_id, batch.merchant, ",".join(j.spec.id for j in batch.jobs),
-                                           BatchStatus.FAILED, 1, "", 0.0, error_type=error_type, error=message))
+            self._record_batch(BatchResult(batch.batch_id, batch.merchant, batch.chart_ids, BatchStatus.FAILED, 1, "",
+                                           0.0, error_type=error_type, error=message))
             for job in batch.jobs:
                 self._fail(self._charts[job.key], error_type, f"batch failed: {message}")
             return
@@ -315,7 +315,7 @@ class Coordinator:
         # A batch that never ran (interrupted, or the server was unreachable) is still listed.
         batches = tuple(
             self._batch_results.get(b.batch_id)
-            or BatchResult(b.batch_id, b.merchant, ",".join(j.spec.id for j in b.jobs),
+            or BatchResult(b.batch_id, b.merchant, b.chart_ids,
                            BatchStatus.CANCELLED if self._stopping else BatchStatus.FAILED, 0, "", 0.0,
                            error_type=self._charts[b.jobs[0].key].error_type,
                            error=self._charts[b.jobs[0].key].error)

@@ -37,6 +37,11 @@ class Batch:
     merchant: str
     jobs: tuple[ChartJob, ...]
 
+    @property
+    def chart_ids(self) -> str:
+        """The batch's chart ids as the report's `chart_ids` column: "a,b,c"."""
+        return ",".join(job.spec.id for job in self.jobs)
+
 
 @dataclass(frozen=True)
 class Series:

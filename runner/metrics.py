@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from runner.status import BatchStatus
+
 if TYPE_CHECKING:
     from runner.jobs import BatchResult, RenderedChart
 
@@ -97,7 +99,7 @@ class RunMetrics:
 
     def record_batch(self, result: BatchResult) -> None:
         self.batches_total += 1
-        if result.status == "failed":
+        if result.status == BatchStatus.FAILED:
             self.batches_failed += 1
         else:
             self.batches_ok += 1

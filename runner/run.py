@@ -200,8 +200,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     from runner.logs import setup_logging
 
                     setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
-                supervisor = make_supervisor(config, render) if render else make_supervisor(config)
-                coordinator = Coordinator(config, RunRequest(run_id, batches), pool, supervisor,
+                coordinator = Coordinator(config, RunRequest(run_id, batches), pool, make_supervisor(config, render),
                                           reporter, stop)
                 with reporter:
                     result = coordinator.run()

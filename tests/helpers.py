@@ -17,11 +17,11 @@ from runner.charts import BUILTIN_PACK
 from runner.demo.server import CHART_TOOLS, Warehouse
 from runner.jobs import ChartJob, RenderTask
 from runner.retrieval.parse import chart_data_from_json
+from runner.run import DEFAULT_END, DEFAULT_START
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "runner" / "report.schema.json").read_text())
 CHART_IDS = [spec.id for spec in BUILTIN_PACK]
-START, END = "2024-01-01", "2025-12-31"
 
 # Fast retries keep failure paths quick; every other setting is the product default.
 FAST_ENV = {"SCALAPAY_RETRY_DELAY_SECONDS": "0.01"}
@@ -89,6 +89,10 @@ def assert_no_processes_left(report: dict[str, Any]) -> None:
     pids = {c["worker_pid"] for c in report["charts"] if c["worker_pid"]}
     if report["run"]["server_pid"]:
         pids.add(report["run"]["server_pid"])
+    assert_all_ended(pids)
+
+
+def assert_all_ended(pids: set[int]) -> None:
     alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"processes left running: {alive}"
 
@@ -104,6 +108,6 @@ def by_chart(report: dict[str, Any]) -> dict[str, set[tuple[str, str | None]]]:
 def render_task(warehouse: Warehouse, spec: Any, token: str, folder: Path, compress_level: int = 1) -> RenderTask:
     """A render task with its data straight from the demo warehouse."""
     method = getattr(warehouse, CHART_TOOLS[spec.tool][0])
-    data = chart_data_from_json(spec, token, method(token, START, END))
-    job = ChartJob(token, spec, START, END, str(folder / token / f"{spec.id}.png"))
+    data = chart_data_from_json(spec, token, method(token, DEFAULT_START, DEFAULT_END))
+    job = ChartJob(token, spec, DEFAULT_START, DEFAULT_END, str(folder / token / f"{spec.id}.png"))
     return RenderTask(job, data, compress_level)

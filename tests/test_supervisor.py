@@ -22,7 +22,7 @@ from runner.render.inline import InlineSupervisor
 from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
 from runner.render.supervisor import ProcessSupervisor, make_supervisor
 from runner.render.worker import init_worker, render
-from tests.helpers import render_task
+from tests.helpers import assert_all_ended, render_task
 from tests.render_faults import faulty_render
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,11 +75,6 @@ def drive(sup: RenderSupervisor, tasks: list[RenderTask], deadline_s: float = 90
 
 def worker_pids(outcomes: dict[Any, Any]) -> set[int]:
     return {o.chart.worker_pid for o in outcomes.values() if isinstance(o, Rendered)}
-
-
-def assert_all_ended(pids: set[int]) -> None:
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, alive
 
 
 def test_pool_renders_the_same_pngs_as_one_process(warehouse, tmp_path):

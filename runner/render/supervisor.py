@@ -16,15 +16,15 @@ In-process rendering (runner.render.inline) has the same interface and no proces
 from __future__ import annotations
 
 import enum
-import itertools
 import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -62,7 +62,6 @@ class PoolState(enum.Enum):
 
 @dataclass
 class _Generation:
-    number: int
     executor: ProcessPoolExecutor
     processes: dict[int, Any]  # pid -> Process; the pool forgets workers as they exit, we need them after
     state: PoolState = PoolState.RUNNING
@@ -82,15 +81,6 @@ class _InFlight:
     timed_out: bool = False
 
 
-@dataclass
-class _Crashes:
-    counts: dict[Key, int] = field(default_factory=dict)
-
-    def blame(self, key: Key) -> int:
-        self.counts[key] = self.counts.get(key, 0) + 1
-        return self.counts[key]
-
-
 class ProcessSupervisor:
     """Render tasks in a pool of worker processes, replaced as needed (see the module's doc)."""
 
@@ -106,11 +96,10 @@ class ProcessSupervisor:
         self._generations: list[_Generation] = []
         self._current: _Generation | None = None
         self._in_flight: dict[Future[RenderedChart], _InFlight] = {}
-        self._crashes = _Crashes()
+        self._crashes: Counter[Key] = Counter()  # crashes blamed on each chart
         self._starter: threading.Thread | None = None
         self._start_error: str | None = None
         self._unstarted: dict[Future[RenderedChart], Key] = {}  # failed at once: the pool never started
-        self._numbers = itertools.count(1)
         self._closing = False
 
     # -- starting ------------------------------------------------------------------------------
@@ -130,7 +119,7 @@ class ProcessSupervisor:
 
     def _new_generation(self) -> _Generation:
         executor = pool.start_process_pool(self.workers, self._started_writer)
-        generation = _Generation(next(self._numbers), executor, pool.worker_processes(executor))
+        generation = _Generation(executor, pool.worker_processes(executor))
         self._generations.append(generation)
         return generation
 
@@ -199,7 +188,8 @@ class ProcessSupervisor:
         # Only the chart whose own worker died is to blame; charts that were queued or running
         # beside it lost nothing but time and go again.
         if entry.pid is not None and entry.pid in entry.generation.crashed:
-            crashes = self._crashes.blame(entry.key)
+            self._crashes[entry.key] += 1
+            crashes = self._crashes[entry.key]
             logger.warning("{} {}: its render worker died (crash {} of {})", *entry.key, crashes, MAX_RENDER_CRASHES)
             if crashes >= MAX_RENDER_CRASHES:
                 return RenderFailed(entry.key, ErrorType.WORKER_CRASHED,
@@ -297,8 +287,9 @@ def render_chart(task: RenderTask) -> RenderedChart:
     return render(task)
 
 
-def make_supervisor(config: RunnerConfig, render: RenderFunction = render_chart) -> RenderSupervisor:
-    """The supervisor the settings ask for; `render` is the worker-side function (tests inject faults)."""
+def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:
+    """The supervisor the settings ask for; `render` replaces the worker-side function (tests inject faults)."""
+    render = render or render_chart
     if config.enable_concurrent_chart_generation:
         return ProcessSupervisor(config, render)
     return InlineSupervisor(render)

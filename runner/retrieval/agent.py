@@ -313,7 +313,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
     return BatchResult(
         batch_id=batch.batch_id,
         merchant=batch.merchant,
-        chart_ids=",".join(j.spec.id for j in batch.jobs),
+        chart_ids=batch.chart_ids,
         status=batch_status(len(batch.jobs), len(failed)),
         attempts=1,
         started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

@@ -79,7 +79,7 @@ def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolic
     return BatchResult(
         batch_id=batch.batch_id,
         merchant=batch.merchant,
-        chart_ids=",".join(j.spec.id for j in batch.jobs),
+        chart_ids=batch.chart_ids,
         status=batch_status(len(results), len(failed)),
         attempts=max(r.attempts for r in results),
         started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
