@@ -66,5 +66,7 @@ def test_a_tool_error_costs_two_calls_per_chart_and_no_fallback(tmp_path, demo_u
     assert {b["status"] for b in report["batches"] if b["merchant"] == good} == {"ok"}
     assert retrieval["batches_failed"] == 3
     # One final warning per failed chart; the retry itself is an INFO line.
+    retries = [line for line in result.stderr.splitlines() if "retry 1/1" in line]
+    assert len(retries) == len(CHART_IDS) and all(re.search(r"INFO +\[batch-\d+\]", line) for line in retries)
     warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
     assert sorted(re.search(r"\b([a-z_]+) failed \(tool_error\)", w).group(1) for w in warnings) == sorted(CHART_IDS)

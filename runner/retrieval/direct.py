@@ -36,7 +36,8 @@ async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerCo
         result = await slot.call_tool(job.spec.tool, arguments, config.tool_timeout_seconds)
         return chart_data_from_json(job.spec, job.merchant, decode_tool_result(job.spec, result))
 
-    tried = await policy.run_async(attempt, f"{job.merchant} {job.spec.id}")
+    with logger.contextualize(batch=batch_id):  # the policy's retry lines carry the batch too
+        tried = await policy.run_async(attempt, f"{job.merchant} {job.spec.id}")
     elapsed = (time.perf_counter() - started) * 1000
     if tried.error is not None:
         return Retrieval(job, batch_id, None, tried.error.error_type, tried.error.message, tried.tries, elapsed)
