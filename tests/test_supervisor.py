@@ -119,6 +119,8 @@ def test_segfaults_are_blamed_like_exits(warehouse, tmp_path):
     assert [(o.key[1], o.error_type) for o in failed] == [("orders_by_product_type", ErrorType.WORKER_CRASHED)]
 
 
+# A replaced pool's handles closed too early show as an exception in its manager thread.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_workers_are_recycled_and_every_one_ends(warehouse, tmp_path):
     sup = supervisor(SCALAPAY_RENDER_WORKER_MAX_CHARTS="1")
     outcomes = drive(sup, tasks_for(warehouse, tmp_path, merchants=2))

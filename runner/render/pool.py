@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -66,6 +67,13 @@ def worker_processes(executor: ProcessPoolExecutor) -> dict[int, Any]:
     """pid -> Process of a started pool. A copy: the pool forgets workers as they exit, and we
     need them afterwards, for their exit codes and to release their pipes."""
     return dict(executor._processes)
+
+
+def manager_thread(executor: ProcessPoolExecutor) -> threading.Thread | None:
+    """The pool's manager thread, which joins the workers once they exit: their handles may be
+    closed only after it has ended. Taken at the start: shutdown(wait=False) forgets it."""
+    thread: threading.Thread | None = getattr(executor, "_executor_manager_thread", None)  # typeshed mistypes it
+    return thread
 
 
 def exit_codes(processes: dict[int, Any]) -> dict[int, int | None]:

@@ -64,12 +64,15 @@ class PoolState(enum.Enum):
 class _Generation:
     executor: ProcessPoolExecutor
     processes: dict[int, Any]  # pid -> Process; the pool forgets workers as they exit, we need them after
+    manager: threading.Thread | None  # the pool's own thread, which joins the workers as they exit
     state: PoolState = PoolState.RUNNING
     submitted: int = 0
     crashed: frozenset[int] = frozenset()  # pids that died on their own (known once BROKEN)
 
     def all_exited(self) -> bool:
-        return all(process.exitcode is not None for process in self.processes.values())
+        """Every worker has exited and the pool's thread is done with them."""
+        return (all(process.exitcode is not None for process in self.processes.values())
+                and (self.manager is None or not self.manager.is_alive()))
 
 
 @dataclass
@@ -119,7 +122,7 @@ class ProcessSupervisor:
 
     def _new_generation(self) -> _Generation:
         executor = pool.start_process_pool(self.workers, self._started_writer)
-        generation = _Generation(executor, pool.worker_processes(executor))
+        generation = _Generation(executor, pool.worker_processes(executor), pool.manager_thread(executor))
         self._generations.append(generation)
         return generation
 
@@ -248,7 +251,6 @@ class ProcessSupervisor:
         for generation in list(self._generations):
             if (generation is self._current and not every) or not generation.all_exited():
                 continue
-            # Its manager thread joins the workers too: let it finish before their handles close.
             generation.executor.shutdown(wait=True)
             pool.close_processes(generation.processes)
             generation.state = PoolState.ENDED
