@@ -1,4 +1,4 @@
-"""Chart specs: the built-in business-review pack and loading a user's pack file."""
+"""Chart specs: the built-in packs (tool-based and SQL) and loading a user's pack file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import sql
 from runner.errors import UsageError
+from runner.sql import Param
 
 # How each chart kind is drawn, and the JSON shape its data must have:
 #   series:     {"labels": [...], "series": [{"name": str, "values": [num|null, ...]}], "unit": str}
@@ -24,6 +26,14 @@ KIND_SHAPES = {
     "breakdown": "groups",  # 100% bars, one per group, labelled in percent
 }
 
+# The columns a SQL chart names, per shape: required, then optional.
+SHAPE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "series": (("x", "value"), ("series",)),
+    "categories": (("label", "value"), ()),
+    "groups": (("group", "label", "value"), ()),
+}
+COLUMN_KEYS = ("x", "series", "group", "label", "value")
+
 _CHART_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -32,16 +42,28 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 class ChartSpec:
     id: str
     title: str
-    tool: str
+    tool: str  # the chart's own tool; "" for a SQL chart
     kind: str
     request: str  # what agent mode asks the model for, in plain words
     y_label: str = ""
     counts: bool = False  # values are counts: negative ones are bad data
-    arguments: tuple[tuple[str, Any], ...] = ()  # extra tool arguments beyond merchant and dates
+    arguments: tuple[tuple[str, Any], ...] = ()  # tool arguments; see runner.sql for placeholders
+    sql: str = ""  # a query sent through the server's query tool instead of a chart tool
+    columns: tuple[tuple[str, str], ...] = ()  # SQL charts: role (x, series, ...) -> result column
+    unit: str = ""  # SQL charts: the unit of the values (tools say it in their answer)
+    params: tuple[tuple[str, Param], ...] = ()  # values for :name placeholders beyond the fixed three
 
     @property
     def shape(self) -> str:
         return KIND_SHAPES[self.kind]
+
+    @property
+    def source(self) -> str:
+        """Where the data comes from, for logs and errors: the tool, or "sql"."""
+        return self.tool or "sql"
+
+    def column(self, role: str) -> str | None:
+        return dict(self.columns).get(role)
 
 
 BUILTIN_PACK: tuple[ChartSpec, ...] = (
@@ -106,33 +128,70 @@ BUILTIN_PACK: tuple[ChartSpec, ...] = (
 )
 
 
-def _spec_from_mapping(entry: Any, where: str) -> ChartSpec:
+_FIELDS = {"id", "title", "tool", "sql", "kind", "request", "y_label", "counts", "arguments", "unit", "params",
+           *COLUMN_KEYS}
+
+
+def _text_field(entry: dict[str, Any], key: str, where: str) -> str:
+    value = entry.get(key, "")
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: {key!r} must be text, got {type(value).__name__}")
+    return value.strip()
+
+
+def _columns(entry: dict[str, Any], chart_id: str, kind: str, where: str) -> tuple[tuple[str, str], ...]:
+    required, optional = SHAPE_COLUMNS[KIND_SHAPES[kind]]
+    given = {key: _text_field(entry, key, where) for key in COLUMN_KEYS if key in entry}
+    missing = [key for key in required if not given.get(key)]
+    if missing:
+        raise UsageError(f"{where}: SQL chart {chart_id!r} of kind {kind} must name its result columns "
+                         f"{', '.join(required)} (missing: {', '.join(missing)})")
+    allowed = set(required) | (set() if kind == "yoy_lines" else set(optional))  # a year is a yoy line's series
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise UsageError(f"{where}: chart {chart_id!r} of kind {kind} has no use for column(s) {', '.join(extra)}")
+    return tuple((key, given[key]) for key in (*required, *optional) if given.get(key))
+
+
+def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) -> ChartSpec:
     if not isinstance(entry, dict):
         raise UsageError(f"{where}: expected a table of chart fields, got {type(entry).__name__}")
-    allowed = {"id", "title", "tool", "kind", "request", "y_label", "counts", "arguments"}
-    unknown = sorted(set(entry) - allowed)
+    unknown = sorted(set(entry) - _FIELDS)
     if unknown:
         raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    for key in ("id", "title", "tool", "kind"):
+    for key in ("id", "title", "kind"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise UsageError(f"{where}: field {key!r} is required and must be text")
-    chart_id, kind, tool = entry["id"].strip(), entry["kind"].strip(), entry["tool"].strip()
+    chart_id, kind = entry["id"].strip(), entry["kind"].strip()
+    tool, query = _text_field(entry, "tool", where), _text_field(entry, "sql", where)
     if not _CHART_ID.match(chart_id):
         raise UsageError(f"{where}: chart id {chart_id!r} must be 1-64 of a-z, 0-9, '_' or '-'")
+    where = f"{where} ({chart_id})"
     if kind not in KIND_SHAPES:
-        raise UsageError(f"{where}: chart {chart_id!r} has unknown kind {kind!r} "
-                         f"(one of {', '.join(KIND_SHAPES)})")
-    if not _TOOL_NAME.match(tool):
-        raise UsageError(f"{where}: chart {chart_id!r} has an invalid tool name {tool!r}")
+        raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KIND_SHAPES)})")
+    if bool(tool) == bool(query):
+        raise UsageError(f"{where}: give either 'tool' or 'sql', {'not both' if tool else 'one is required'}")
+    if tool and not _TOOL_NAME.match(tool):
+        raise UsageError(f"{where}: invalid tool name {tool!r}")
+    params = {**pack_params, **sql.check_params(entry.get("params", {}), f"{where}: params")}
+    known = set(sql.FIXED_PARAMS) | set(params)
     arguments = entry.get("arguments", {})
     if not isinstance(arguments, dict):
-        raise UsageError(f"{where}: chart {chart_id!r}: 'arguments' must be a table")
-    reserved = {"merchant_token", "start_date", "end_date"} & set(arguments)
-    if reserved:
-        raise UsageError(f"{where}: chart {chart_id!r}: arguments may not set {', '.join(sorted(reserved))}")
+        raise UsageError(f"{where}: 'arguments' must be a table")
+    if query:
+        if arguments:
+            raise UsageError(f"{where}: 'arguments' belong to tool charts; a SQL chart's values are :placeholders")
+        sql.check_query(query, known, f"{where}: sql")
+        columns = _columns(entry, chart_id, kind, where)
+    else:
+        sql.check_arguments(arguments, known, f"{where}: arguments")
+        stray = [key for key in COLUMN_KEYS + ("unit",) if key in entry]
+        if stray:
+            raise UsageError(f"{where}: {', '.join(stray)} belong to SQL charts (a tool's answer names its own)")
+        columns = ()
     counts = entry.get("counts", False)
     if not isinstance(counts, bool):
-        raise UsageError(f"{where}: chart {chart_id!r}: 'counts' must be true or false")
+        raise UsageError(f"{where}: 'counts' must be true or false")
     return ChartSpec(
         id=chart_id,
         title=entry["title"].strip(),
@@ -142,29 +201,47 @@ def _spec_from_mapping(entry: Any, where: str) -> ChartSpec:
         y_label=str(entry.get("y_label", "")),
         counts=counts,
         arguments=tuple(sorted(arguments.items())),
+        sql=query,
+        columns=columns,
+        unit=_text_field(entry, "unit", where)[:20],
+        params=tuple(sorted(params.items())),
     )
 
 
+PACKS_DIR = Path(__file__).parent / "packs"
+BUILTIN_PACK_NAMES = ("business-review", "business-review-sql")
+
+
 def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
-    """Read a user's chart pack (TOML with [[chart]] tables, or JSON {"charts": [...]})."""
+    """A built-in pack by name, or a user's pack file (TOML with [[chart]] tables, or JSON
+    {"charts": [...]}); either may hold a table of `params` shared by its charts."""
+    if str(path) == BUILTIN_PACK_NAMES[0]:
+        return BUILTIN_PACK
+    if str(path) in BUILTIN_PACK_NAMES:
+        path = PACKS_DIR / f"{path}.toml"
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"chart pack {path} does not exist") from None
+        raise UsageError(f"chart pack {path} does not exist (built-in packs: {', '.join(BUILTIN_PACK_NAMES)})") \
+            from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"chart pack {path} cannot be read: {exc}") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
-            entries = data.get("charts") if isinstance(data, dict) else data
+            data = data if isinstance(data, dict) else {"charts": data}
+            entries = data.get("charts")
         else:
-            entries = tomllib.loads(text).get("chart")
+            data = tomllib.loads(text)
+            entries = data.get("chart")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"chart pack {path} is malformed: {exc}") from None
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"chart pack {path} lists no charts (expected [[chart]] tables or {{\"charts\": [...]}})")
-    specs = tuple(_spec_from_mapping(e, f"chart pack {path}, chart #{i}") for i, e in enumerate(entries, 1))
+    pack_params = sql.check_params(data.get("params", {}), f"chart pack {path}: params")
+    specs = tuple(_spec_from_mapping(e, f"chart pack {path}, chart #{i}", pack_params)
+                  for i, e in enumerate(entries, 1))
     seen: set[str] = set()
     for spec in specs:
         if spec.id in seen:

@@ -21,7 +21,8 @@ from runner.status import ExitCode
 
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
-_ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v")}
+_ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v"),
+            "server_headers": ("--server-header",)}
 
 
 class DefaultToRun(click.Group):
@@ -41,6 +42,8 @@ def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
         if f.metadata["kind"] == "bool":
             no = "--no-" + f.name.replace("_", "-")
             option = click.option(f"{names[0]}/{no}", *names[1:], f.name, default=None, help=help_text)
+        elif f.metadata["kind"] == "list":
+            option = click.option(*names, f.name, multiple=True, metavar="ITEM", help=help_text)
         else:
             option = click.option(*names, f.name, default=None, metavar=f.metadata["kind"].upper(),
                                   help=help_text)
@@ -51,7 +54,7 @@ def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _config_from(options: dict[str, Any]) -> RunnerConfig:
     config_file = options.pop("config_file", None)
-    cli_values = {f.name: options.pop(f.name, None) for f in settings()}
+    cli_values = {f.name: options.pop(f.name, None) or None for f in settings()}  # an unused repeatable flag is ()
     return load_config(cli=cli_values, config_file=config_file)
 
 
@@ -95,7 +98,8 @@ def read_merchants_file(path: str) -> list[str]:
 @click.option("--start-date", default=None, help="First day, YYYY-MM-DD [default 2024-01-01].")
 @click.option("--end-date", default=None, help="Last day, YYYY-MM-DD [default 2025-12-31].")
 @click.option("--charts", "chart_ids", default=None, metavar="ID,ID", help="A subset of the pack's charts.")
-@click.option("--pack", default=None, type=str, help="A chart pack file (TOML or JSON) instead of the built-in one.")
+@click.option("--pack", default=None, type=str,
+              help="A built-in pack (business-review, business-review-sql) or a pack file (TOML or JSON).")
 @click.option("--csv", "write_csv", is_flag=True, help="Also write charts.csv beside report.json.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
@@ -161,7 +165,7 @@ def config_command(**options: Any) -> None:
 
 
 @cli.command("charts")
-@click.option("--pack", default=None, type=str, help="A chart pack file instead of the built-in one.")
+@click.option("--pack", default=None, type=str, help="A built-in pack's name or a chart pack file.")
 def charts_command(pack: str | None) -> None:
     """List the charts of the pack."""
     from runner.charts import BUILTIN_PACK, load_pack
@@ -173,7 +177,7 @@ def charts_command(pack: str | None) -> None:
         return
     width = max(len(s.id) for s in specs)
     for spec in specs:
-        click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.tool:<36}  {spec.title}")
+        click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.source:<36}  {spec.title}")
 
 
 # Kept here, not imported from the server module, so `--help` does not load mcp.
@@ -206,6 +210,33 @@ def demo_server_command(transport: str, host: str, port: int, latency_ms: int, s
     options = DemoOptions(latency_ms=latency_ms, scale=scale, merchants=merchant_count, fail_rate=fail_rate, hang=hang,
                           crash_after=crash_after, malformed=malformed, fault_tools=fault_tools)
     serve(transport, host, port, options, exit_with_parent)
+
+
+@cli.command("demo-data")
+@click.option("--sqlite", "sqlite_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the demo warehouse as a SQLite file (tables orders and merchants).")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
+              help="Write orders.csv and merchants.csv into this folder.")
+@click.option("--merchants", "merchant_count", type=click.IntRange(24, 5000), default=24, show_default=True,
+              help="Merchants in the data set (the first 24 never change).")
+def demo_data_command(sqlite_path: str | None, csv_dir: str | None, merchant_count: int) -> None:
+    """Write the demo data in the SQL pack's `orders` schema, for any SQL MCP server."""
+    import sqlite3
+
+    from runner.demo.export import write_csv, write_sqlite
+
+    if not sqlite_path and not csv_dir:
+        _fail_usage("demo-data needs --sqlite FILE or --csv DIR (or both)")
+    try:
+        if sqlite_path:
+            write_sqlite(Path(sqlite_path), merchant_count)
+            click.echo(sqlite_path)
+        if csv_dir:
+            for path in write_csv(Path(csv_dir), merchant_count):
+                click.echo(str(path))
+    except (OSError, sqlite3.Error) as exc:
+        where = getattr(exc, "filename", None) or sqlite_path or csv_dir
+        _fail_usage(f"cannot write the demo data to {where}: {getattr(exc, 'strerror', None) or exc}")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ from a single definition. Kept free of heavy imports: `--help` and `config` load
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -36,8 +38,10 @@ def _setting(
     secret: str = "",
     env: str | None = None,
 ) -> Any:
-    """One setting. secret="url" redacts credentials inside the value, "hide" hides it all;
-    env overrides the variable name where users already have one (ANTHROPIC_API_KEY)."""
+    """One setting. secret="url" redacts credentials inside the value, "hide" hides it all,
+    "items" hides the value part of each NAME=value or Name: value item; env overrides the
+    variable name where users already have one (ANTHROPIC_API_KEY). A "list" setting is a
+    TOML array, a repeated flag, or in the environment a JSON array (or one item)."""
     meta = {
         "kind": kind,
         "help": help,
@@ -80,6 +84,14 @@ class RunnerConfig:
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
     server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
     server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")
+    server_env: tuple[str, ...] = _setting((), "list", "Environment for a stdio server: NAME (inherited, globs "
+                                           "like SNOWFLAKE_* allowed) or NAME=VALUE; repeatable.", secret="items")
+    server_headers: tuple[str, ...] = _setting((), "list", "HTTP header for the server, 'Name: value' with ${VAR} "
+                                               "taken from the environment; repeatable.", secret="items")
+    query_tool: str | None = _setting(None, "str", "The server's tool that runs a SQL chart's query "
+                                                   "(default: the one tool that takes SQL).")
+    query_argument: str | None = _setting(None, "str", "The query tool's argument that takes the SQL "
+                                                       "(default: query, sql or statement).")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
     progress_interval_seconds: float = _setting(5.0, "float", "Off a terminal: seconds between progress lines.",
                                                 above=0)
@@ -110,6 +122,8 @@ class RunnerConfig:
             value = getattr(self, f.name)
             if f.metadata["secret"] == "hide" and value is not None:
                 value = "***"
+            elif f.metadata["secret"] == "items":
+                value = [redact_item(item) for item in value]
             elif f.metadata["secret"] and value is not None:
                 value = redact(value)
             out[f.name] = {"value": value, "source": self.source_of(f.name)}
@@ -135,6 +149,8 @@ def _parse(f: Any, raw: Any, where: str) -> Any:
     kind = meta["kind"]
 
     def bad(expected: str) -> UsageError:
+        if meta["secret"] == "items":  # it may hold a credential, in a shape too broken to redact
+            return UsageError(f"invalid {where} (value not shown): expected {expected}")
         return UsageError(f"invalid {where}={raw!r}: expected {expected}")
 
     if kind == "bool":
@@ -168,6 +184,8 @@ def _parse(f: Any, raw: Any, where: str) -> Any:
         if bounds:
             raise bad(" and ".join(bounds))
         return value
+    if kind == "list":
+        return _parse_list(raw, bad)
     if not isinstance(raw, str):
         raise bad("a string")
     if kind == "choice":
@@ -179,6 +197,24 @@ def _parse(f: Any, raw: Any, where: str) -> Any:
     if "\x00" in text:
         raise bad("text without NUL characters")
     return text or None if f.default is None else text
+
+
+def _parse_list(raw: Any, bad: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except ValueError:
+                raise bad("a JSON array of strings, or one item") from None
+        else:
+            raw = [text] if text else []
+    if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+        raise bad("a list of strings")
+    items = tuple(item.strip() for item in raw if item.strip())
+    if any("\x00" in item or "\n" in item for item in items):
+        raise bad("items without NUL or newline characters")
+    return items
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -252,6 +288,32 @@ def redact(text: str) -> str:
             netloc = "***@" + netloc.rsplit("@", 1)[1]
         query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    # A command line: hide the value after any key-like option (--api-key X, --token=X).
-    text = re.sub(r"(--?[\w-]*(?:key|token|secret|password)[\w-]*[= ])(\S+)", r"\1***", text, flags=re.I)
-    return text
+    # A command line: hide the value after any key-like option (--api-key X, --token=X) and of
+    # any key-like assignment (env WAREHOUSE_PASSWORD=X).
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return _SECRET_WORD.sub(lambda m: m[0].split("=", 1)[0] + "=***" if "=" in m[0] else "***", text)
+    hidden = []
+    for i, word in enumerate(words):
+        if i and _SECRET_OPTION.match(words[i - 1]) and "=" not in words[i - 1]:
+            word = "***"
+        elif _SECRET_OPTION.match(word) and "=" in word or _SECRET_ASSIGNMENT.match(word):
+            word = word.split("=", 1)[0] + "=***"
+        hidden.append(word if word.endswith("***") else shlex.quote(word))
+    return " ".join(hidden)
+
+
+def redact_item(item: str) -> str:
+    """NAME=value -> NAME=***, 'Name: value' -> 'Name: ***'; a bare NAME stays as it is."""
+    for separator in ("=", ":"):
+        name, found, _ = item.partition(separator)
+        if found and re.fullmatch(r"[\w*?\[\]!#$%&'+.^`|~-]+", name.strip()):
+            return f"{name}{separator}{' ' if separator == ':' else ''}***"
+    return item
+
+
+_SECRET_NAME = r"[\w-]*(?:key|token|secret|password|passwd|pwd|credential|auth)[\w-]*"
+_SECRET_OPTION = re.compile(rf"^--?{_SECRET_NAME}(=|$)", re.IGNORECASE)
+_SECRET_ASSIGNMENT = re.compile(rf"^{_SECRET_NAME}=", re.IGNORECASE)
+_SECRET_WORD = re.compile(rf"(?<!\S)(?:--?)?{_SECRET_NAME}=\S+", re.IGNORECASE)

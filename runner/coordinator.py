@@ -31,6 +31,7 @@ from runner.metrics import RunMetrics
 from runner.progress import Progress
 from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
 from runner.report import ChartResult
+from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
 from runner.status import BatchStatus, ChartStatus
@@ -82,6 +83,7 @@ class _Chart:
     finished_at: float | None = None
     rendered: RenderedChart | None = None  # without its PNG, once written: a long run holds thousands
     size: int | None = None  # bytes of the PNG written
+    data_written: bool = False
 
     def result(self, run_id: str) -> ChartResult:
         out = self.rendered if self.state is ChartState.OK else None
@@ -98,6 +100,7 @@ class _Chart:
             queue_ms=queue_ms, render_ms=out.render_ms if out else None, total_ms=total_ms,
             output=self.job.output if out else None, bytes=self.size if out else None,
             sha256=out.sha256 if out else None, worker_pid=out.worker_pid if out else None,
+            data_output=self.job.data_output if self.data_written else None,
             paragraph=self.data.paragraph if self.data else None,
         )
 
@@ -216,6 +219,12 @@ class Coordinator:
         if retrieval.data is None:
             self._fail(chart, retrieval.error_type or ErrorType.INTERNAL, retrieval.error or "no data and no reason")
             return
+        try:
+            write_atomically(Path(chart.job.data_output), data_document(chart.job, retrieval.data))
+        except OSError as exc:
+            self._fail(chart, ErrorType.WRITE_ERROR, f"{chart.job.data_output}: {exc.strerror or exc}")
+            return
+        chart.data_written = True
         chart.data = retrieval.data
         chart.queued_at = time.perf_counter()
         self._move(chart, ChartState.QUEUED)

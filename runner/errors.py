@@ -33,10 +33,11 @@ class UsageError(RunnerError):
 class ChartError(RunnerError):
     """One chart (or one batch of charts) failed for a reason the report names."""
 
-    def __init__(self, error_type: ErrorType | str, message: str) -> None:
+    def __init__(self, error_type: ErrorType | str, message: str, final: bool = False) -> None:
         super().__init__(message)
         self.error_type = ErrorType(error_type)  # an unknown name is a bug: ValueError
         self.message = message
+        self.final = final  # trying again cannot help (the server refused our credentials)
 
-    def __reduce__(self) -> tuple[type[ChartError], tuple[str, str]]:  # picklable across the process pool
-        return (type(self), (str(self.error_type), self.message))
+    def __reduce__(self) -> tuple[type[ChartError], tuple[str, str, bool]]:  # picklable across the process pool
+        return (type(self), (str(self.error_type), self.message, self.final))

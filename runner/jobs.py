@@ -6,16 +6,30 @@ All are picklable and hold no open handles, so they can cross process boundaries
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import sql
 from runner.charts import ChartSpec
 from runner.errors import ErrorType, UsageError
 from runner.status import BatchStatus
 
 MAX_TOKEN_LENGTH = 128
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The one MCP call that fetches a chart's data in direct mode, placeholders filled."""
+
+    tool: str
+    arguments_json: str  # JSON text, so the record stays hashable
+
+    def arguments(self) -> dict[str, object]:
+        return dict(json.loads(self.arguments_json))
 
 
 @dataclass(frozen=True)
@@ -25,10 +39,16 @@ class ChartJob:
     start_date: str
     end_date: str
     output: str  # absolute PNG path inside the run folder
+    call: ToolCall | None = None  # None in agent mode, where the model chooses its calls
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.merchant, self.spec.id)
+
+    @property
+    def data_output(self) -> str:
+        """Where the chart's validated data is written: beside its PNG."""
+        return str(Path(self.output).with_suffix(".json"))
 
 
 @dataclass(frozen=True)
@@ -93,16 +113,29 @@ def safe_part(text: str) -> str:
 
 
 def check_merchant_token(token: str, where: str) -> str:
-    """Reject tokens no warehouse could hold; path separators are allowed (they are sanitized)."""
+    """Tokens are letters, digits, '_' and '-': safe in a file name, a tool argument and SQL."""
     token = token.strip()
     if not token:
         raise UsageError(f"{where}: empty merchant token")
     if len(token) > MAX_TOKEN_LENGTH:
         raise UsageError(f"{where}: merchant token of {len(token)} characters is too long "
                          f"(at most {MAX_TOKEN_LENGTH}): {token[:20]!r}...")
-    if any(ord(c) < 32 or ord(c) == 127 for c in token):
-        raise UsageError(f"{where}: merchant token {token!r} contains control characters")
+    if not _TOKEN.match(token):
+        raise UsageError(f"{where}: merchant token {token!r} may hold only letters, digits, '_' and '-'")
     return token
+
+
+def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
+             query_tool: sql.QueryTool | None) -> ToolCall | None:
+    """The chart's MCP call; None for a SQL chart when no query tool was resolved (agent mode,
+    where the model writes its own calls)."""
+    values: dict[str, sql.Param] = {"merchant_token": merchant, "start_date": start_date, "end_date": end_date,
+                                    **dict(spec.params)}
+    if spec.sql:
+        if query_tool is None:
+            return None
+        return ToolCall(query_tool.name, json.dumps(query_tool.arguments(spec.sql, values)))
+    return ToolCall(spec.tool, json.dumps(sql.fill_arguments(dict(spec.arguments), values)))
 
 
 def plan_batches(
@@ -112,13 +145,15 @@ def plan_batches(
     end_date: str,
     run_dir: Path,
     batch_size: int,
+    query_tool: sql.QueryTool | None = None,
 ) -> tuple[Batch, ...]:
     """Split each merchant's charts into batches of `batch_size`, numbered across the run."""
     batches: list[Batch] = []
     for merchant in merchants:
         folder = run_dir / safe_part(merchant)
         jobs = [
-            ChartJob(merchant, spec, start_date, end_date, str(folder / f"{safe_part(spec.id)}.png"))
+            ChartJob(merchant, spec, start_date, end_date, str(folder / f"{safe_part(spec.id)}.png"),
+                     call_for(spec, merchant, start_date, end_date, query_tool))
             for spec in charts
         ]
         for i in range(0, len(jobs), batch_size):

@@ -44,6 +44,7 @@ class ChartResult:
     sha256: str | None
     worker_pid: int | None
     paragraph: str | None
+    data_output: str | None  # the chart's data as JSON, beside its PNG (written once its data is valid)
 
 
 CHART_COLUMNS = tuple(f.name for f in fields(ChartResult))

@@ -71,7 +71,7 @@ class RetryPolicy:
 
     def _after(self, what: str, error: ChartError, tries: int) -> float | None:
         """The wait before the next try (and a log line saying so), or None: give up."""
-        delay = self.next_delay(tries, error.error_type)
+        delay = None if error.final else self.next_delay(tries, error.error_type)
         if delay is not None:
             logger.info("{}: {} ({}); retry {}/{} in {:.1f}s", what, error.error_type, error.message, tries,
                         self.tries_for(error.error_type) - 1, delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as concurrent_futures
 import re
 import secrets
+import shutil
 import signal
 import threading
 import time
@@ -21,10 +22,11 @@ from loguru import logger
 from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, UsageError
-from runner.jobs import plan_batches
+from runner.jobs import check_merchant_token, plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
 from runner.retry import RetryPolicy
+from runner.sql import QueryTool, pick_query_tool
 from runner.status import ChartStatus, ExitCode, RunStatus
 
 if TYPE_CHECKING:
@@ -103,10 +105,20 @@ def _stop_on_signals(stop: Any, received: list[str]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def _removed_on_usage_error(run_dir: Path) -> Iterator[None]:
+    """A usage error found once the server answers (an ambiguous query tool, a bad merchant
+    list) leaves no run folder behind, like one found before."""
+    try:
+        yield
+    except UsageError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
 def _default_merchants(pool: Any, config: RunnerConfig, stop: threading.Event) -> tuple[str, ...]:
     """The server's first merchants, from its list_merchants tool."""
-    import json
-
+    from runner.retrieval.results import decode_tool_result
     from runner.retrieval.sessions import describe_exception
 
     def ask() -> Any:
@@ -116,16 +128,33 @@ def _default_merchants(pool: Any, config: RunnerConfig, stop: threading.Event) -
     tried = RetryPolicy.from_config(config).run(ask, "list_merchants", stop)
     if tried.error is not None:
         raise tried.error
-    result: Any = tried.value
     try:
-        payload = result.structured_content or json.loads(result.content[0].text)
+        payload = decode_tool_result("list_merchants", "list_merchants", tried.value)
         tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
+    except ChartError as exc:
+        raise UsageError(f"without --merchant, the runner asks the server's list_merchants tool, which "
+                         f"failed ({exc.message[:200]}); pass --merchant or --merchants-file") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise UsageError("the server's list_merchants tool gave no usable merchant list "
-                         f"({describe_exception(exc)}); pass --merchant") from None
+                         f"({describe_exception(exc)}); pass --merchant or --merchants-file") from None
     if not tokens:
         raise ChartError(ErrorType.EMPTY_DATA, "list_merchants returned no merchants")
-    return tokens
+    return tuple(check_merchant_token(token, "the server's list_merchants") for token in tokens)
+
+
+def _query_tool(pool: Any, config: RunnerConfig, stop: threading.Event) -> QueryTool:
+    """The server's tool for the pack's SQL charts: the one the settings name, or the one whose
+    schema says it takes SQL."""
+    def ask() -> Any:
+        with pool.acquire() as slot:
+            return slot.run(lambda s: s.list_tools(config.tool_timeout_seconds))
+
+    tried = RetryPolicy.from_config(config).run(ask, "tools/list", stop)
+    if tried.error is not None:
+        raise tried.error
+    tool = pick_query_tool(tried.value or [], config.query_tool, config.query_argument)
+    logger.info("SQL charts run through tool {}", tool.describe())
+    return tool
 
 
 def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
@@ -141,6 +170,13 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
+    target = None
+    if config.server_url or config.server_command:
+        target = ServerTarget.from_settings(config.server_url, config.server_command, config.server_env,
+                                            config.server_headers)
+    elif config.server_env or config.server_headers:
+        raise UsageError("--server-env and --server-header are for your own server: give --server-command "
+                         "or --server-url")
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
     if config.enable_concurrent_chart_generation:
@@ -166,11 +202,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
     # loses the report or leaves the server running.
     received: list[str] = []
-    with _stop_on_signals(request_stop, received):
+    with _removed_on_usage_error(run_dir), _stop_on_signals(request_stop, received):
         with ExitStack() as stack:
-            if config.server_url or config.server_command:
-                target = ServerTarget.from_settings(config.server_url, config.server_command)
-            else:
+            if target is None:
                 from runner.demo.launch import embedded_server
 
                 url, server_pid = stack.enter_context(
@@ -192,9 +226,19 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     logger.error("cannot list merchants: {}", exc.message)
                 except concurrent_futures.CancelledError:
                     logger.warning("interrupted before the merchant list arrived")
+            query_tool = None
+            if unreachable_reason is None and not stop.is_set() and config.retrieval_mode == "direct" \
+                    and any(spec.sql for spec in inputs.charts):
+                try:
+                    query_tool = _query_tool(pool, config, stop)
+                except ChartError as exc:
+                    unreachable_reason = exc.message
+                    logger.error("cannot list the server's tools: {}", exc.message)
+                except concurrent_futures.CancelledError:
+                    logger.warning("interrupted before the server's tools were listed")
             if unreachable_reason is None and not stop.is_set():
                 batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
-                                       run_dir, config.batch_size)
+                                       run_dir, config.batch_size, query_tool)
                 reporter = ProgressReporter(live=progress_live, interval_seconds=config.progress_interval_seconds)
                 if progress_live:
                     from runner.logs import setup_logging

@@ -148,7 +148,7 @@ def test_auth_error_fails_the_batch_at_once_without_leaking_the_key(tmp_path, fa
 
 
 def test_tool_errors_reach_the_model_and_big_results_are_truncated(tmp_path, fake, demo_url, demo_tokens):
-    bad_token = "NOT-A-TOKEN!"
+    bad_token = "NOTATOKEN000"
     result = agent_run(tmp_path, fake, demo_url, [bad_token, demo_tokens[0]], "--batch-size", "7",
                        "--tool-result-max-chars", "400")
     assert result.returncode == 1, result.stderr[-3000:]
@@ -159,7 +159,7 @@ def test_tool_errors_reach_the_model_and_big_results_are_truncated(tmp_path, fak
     assert set(by_merchant[demo_tokens[0]].values()) == {"bad_data", None}
     grouped = conversations(fake)
     bad = next(r for p, r in grouped.items() if bad_token in p)[-1]["messages"][-1]["content"]
-    assert bad and all(b["is_error"] and "merchant_token must be alphanumeric" in b["content"] for b in bad)
+    assert bad and all(b["is_error"] and "unknown merchant" in b["content"] for b in bad)
     good = next(r for p, r in grouped.items() if demo_tokens[0] in p)[-1]["messages"][-1]["content"]
     truncated = [b for b in good if "[truncated" in b["content"]]
     assert truncated and all(len(b["content"]) <= 400 for b in good)

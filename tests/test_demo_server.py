@@ -14,7 +14,8 @@ from mcp import Client, StdioServerParameters
 from runner.charts import BUILTIN_PACK
 from runner.demo.data import DORMANT_INDEX, MERCHANT_COUNT
 from runner.errors import ChartError
-from runner.retrieval.parse import chart_data_from_json, decode_tool_result
+from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.results import decode_tool_result
 
 WINDOW = {"start_date": "2024-01-01", "end_date": "2025-12-31"}
 
@@ -63,11 +64,11 @@ def _check(out: dict[str, Any]) -> None:
         result, text = out["charts"][spec.id]
         assert not result.is_error
         assert result.structured_content == text, "structured content and text must carry the same JSON"
-        data = chart_data_from_json(spec, merchants[0]["token"], decode_tool_result(spec, result))
+        data = chart_data_from_json(spec, merchants[0]["token"], decode_tool_result(spec.id, spec.tool, result))
         assert data.panels and all(p.labels for p in data.panels)
     for spec in BUILTIN_PACK:
         with pytest.raises(ChartError) as info:
-            chart_data_from_json(spec, "d", decode_tool_result(spec, out["dormant"][spec.id]))
+            chart_data_from_json(spec, "d", decode_tool_result(spec.id, spec.tool, out["dormant"][spec.id]))
         assert info.value.error_type == "empty_data"
     for key, fragment in (("unknown", "unknown merchant"), ("hostile", "alphanumeric"),
                           ("bad_date", "not a calendar date"), ("reversed", "after end_date")):

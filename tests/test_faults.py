@@ -196,7 +196,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--merchants-file", str(empty)], "lists no merchant tokens"),
         (["--merchants-file", str(tmp_path / "missing.txt")], "does not exist"),
         (["--merchants-file", str(tmp_path)], "cannot be read"),
-        (["--merchant", "abc\x1b[2Jdef"], "control characters"),
+        (["--merchant", "abc\x1b[2Jdef"], "only letters, digits"),
         (["--merchant", "x" * 10_000], "too long"),
         (["--start-date", "2025-06-01", "--end-date", "2025-01-01"], "after"),
         (["--start-date", "2025-02-30"], "2025-02-30"),
@@ -206,8 +206,40 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_bad_user_input_exits_2_naming_the_problem(tmp_path):
-    for args, expected in _bad_inputs(tmp_path):
+def _bad_sql_and_credential_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    def pack(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+
+    chart = 'id = "c"\ntitle = "C"\nkind = "bars"\nlabel = "l"\nvalue = "v"\n'
+    server = ["--server-command", "python -m nowhere"]
+    return [
+        (["--merchant", "x' OR '1'='1"], "x' OR '1'='1"),  # refused before any server is started
+        (["--merchant", "../../x"], "only letters, digits"),
+        (["--pack", pack("no-token.toml", f'[[chart]]\n{chart}sql = "SELECT l, v FROM t"\n')],
+         "must use :merchant_token"),
+        (["--pack", pack("unknown.toml", f'[[chart]]\n{chart}sql = "SELECT 1 WHERE m = :merchant_token '
+                                         'AND r = :region"\n')], ":region"),
+        (["--pack", pack("quote.toml", f'[params]\nregion = "EU\' OR 1=1"\n[[chart]]\n{chart}'
+                                       'sql = "SELECT 1 WHERE m = :merchant_token AND r = :region"\n')],
+         "may not hold quotes"),
+        (["--pack", pack("columns.toml", '[[chart]]\nid = "c"\ntitle = "C"\nkind = "line"\n'
+                                         'sql = "SELECT 1 WHERE m = :merchant_token"\n')], "must name its result columns"),
+        (["--pack", pack("both.toml", f'[[chart]]\n{chart}tool = "t"\nsql = "SELECT :merchant_token"\n')],
+         "not both"),
+        ([*server, "--server-env", "RUNNER_TEST_UNSET_VARIABLE"], "RUNNER_TEST_UNSET_VARIABLE"),
+        ([*server, "--server-env", "RUNNER_TEST_UNSET_*"], "no variable of the environment matches"),
+        (["--server-url", "http://127.0.0.1:9/mcp", "--server-header", "Authorization: Bearer ${RUNNER_TEST_UNSET}"],
+         "${RUNNER_TEST_UNSET} is not set"),
+        (["--server-url", "http://127.0.0.1:9/mcp", "--server-header", "no colon here"], "'Name: value'"),
+        (["--server-env", "HOME"], "--server-command"),
+    ]
+
+
+@pytest.mark.parametrize("inputs", [_bad_inputs, _bad_sql_and_credential_inputs], ids=["general", "sql-credentials"])
+def test_bad_user_input_exits_2_naming_the_problem(tmp_path, inputs):
+    for args, expected in inputs(tmp_path):
         result = run_cli(args, tmp_path, output_dir="--output-dir" not in args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()

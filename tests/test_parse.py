@@ -9,12 +9,8 @@ import pytest
 
 from runner.charts import BUILTIN_PACK
 from runner.errors import ChartError
-from runner.retrieval.parse import (
-    MAX_RESULT_CHARS,
-    chart_data_from_json,
-    decode_json_text,
-    decode_tool_result,
-)
+from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.results import MAX_RESULT_CHARS, decode_json_text, decode_tool_result
 
 SPECS = {spec.id: spec for spec in BUILTIN_PACK}
 YOY = SPECS["monthly_sales_yoy"]
@@ -105,11 +101,11 @@ def _result(text: str | None = None, structured: dict | None = None, is_error: b
 
 def test_decode_tool_result_prefers_structured_content_then_text():
     payload = series_payload([1, 2, 3])
-    assert decode_tool_result(YOY, _result(text="ignored", structured=payload)) == payload
-    assert decode_tool_result(YOY, _result(text=json.dumps(payload))) == payload
+    assert decode_tool_result(YOY.id, YOY.tool, _result(text="ignored", structured=payload)) == payload
+    assert decode_tool_result(YOY.id, YOY.tool, _result(text=json.dumps(payload))) == payload
     with pytest.raises(ChartError) as info:
-        decode_tool_result(YOY, _result(text="unknown merchant", is_error=True))
+        decode_tool_result(YOY.id, YOY.tool, _result(text="unknown merchant", is_error=True))
     assert info.value.error_type == "tool_error" and "unknown merchant" in info.value.message
     with pytest.raises(ChartError) as info:
-        decode_tool_result(YOY, _result())
+        decode_tool_result(YOY.id, YOY.tool, _result())
     assert info.value.error_type == "empty_data"

@@ -22,7 +22,8 @@ from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType
 from runner.jobs import Batch, BatchResult, Retrieval, batch_status
 from runner.retrieval.direct import Emit
-from runner.retrieval.parse import chart_data_from_json, decode_json_text
+from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.results import decode_json_text
 from runner.retrieval.sessions import Slot
 from runner.retry import RetryPolicy
 

@@ -12,16 +12,23 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
-from runner.retrieval.parse import chart_data_from_json, decode_tool_result
+from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.pivot import chart_payload, rows_of
+from runner.retrieval.results import decode_tool_result
 from runner.retrieval.sessions import Slot
 from runner.retry import RetryPolicy
 
 Emit = Callable[[Retrieval], None]
 
 
-def tool_arguments(job: ChartJob) -> dict[str, Any]:
-    return {**dict(job.spec.arguments), "merchant_token": job.merchant,
-            "start_date": job.start_date, "end_date": job.end_date}
+def chart_data(job: ChartJob, result: Any) -> ChartData:
+    """A tool's answer as the chart's validated data: a chart tool's JSON as it is, or a
+    query's rows pivoted into the chart's shape."""
+    spec = job.spec
+    payload = decode_tool_result(spec.id, job.call.tool if job.call else spec.source, result)
+    if spec.sql:
+        payload = chart_payload(spec, job, rows_of(spec, payload))
+    return chart_data_from_json(spec, job.merchant, payload)
 
 
 async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,
@@ -30,11 +37,14 @@ async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerCo
     log = logger.bind(batch=batch_id)
     started = time.perf_counter()
 
+    call = job.call
+    if call is None:  # pragma: no cover - plan_batches gives every job its call
+        raise ValueError(f"{job.spec.id}: no tool call planned")
+
     async def attempt() -> ChartData:
-        arguments = tool_arguments(job)
-        log.debug("call {} {}", job.spec.tool, arguments)
-        result = await slot.call_tool(job.spec.tool, arguments, config.tool_timeout_seconds)
-        return chart_data_from_json(job.spec, job.merchant, decode_tool_result(job.spec, result))
+        arguments = call.arguments()
+        log.debug("call {} {}", call.tool, arguments)
+        return chart_data(job, await slot.call_tool(call.tool, arguments, config.tool_timeout_seconds))
 
     with logger.contextualize(batch=batch_id):  # the policy's retry lines carry the batch too
         tried = await policy.run_async(attempt, f"{job.merchant} {job.spec.id}")

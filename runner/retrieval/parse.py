@@ -1,7 +1,7 @@
-"""Turn a tool's answer into validated ChartData, or a ChartError saying what is wrong.
+"""Validate a chart's JSON into ChartData, or a ChartError saying what is wrong; and back.
 
-The same checks serve direct tool results and an agent's JSON answers. Limits keep a
-runaway result from costing unbounded memory or time downstream.
+The same checks serve tool results, SQL rows pivoted into a chart, and an agent's JSON
+answers. Limits keep a runaway result from costing unbounded memory or time downstream.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType
-from runner.jobs import ChartData, Panel, Series
+from runner.jobs import ChartData, ChartJob, Panel, Series
 
-MAX_RESULT_CHARS = 2_000_000
 MAX_LABELS = 1000
 MAX_SERIES = 50
 MAX_GROUPS = 12
@@ -24,38 +23,6 @@ PERCENT_TOLERANCE = 1.5  # shares rounded to one decimal may miss 100 by a littl
 
 def _bad(spec: ChartSpec, why: str) -> ChartError:
     return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def decode_json_text(what: str, text: str) -> Any:
-    """Parse JSON text from a tool or a model; `what` names the source in the error."""
-    if len(text) > MAX_RESULT_CHARS:
-        raise ChartError(ErrorType.BAD_DATA, f"{what}: result of {len(text):,} characters exceeds the "
-                                     f"{MAX_RESULT_CHARS:,} limit")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        preview = text[:60].replace("\n", " ")
-        raise ChartError(ErrorType.BAD_DATA, f"{what}: result is not valid JSON ({exc}); "
-                                     f"it starts with {preview!r}") from None
-
-
-def decode_tool_result(spec: ChartSpec, result: Any) -> Any:
-    """The JSON payload of an MCP CallToolResult: structured content if any, else the text."""
-    if getattr(result, "is_error", False):
-        text = " ".join(getattr(block, "text", "") for block in result.content or [])
-        detail = text.strip()[:300] or "no detail"
-        raise ChartError(ErrorType.TOOL_ERROR, f"tool {spec.tool} reported an error: {detail}")
-    structured = getattr(result, "structured_content", None)
-    if isinstance(structured, dict) and structured:
-        return structured
-    texts = [block.text for block in result.content or [] if getattr(block, "type", None) == "text"]
-    if not texts:
-        raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: tool {spec.tool} returned no content")
-    return decode_json_text(spec.id, texts[0])
 
 
 def _text(spec: ChartSpec, value: Any, what: str) -> str:
@@ -153,3 +120,28 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
     if empty or _all_zero(panels):
         raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
     return ChartData(unit=unit, panels=panels, paragraph=paragraph)
+
+
+def chart_json(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
+    """ChartData in its kind's JSON shape: what chart_data_from_json reads, and what the data
+    file beside each PNG holds."""
+    panels = data.panels
+    body: dict[str, Any]
+    if spec.shape == "series":
+        body = {"labels": list(panels[0].labels),
+                "series": [{"name": s.name, "values": list(s.values)} for s in panels[0].series]}
+    elif spec.shape == "categories":
+        body = {"labels": list(panels[0].labels), "values": list(panels[0].series[0].values)}
+    else:
+        body = {"groups": [{"name": p.title, "labels": list(p.labels), "values": list(p.series[0].values)}
+                           for p in panels]}
+    return {**body, "unit": data.unit}
+
+
+def data_document(job: ChartJob, data: ChartData) -> bytes:
+    """The data file beside a chart's PNG: what was drawn, for audits and spreadsheets."""
+    document = {"merchant": job.merchant, "chart_id": job.spec.id, "title": job.spec.title, "kind": job.spec.kind,
+                "start_date": job.start_date, "end_date": job.end_date, **chart_json(job.spec, data)}
+    if data.paragraph is not None:
+        document["paragraph"] = data.paragraph
+    return json.dumps(document, indent=1, allow_nan=False).encode()

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
 import queue
 import shlex
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
 from loguru import logger
 
 from runner.config import redact
 from runner.errors import ChartError, ErrorType, UsageError
+from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
 
 T = TypeVar("T")
 
@@ -33,20 +36,31 @@ class ServerTarget:
 
     url: str | None = None
     command: tuple[str, ...] = ()
+    # Credentials: kept out of repr, so no log or traceback shows them.
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_settings(cls, url: str | None, command: str | None) -> ServerTarget:
+    def from_settings(cls, url: str | None, command: str | None, env: tuple[str, ...] = (),
+                      headers: tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> ServerTarget:
+        environ = os.environ if environ is None else environ
         if url:
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"--server-url {redact(url)!r} must start with http:// or https://")
-            return cls(url=url)
+            if env:
+                raise UsageError("--server-env is for a server started with --server-command; "
+                                 "an HTTP server takes --server-header")
+            return cls(url=url, headers=tuple(server_headers(headers, environ).items()))
         try:
             parts = tuple(shlex.split(command or ""))
         except ValueError as exc:
             raise UsageError(f"--server-command {redact(command or '')!r} cannot be parsed: {exc}") from None
         if not parts:
             raise UsageError("--server-command is empty")
-        return cls(command=parts)
+        if headers:
+            raise UsageError("--server-header is for a server reached with --server-url; "
+                             "a stdio server takes --server-env")
+        return cls(command=parts, env=tuple(server_environment(env, environ).items()))
 
     def describe(self) -> str:
         return redact(self.url) if self.url else redact(shlex.join(self.command))
@@ -89,6 +103,7 @@ class Slot:
         self._counters = counters
         self._errlog = errlog
         self._client: Any = None
+        self._denied: int | None = None  # an HTTP 401/403 seen on this slot's current session
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -124,18 +139,38 @@ class Slot:
             self.loop.close()
 
     # -- used on the slot's loop --------------------------------------------------------------
-    def _make_client(self) -> Any:
+    @contextlib.asynccontextmanager
+    async def _open_client(self) -> AsyncIterator[Any]:
         from mcp import Client, StdioServerParameters
         from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
 
-        if self._target.url:
-            return Client(self._target.url)
-        params = StdioServerParameters(command=self._target.command[0], args=list(self._target.command[1:]))
-        return Client(stdio_client(params, errlog=self._errlog) if self._errlog else params)
+        target = self._target
+        if target.url:
+            async def watch(response: Any) -> None:
+                if response.status_code in (401, 403):
+                    self._denied = response.status_code
+
+            async with create_mcp_http_client(headers=dict(target.headers)) as http:
+                http.event_hooks = {"response": [watch]}
+                async with Client(streamable_http_client(target.url, http_client=http)) as client:
+                    yield client
+            return
+        params = StdioServerParameters(command=target.command[0], args=list(target.command[1:]),
+                                       env=dict(target.env) or None)
+        async with Client(stdio_client(params, errlog=self._errlog) if self._errlog else params) as client:
+            yield client
+
+    def _access_denied(self) -> ChartError | None:
+        if self._denied is None:
+            return None
+        return ChartError(ErrorType.SERVER_UNAVAILABLE, access_denied_message(self._target.describe(), self._denied),
+                          final=True)
 
     async def _hold(self, ready: asyncio.Future[Any], stop: asyncio.Event) -> None:
         try:
-            async with self._make_client() as client:
+            async with self._open_client() as client:
                 ready.set_result(client)
                 await stop.wait()
         except BaseException as exc:  # noqa: BLE001 - reported through `ready` or logged
@@ -153,6 +188,7 @@ class Slot:
                 return self._client
             ready: asyncio.Future[Any] = self.loop.create_future()
             stop = asyncio.Event()
+            self._denied = None
             holder = asyncio.create_task(self._hold(ready, stop))
             try:
                 async with asyncio.timeout(self._open_timeout):
@@ -162,6 +198,8 @@ class Slot:
                 holder.cancel()
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+                if (denied := self._access_denied()) is not None:
+                    raise denied from None
                 if isinstance(exc, TimeoutError):
                     reason = f"no answer within {self._open_timeout:g}s"
                 else:
@@ -214,6 +252,9 @@ class Slot:
             await self.invalidate(client)
             raise ChartError(ErrorType.TIMEOUT, f"{what} did not answer within {timeout:g}s") from None
         except MCPError as exc:
+            if (denied := self._access_denied()) is not None:
+                await self.invalidate(client)
+                raise denied from None
             if "closed" in str(exc).lower() or "connection" in str(exc).lower():
                 await self.invalidate(client)
                 raise ChartError(ErrorType.SERVER_UNAVAILABLE, f"{what}: connection lost ({exc})") from None

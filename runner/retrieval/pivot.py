@@ -1,0 +1,172 @@
+"""SQL result rows into a chart's JSON shape, using the columns the chart's spec names.
+
+Rows come as objects, as {columns, rows}, or as bare tuples (read in the order of
+POSITIONAL). Column names match without regard to case (Snowflake upper-cases them).
+Numbers may arrive as text ("24402.16", how decimals travel); months as "YYYY-MM", as dates
+or as timestamps. Missing months are filled as the chart kind requires: 0 where a bar or a
+year-over-year line has no orders, a gap where a line's value (an average) is undefined.
+The result then goes through the same validation as any tool's answer.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from typing import Any
+
+from runner.charts import ChartSpec
+from runner.errors import ChartError, ErrorType
+from runner.jobs import ChartJob
+
+MAX_ROWS = 100_000
+POSITIONAL = {"series": ("x", "series", "value"), "categories": ("label", "value"),
+              "groups": ("group", "label", "value")}
+_MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-\d{2}(?:[ T].*)?)?$")
+_NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
+_ROW_LISTS = ("rows", "data", "results", "records")
+
+
+def _bad(spec: ChartSpec, why: str) -> ChartError:
+    return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
+
+
+def _column_names(spec: ChartSpec, names: Any) -> list[str]:
+    if names is None:
+        return [column for role in POSITIONAL[spec.shape] if (column := spec.column(role))]
+    if not isinstance(names, list):
+        raise _bad(spec, f"'columns' must be a list, got {type(names).__name__}")
+    return [str(n.get("name") if isinstance(n, dict) else n) for n in names]
+
+
+def rows_of(spec: ChartSpec, payload: Any) -> list[dict[str, Any]]:
+    """The result's rows as {lower-case column: value}."""
+    names = None
+    if isinstance(payload, dict):
+        if payload.get("success") is False or ("error" in payload and not any(k in payload for k in _ROW_LISTS)):
+            detail = str(payload.get("error") or payload.get("message") or payload)[:300]
+            raise ChartError(ErrorType.TOOL_ERROR, f"{spec.id}: the query failed: {detail}")
+        if payload.get("truncated"):
+            why = str(payload.get("warning") or "no reason given")[:200]
+            raise _bad(spec, f"the server cut the result short ({why}); aggregate more in the SQL")
+        key = next((k for k in _ROW_LISTS if isinstance(payload.get(k), list)), None)
+        if key is None:
+            raise _bad(spec, "expected rows (a list of row objects, or {columns, rows}), got an object with keys "
+                             + ", ".join(map(str, list(payload)[:8])))
+        names, payload = payload.get("columns"), payload[key]
+    if not isinstance(payload, list):
+        raise _bad(spec, f"expected rows (a list of row objects, or {{columns, rows}}), got {type(payload).__name__}")
+    if len(payload) > MAX_ROWS:
+        raise _bad(spec, f"the query returned {len(payload):,} rows, more than the {MAX_ROWS:,} a chart can use")
+    rows = []
+    for i, row in enumerate(payload):
+        if isinstance(row, dict):
+            rows.append({str(k).lower(): v for k, v in row.items()})
+        elif isinstance(row, list):
+            columns = _column_names(spec, names)
+            if len(row) != len(columns):
+                raise _bad(spec, f"row {i} has {len(row)} values for {len(columns)} columns ({', '.join(columns)})")
+            rows.append({c.lower(): v for c, v in zip(columns, row, strict=True)})
+        else:
+            raise _bad(spec, f"row {i} is a {type(row).__name__}, not a row object or list")
+    return rows
+
+
+def _cell(spec: ChartSpec, row: dict[str, Any], role: str, index: int) -> Any:
+    column = spec.column(role) or ""
+    if column.lower() not in row:
+        raise _bad(spec, f"the result has no column {column!r} (its {role}); it has: {', '.join(row) or 'none'}")
+    value = row[column.lower()]
+    if role != "value" and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+        raise _bad(spec, f"row {index}: column {column!r} holds {value!r}, not text")
+    return value
+
+
+def _number(spec: ChartSpec, row: dict[str, Any], index: int) -> Any:
+    value = _cell(spec, row, "value", index)
+    if isinstance(value, str) and _NUMBER.match(value):
+        return float(value)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise _bad(spec, f"row {index}: column {spec.column('value')!r} holds {str(value)[:40]!r}, not a number")
+
+
+def _month(value: Any) -> str | None:
+    match = _MONTH.match(str(value).strip())
+    return f"{match[1]}-{match[2]}" if match and 1 <= int(match[2]) <= 12 else None
+
+
+def window_months(start_date: str, end_date: str) -> list[str]:
+    year, month = int(start_date[:4]), int(start_date[5:7])
+    months = []
+    while f"{year:04d}-{month:02d}" <= end_date[:7]:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _unique(spec: ChartSpec, seen: set[Any] | dict[Any, Any], key: Any, index: int) -> None:
+    if key in seen:
+        raise _bad(spec, f"row {index} repeats {key!r}: each must come once (GROUP BY it in the SQL)")
+    if isinstance(seen, set):
+        seen.add(key)
+
+
+def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_series = spec.column("series") is not None
+    cells: dict[tuple[str, str], Any] = {}
+    xs: dict[str, None] = {}
+    names: dict[str, None] = {}
+    for i, row in enumerate(rows):
+        x = str(_cell(spec, row, "x", i)).strip()
+        name = str(_cell(spec, row, "series", i)).strip() if by_series else str(spec.column("value"))
+        _unique(spec, cells, (x, name), i)
+        cells[(x, name)] = _number(spec, row, i)
+        xs.setdefault(x)
+        names.setdefault(name)
+    months = {x: _month(x) for x in xs}
+    monthly = all(months.values())
+    if monthly:  # several spellings of one month ("2024-01", "2024-01-01") are one month
+        merged: dict[tuple[str, str], Any] = {}
+        for (x, name), value in cells.items():
+            _unique(spec, merged, (months[x], name), 0)
+            merged[(str(months[x]), name)] = value
+        cells = merged
+    window = window_months(job.start_date, job.end_date)
+    if spec.kind == "yoy_lines":
+        if not monthly:
+            raise _bad(spec, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
+                             "year-over-year chart")
+        in_window = set(window)
+        years = range(int(job.start_date[:4]), int(job.end_date[:4]) + 1)
+        series = [{"name": str(year), "values": [
+            (cells.get((key, str(spec.column("value"))), 0.0) if key in in_window else None)
+            for key in (f"{year:04d}-{m:02d}" for m in range(1, 13))]} for year in years]
+        return {"labels": [calendar.month_abbr[m] for m in range(1, 13)], "series": series if cells else []}
+    labels = window if monthly else list(xs)
+    fill = 0.0 if spec.kind == "stacked_bars" else None  # no orders: a zero bar; no average: a gap
+    series = [{"name": name, "values": [cells.get((x, name), fill) for x in labels]} for name in names]
+    return {"labels": labels, "series": series}
+
+
+def chart_payload(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chart's JSON (as a chart tool would send it) built from the query's rows."""
+    body: dict[str, Any]
+    if spec.shape == "series":
+        body = _series(spec, job, rows)
+    elif spec.shape == "categories":
+        seen: set[Any] = set()
+        for i, row in enumerate(rows):
+            _unique(spec, seen, str(_cell(spec, row, "label", i)), i)
+        body = {"labels": [str(_cell(spec, r, "label", i)) for i, r in enumerate(rows)],
+                "values": [_number(spec, r, i) for i, r in enumerate(rows)]}
+    else:
+        groups: dict[str, dict[str, list[Any]]] = {}
+        pairs: set[Any] = set()
+        for i, row in enumerate(rows):
+            name, label = str(_cell(spec, row, "group", i)), str(_cell(spec, row, "label", i))
+            _unique(spec, pairs, (name, label), i)
+            group = groups.setdefault(name, {"labels": [], "values": []})
+            group["labels"].append(label)
+            group["values"].append(_number(spec, row, i))
+        body = {"groups": [{"name": name, **group} for name, group in groups.items()]}
+    return {**body, "unit": spec.unit}
