@@ -225,7 +225,8 @@ def _bad_sql_and_credential_inputs(tmp_path: Path) -> list[tuple[list[str], str]
                                        'sql = "SELECT 1 WHERE m = :merchant_token AND r = :region"\n')],
          "may not hold quotes"),
         (["--pack", pack("columns.toml", '[[chart]]\nid = "c"\ntitle = "C"\nkind = "line"\n'
-                                         'sql = "SELECT 1 WHERE m = :merchant_token"\n')], "must name its result columns"),
+                                         'sql = "SELECT 1 WHERE m = :merchant_token"\n')],
+         "must name its result columns"),
         (["--pack", pack("both.toml", f'[[chart]]\n{chart}tool = "t"\nsql = "SELECT :merchant_token"\n')],
          "not both"),
         ([*server, "--server-env", "RUNNER_TEST_UNSET_VARIABLE"], "RUNNER_TEST_UNSET_VARIABLE"),

@@ -38,7 +38,7 @@ def decode_json_text(what: str, text: str) -> Any:
     _too_big(what, text)
     try:
         return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting is an attack, not JSON we can use
         preview = text[:60].replace("\n", " ")
         raise ChartError(ErrorType.BAD_DATA, f"{what}: result is not valid JSON ({exc}); "
                                              f"it starts with {preview!r}") from None
