@@ -282,25 +282,27 @@ _SECRET_QUERY = re.compile(r"(key|token|secret|password|auth|sig)", re.IGNORECAS
 def redact(text: str) -> str:
     """Hide credentials in a URL (user info, key-like query values) or command line."""
     parts = urlsplit(text)
-    if parts.scheme in ("http", "https") and parts.netloc:
+    if parts.scheme and parts.netloc and not any(ch.isspace() for ch in text):  # http://, postgresql://, ...
         netloc = parts.netloc
         if "@" in netloc:
             netloc = "***@" + netloc.rsplit("@", 1)[1]
         query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    # A command line: hide the value after any key-like option (--api-key X, --token=X) and of
-    # any key-like assignment (env WAREHOUSE_PASSWORD=X).
+    # A command line: hide the value after a key-like option (--api-key X) and of any key-like
+    # assignment (--token=X, env WAREHOUSE_PASSWORD=X, md:db?motherduck_token=X), and URL user info.
     try:
         words = shlex.split(text)
     except ValueError:
-        return _SECRET_WORD.sub(lambda m: m[0].split("=", 1)[0] + "=***" if "=" in m[0] else "***", text)
+        return _SECRET_PAIR.sub(r"\1***", text)
     hidden = []
     for i, word in enumerate(words):
         if i and _SECRET_OPTION.match(words[i - 1]) and "=" not in words[i - 1]:
             word = "***"
-        elif _SECRET_OPTION.match(word) and "=" in word or _SECRET_ASSIGNMENT.match(word):
-            word = word.split("=", 1)[0] + "=***"
-        hidden.append(word if word.endswith("***") else shlex.quote(word))
+        elif "://" in word:
+            word = redact(word)
+        else:
+            word = _SECRET_PAIR.sub(r"\1***", word)
+        hidden.append(word if "***" in word else shlex.quote(word))
     return " ".join(hidden)
 
 
@@ -314,6 +316,5 @@ def redact_item(item: str) -> str:
 
 
 _SECRET_NAME = r"[\w-]*(?:key|token|secret|password|passwd|pwd|credential|auth)[\w-]*"
-_SECRET_OPTION = re.compile(rf"^--?{_SECRET_NAME}(=|$)", re.IGNORECASE)
-_SECRET_ASSIGNMENT = re.compile(rf"^{_SECRET_NAME}=", re.IGNORECASE)
-_SECRET_WORD = re.compile(rf"(?<!\S)(?:--?)?{_SECRET_NAME}=\S+", re.IGNORECASE)
+_SECRET_OPTION = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
+_SECRET_PAIR = re.compile(rf"({_SECRET_NAME}=)[^&;\s]+", re.IGNORECASE)

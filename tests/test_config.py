@@ -129,6 +129,30 @@ def test_secrets_are_redacted_in_effective_settings() -> None:
     assert redact("server --api-key abc123 --port 3") == "server --api-key *** --port 3"
 
 
+@pytest.mark.parametrize(("command", "shown"), [
+    ("env WAREHOUSE_PASSWORD=hunter2 srv", "env WAREHOUSE_PASSWORD=*** srv"),
+    ("srv --token=hunter2 --db '/data/my shop.db'", "srv --token=*** --db '/data/my shop.db'"),
+    ("npx server-postgres postgresql://me:hunter2@db/shop", "npx server-postgres postgresql://***@db/shop"),
+    ("mcp-server-motherduck --db-path md:shop?motherduck_token=hunter2", "mcp-server-motherduck --db-path "
+                                                                          "md:shop?motherduck_token=***"),
+    ("srv 'unbalanced DB_SECRET=hunter2", "srv 'unbalanced DB_SECRET=***"),
+])
+def test_secrets_in_a_server_command_are_redacted(command: str, shown: str) -> None:
+    assert redact(command) == shown
+
+
+def test_credential_settings_show_names_only() -> None:
+    config = load_config(cli={"server_env": ("WAREHOUSE_*", "DB_PASSWORD=hunter2"),
+                              "server_headers": ("Authorization: Bearer hunter2",)},
+                         env={"SCALAPAY_SERVER_ENV": '["X=hunter2"]'})
+    shown = config.effective()
+    assert shown["server_env"]["value"] == ["WAREHOUSE_*", "DB_PASSWORD=***"]
+    assert shown["server_headers"]["value"] == ["Authorization: ***"]
+    with pytest.raises(UsageError) as info:
+        load_config(env={"SCALAPAY_SERVER_HEADERS": '["Authorization: hunter2", 5]'})
+    assert "hunter2" not in str(info.value)
+
+
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         RunnerConfig().batch_size = 9  # type: ignore[misc]

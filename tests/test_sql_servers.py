@@ -192,21 +192,25 @@ def _no_secret_anywhere(result: Any, tmp_path: Path, *secrets: str) -> None:
         assert not any(secret in text for text in texts), f"{secret} leaked"
 
 
-def test_a_stdio_server_gets_only_the_environment_it_is_given(tmp_path, warehouse_files):
+@pytest.mark.parametrize(("flags", "caller_has_it"), [
+    ([], True),  # the MCP client passes only HOME, PATH and a few more: the server is refused
+    (["--server-env", "WAREHOUSE_PASSWORD"], True),
+    (["--server-env", f"WAREHOUSE_PASSWORD={SECRET}"], False),
+    (["--server-env", "WAREHOUSE_*"], True),
+], ids=["not-given", "inherited", "assigned", "glob"])
+def test_a_stdio_server_gets_only_the_environment_it_is_given(tmp_path, warehouse_files, flags, caller_has_it):
     server = sql_server(warehouse_files["sqlite"], "--require-env", f"WAREHOUSE_PASSWORD={_digest(SECRET)}")
-    env = {"WAREHOUSE_PASSWORD": SECRET, "OTHER_PASSWORD": OTHER_SECRET}
-    args = ["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
-            "--server-command", server]
-    without = run_cli(args, tmp_path, env=env)
-    assert without.returncode == 4, without.stderr[-2000:]
-    assert "WAREHOUSE_PASSWORD is missing or wrong" in without.report["charts"][0]["error"]
-    inherited = run_cli([*args, "--server-env", "WAREHOUSE_PASSWORD"], tmp_path, env=env)
-    assigned = run_cli([*args, "--server-env", f"WAREHOUSE_PASSWORD={SECRET}"], tmp_path)
-    globbed = run_cli([*args, "--server-env", "WAREHOUSE_*"], tmp_path, env=env)
-    for result in (inherited, assigned, globbed):
-        assert result.returncode == 0, result.stderr[-2000:]
-    assert assigned.report["config"]["server_env"]["value"] == ["WAREHOUSE_PASSWORD=***"]
-    _no_secret_anywhere(assigned, tmp_path, SECRET, OTHER_SECRET)
+    env = {"OTHER_PASSWORD": OTHER_SECRET, **({"WAREHOUSE_PASSWORD": SECRET} if caller_has_it else {})}
+    result = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
+                      "--server-command", server, *flags], tmp_path, env=env)
+    if not flags:
+        assert result.returncode == 4, result.stderr[-2000:]
+        assert "WAREHOUSE_PASSWORD is missing or wrong" in result.report["charts"][0]["error"]
+        return
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.report["config"]["server_env"]["value"] == [flags[1].split("=")[0] + ("=***" if "=" in flags[1]
+                                                                                         else "")]
+    _no_secret_anywhere(result, tmp_path, SECRET, OTHER_SECRET)
 
 
 def test_only_named_variables_reach_the_server_and_secret_assignments_are_redacted(tmp_path, warehouse_files):

@@ -273,8 +273,10 @@ class SessionPool:
                  errlog: TextIO | None = None) -> None:
         self.counters = SessionCounters()
         self._slots = [Slot(i, target, open_timeout, self.counters, errlog) for i in range(size)]
-        self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
-        for slot in self._slots:
+        # Last in, first out: a lone borrower gets the slot whose session is already open (for a
+        # stdio server, a session is a server process).
+        self._free: queue.LifoQueue[Slot] = queue.LifoQueue()
+        for slot in reversed(self._slots):
             self._free.put(slot)
 
     @contextmanager
