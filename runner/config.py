@@ -92,6 +92,10 @@ class RunnerConfig:
                                                    "(default: the one tool that takes SQL).")
     query_argument: str | None = _setting(None, "str", "The query tool's argument that takes the SQL "
                                                        "(default: query, sql or statement).")
+    deck: str = _setting("pdf,pptx", "formats", "Deck formats per merchant: pdf, pptx, both, or none.",
+                         choices=("pdf", "pptx"))
+    deck_template: str | None = _setting(None, "str", "A .pptx template whose slides carry {{title}}, "
+                                                      "{{paragraph}} and {{chart}} placeholders.")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
     progress_interval_seconds: float = _setting(5.0, "float", "Off a terminal: seconds between progress lines.",
                                                 above=0)
@@ -111,6 +115,10 @@ class RunnerConfig:
                                               env="ANTHROPIC_BASE_URL")
 
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def deck_formats(self) -> tuple[str, ...]:
+        return () if self.deck == "none" else tuple(self.deck.split(","))
 
     def source_of(self, name: str) -> str:
         return dict(self.sources).get(name, "default")
@@ -188,6 +196,13 @@ def _parse(f: Any, raw: Any, where: str) -> Any:
         return _parse_list(raw, bad)
     if not isinstance(raw, str):
         raise bad("a string")
+    if kind == "formats":  # a comma-separated subset of the choices, or "none"
+        parts = [part.strip() for part in raw.lower().split(",") if part.strip()]
+        if parts == ["none"]:
+            return "none"
+        if not parts or any(part not in meta["choices"] for part in parts):
+            raise bad(f"a comma-separated list of {', '.join(meta['choices'])}, or none")
+        return ",".join(dict.fromkeys(parts))
     if kind == "choice":
         text = raw.strip().lower()
         if text not in meta["choices"]:

@@ -23,13 +23,14 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
+from runner.decks.book import DeckBook, DeckResult
 from runner.errors import ChartError, ErrorType
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
-from runner.jobs import Batch, BatchResult, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
+from runner.jobs import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
 from runner.metrics import RunMetrics
 from runner.progress import Progress
-from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
+from runner.render.outcomes import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
 from runner.report import ChartResult
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
@@ -65,6 +66,7 @@ class RunResult:
     metrics: dict[str, Any]
     interrupted: bool
     server_unreachable: bool
+    decks: tuple[DeckResult, ...] = ()
 
 
 @dataclass
@@ -108,7 +110,7 @@ class _Chart:
 class Coordinator:
     def __init__(self, config: RunnerConfig, request: RunRequest, sessions: SessionPool,
                  supervisor: RenderSupervisor, on_progress: Callable[[Progress], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, decks: DeckBook | None = None) -> None:
         self.config = config
         self.request = request
         self.metrics = RunMetrics()
@@ -118,6 +120,10 @@ class Coordinator:
         self.retrieval = RetrievalStage(config, sessions, self._events.put, self.stop)
         self._on_progress = on_progress or (lambda progress: None)
         self._charts = {job.key: _Chart(job, batch.batch_id) for batch in request.batches for job in batch.jobs}
+        self.decks = decks or DeckBook([], (), None, "")
+        self._by_merchant: dict[str, list[_Chart]] = {}
+        for chart in self._charts.values():
+            self._by_merchant.setdefault(chart.job.merchant, []).append(chart)
         self._states = Counter({ChartState.RETRIEVING: len(self._charts)})
         self._batch_results: dict[str, BatchResult] = {}
         self._batches_running = 0
@@ -159,7 +165,7 @@ class Coordinator:
             return self.render.in_flight() == 0 or time.monotonic() > (self._stop_deadline or 0)
         # Wait for the batch records too: a batch's last chart can fail before its batch is reported.
         return self._states[ChartState.RETRIEVING] + self._states[ChartState.QUEUED] == 0 \
-            and self._batches_running == 0
+            and self._batches_running == 0 and self.decks.pending() == 0
 
     def _loop(self) -> None:
         last_tick = 0.0
@@ -169,7 +175,9 @@ class Coordinator:
             if time.monotonic() - last_tick >= TICK_SECONDS:
                 last_tick = time.monotonic()
                 for timed_out in self.render.tick():
-                    self._fail(self._charts[timed_out.key], timed_out.error_type, timed_out.message)
+                    self._render_failed(timed_out)
+            if self.decks.due:  # a merchant's last chart may have failed, which frees no worker
+                self._fill()
             try:
                 self._handle(self._events.get(timeout=TICK_SECONDS))
             except queue.Empty:
@@ -264,7 +272,18 @@ class Coordinator:
 
     # -- rendering -----------------------------------------------------------------------------------
     def _fill(self) -> None:
-        """Hand waiting charts to the supervisor while it has room."""
+        """Hand due decks, then waiting charts, to the supervisor while it has room."""
+        while self.decks.due and not self._stopping:
+            merchant = self.decks.due[0]
+            charts = self._by_merchant[merchant]
+            if self.render.capacity() == 0 and any(c.state is ChartState.OK for c in charts):
+                break  # a deck with charts to show waits for a worker; one without is settled here
+            self.decks.due.popleft()
+            data = {c.job.spec.id: c.data if c.state is ChartState.OK else None for c in charts}
+            deck = self.decks.task(merchant, data, {c.job.spec.id: f"{c.error_type}: {c.error}" if c.error else None
+                                                    for c in charts})
+            if deck is not None:
+                self.render.submit(deck, lambda future: self._events.put(RenderDone(future)))
         while self._waiting and not self._stopping and self.render.capacity() > 0:
             chart = self._waiting.popleft()
             if chart.state is ChartState.QUEUED and chart.data is not None:
@@ -272,18 +291,33 @@ class Coordinator:
                 self.render.submit(task, lambda future: self._events.put(RenderDone(future)))
                 self.metrics.render_submitted(time.perf_counter(), self.render.in_flight(), self.render.workers)
 
-    def _on_render_done(self, future: concurrent.futures.Future[RenderedChart]) -> None:
+    def _on_render_done(self, future: concurrent.futures.Future[Output]) -> None:
         settled = self.render.settle(future)
         self.metrics.render_finished = time.perf_counter()
         match settled:
-            case Rendered(key, rendered):
+            case Rendered(key, BuiltDeck() as deck):
+                self.decks.built(key[0], deck)
+                logger.info("deck for {}: {} ({} slides, {} chart(s) missing) in {:.0f} ms", key[0],
+                            ", ".join(self.decks.formats), deck.slides, self.decks.missing(key[0]), deck.build_ms)
+            case Rendered(key, RenderedChart() as rendered):
                 self._write(self._charts[key], rendered)
-            case RenderFailed(key, error_type, message):
-                self._fail(self._charts[key], error_type, message)
+            case RenderFailed():
+                self._render_failed(settled)
             case GoAgain(key):
-                if not self._stopping:
+                if not self._stopping and key[1] == DECK:
+                    self.decks.due.appendleft(key[0])
+                elif not self._stopping:
                     self._waiting.appendleft(self._charts[key])
         self._fill()  # a place is free
+
+    def _render_failed(self, failed: RenderFailed) -> None:
+        merchant, what = failed.key
+        if what != DECK:
+            self._fail(self._charts[failed.key], failed.error_type, failed.message)
+            return
+        logger.warning("deck for {} failed ({}): {}", merchant, failed.error_type, failed.message)
+        self.metrics.errors_by_type[ErrorType.DECK_ERROR] += 1
+        self.decks.failed(merchant, ErrorType.DECK_ERROR, failed.message)
 
     def _write(self, chart: _Chart, rendered: RenderedChart) -> None:
         if chart.state is not ChartState.QUEUED:
@@ -305,6 +339,8 @@ class Coordinator:
         self._states[chart.state] -= 1
         self._states[state] += 1
         chart.state = state
+        if state in FINAL and not self._stopping:
+            self.decks.chart_final(chart.job.merchant)
 
     def _fail(self, chart: _Chart, error_type: ErrorType, message: str, quiet: bool = False) -> None:
         """A chart's final failure: recorded once, and said once in the log."""
@@ -335,10 +371,12 @@ class Coordinator:
         counters = self.retrieval.sessions.counters
         metrics = self.metrics.as_report(counters.tool_calls, counters.sessions_opened,
                                          self.retrieval.batch_gauge.peak)
+        metrics["decks"] = self.decks.metrics()
         return RunResult(
             charts=tuple(chart.result(self.request.run_id) for chart in self._charts.values()),
             batches=batches,
             metrics=metrics,
             interrupted=self._stopping,
             server_unreachable=self._server_unreachable,
+            decks=self.decks.results(),
         )

@@ -17,6 +17,7 @@ class ErrorType(StrEnum):
     WORKER_CRASHED = "worker_crashed"
     BUDGET_EXCEEDED = "budget_exceeded"
     LLM_ERROR = "llm_error"
+    DECK_ERROR = "deck_error"
     WRITE_ERROR = "write_error"
     CANCELLED = "cancelled"
     INTERNAL = "internal"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from runner.jobs import Batch, BatchResult, RenderedChart, Retrieval
+from runner.jobs import Batch, BatchResult, BuiltDeck, RenderedChart, Retrieval
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class BatchEnded:
 
 @dataclass(frozen=True)
 class RenderDone:
-    future: Future[RenderedChart]
+    future: Future[RenderedChart | BuiltDeck]
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,44 @@ class RenderedChart:
     worker_rss_mb: float
 
 
+@dataclass(frozen=True)
+class DeckChart:
+    """One chart slide's material: the data and PNG, or why there are none."""
+
+    spec: ChartSpec
+    data: ChartData | None
+    png: bytes | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeckTask:
+    """Everything a worker needs to build one merchant's deck; it reads no files."""
+
+    merchant: str
+    start_date: str
+    end_date: str
+    generated_on: str  # ISO date
+    charts: tuple[DeckChart, ...]
+    formats: tuple[str, ...]  # "pdf", "pptx"
+    template: bytes | None = None  # a user's .pptx template
+
+
+@dataclass(frozen=True)
+class DeckDocument:
+    format: str
+    content: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuiltDeck:
+    documents: tuple[DeckDocument, ...]
+    slides: int
+    build_ms: float
+    cpu_ms: float
+
+
 def safe_part(text: str) -> str:
     """A file-name part that can never leave its folder; distinct inputs stay distinct."""
     cleaned = _SAFE.sub("_", text)[:64]

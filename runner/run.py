@@ -27,7 +27,7 @@ from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
 from runner.retry import RetryPolicy
 from runner.sql import QueryTool, pick_query_tool
-from runner.status import ChartStatus, ExitCode, RunStatus
+from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
@@ -105,6 +105,21 @@ def _stop_on_signals(stop: Any, received: list[str]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes | None:
+    """The user's PPTX template, checked against the pack before any work."""
+    if not config.deck_template or "pptx" not in config.deck_formats:
+        return None
+    from runner.decks.powerpoint import check_template
+
+    path = Path(config.deck_template).expanduser()
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"deck template {path} cannot be read: {exc.strerror or exc}") from None
+    check_template(content, charts, str(path))
+    return content
+
+
 @contextmanager
 def _removed_on_usage_error(run_dir: Path) -> Iterator[None]:
     """A usage error found once the server answers (an ambiguous query tool, a bad merchant
@@ -162,6 +177,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     """Run the whole job. UsageError propagates (exit 2); everything else ends in a report.
     `render` replaces the worker-side render function (the tests inject faults with it)."""
     from runner.coordinator import Coordinator, RunRequest
+    from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
     from runner.render.supervisor import make_supervisor
     from runner.retrieval.sessions import ServerTarget, SessionPool
@@ -170,6 +186,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
+    template = _deck_template(config, inputs.charts)
     target = None
     if config.server_url or config.server_command:
         target = ServerTarget.from_settings(config.server_url, config.server_command, config.server_env,
@@ -244,8 +261,10 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     from runner.logs import setup_logging
 
                     setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
+                decks = DeckBook([job for batch in batches for job in batch.jobs], config.deck_formats, template,
+                                 started_at.date().isoformat())
                 coordinator = Coordinator(config, RunRequest(run_id, batches), pool, make_supervisor(config, render),
-                                          reporter, stop)
+                                          reporter, stop, decks)
                 with reporter:
                     result = coordinator.run()
             logger.debug("run finished; the server and sessions are closing")
@@ -267,12 +286,14 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     return RunOutcome(path, ExitCode(report["run"]["exit_code"]), report)
 
 
-def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool) -> tuple[RunStatus, ExitCode]:
+def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
+                  decks_failed: int = 0) -> tuple[RunStatus, ExitCode]:
+    """A deck that could not be built counts like a failed chart."""
     if interrupted:
         return RunStatus.INTERRUPTED, ExitCode.INTERRUPTED
     if unreachable or ok == 0:
         return RunStatus.FAILED, ExitCode.NOTHING
-    if ok == total:
+    if ok == total and not decks_failed:
         return RunStatus.OK, ExitCode.OK
     return RunStatus.PARTIAL, ExitCode.FAILED
 
@@ -283,10 +304,12 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
     from dataclasses import asdict
 
     charts = [asdict(c) for c in result.charts] if result else []
+    decks = [asdict(d) for d in result.decks] if result else []
     counts = Counter(c["status"] for c in charts)
     interrupted = stop_requested or bool(result and result.interrupted)
     unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
-    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable)
+    decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
+    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
     metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)
     run = {
         "run_id": run_id,
@@ -315,6 +338,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "metrics": metrics,
         "batches": [batch_row(b) for b in result.batches] if result else [],
         "charts": charts,
+        "decks": decks,
     }
 
 

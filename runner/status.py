@@ -19,6 +19,13 @@ class BatchStatus(StrEnum):
     CANCELLED = "cancelled"  # the run stopped before the batch ran
 
 
+class DeckStatus(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"  # built, with some charts' slides saying why they have no chart
+    FAILED = "failed"  # not built, or not written
+    CANCELLED = "cancelled"  # the run stopped before it was built
+
+
 class RunStatus(StrEnum):
     OK = "ok"
     PARTIAL = "partial"

@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from runner.jobs import RenderedChart, RenderTask
-from runner.render.outcomes import Key, OnDone, RenderFailed, RenderFunction, Settled, settle_result
+from runner.jobs import RenderTask
+from runner.render.outcomes import (
+    Key,
+    OnDone,
+    Output,
+    RenderFailed,
+    RenderFunction,
+    Settled,
+    Task,
+    key_of,
+    settle_result,
+)
 
 
 class InlineSupervisor:
@@ -18,7 +28,7 @@ class InlineSupervisor:
 
     def __init__(self, render: RenderFunction) -> None:
         self._render = render
-        self._done: dict[Future[RenderedChart], Key] = {}
+        self._done: dict[Future[Output], Key] = {}
 
     def start(self, on_ready: Callable[[], None]) -> None:
         from runner.render.worker import init_worker
@@ -35,17 +45,22 @@ class InlineSupervisor:
     def rendering(self) -> int:
         return 0  # a render runs inside submit(), while nothing else is looked at
 
-    def submit(self, task: RenderTask, on_done: OnDone) -> None:
-        future: Future[RenderedChart] = Future()
+    def submit(self, task: Task, on_done: OnDone) -> None:
+        future: Future[Output] = Future()
         future.set_running_or_notify_cancel()
         try:
-            future.set_result(self._render(task))
+            if isinstance(task, RenderTask):
+                future.set_result(self._render(task))
+            else:
+                from runner.decks.build import build_deck
+
+                future.set_result(build_deck(task))
         except Exception as exc:  # noqa: BLE001 - handed over like a pool would
             future.set_exception(exc)
-        self._done[future] = task.job.key
+        self._done[future] = key_of(task)
         on_done(future)
 
-    def settle(self, future: Future[RenderedChart]) -> Settled:
+    def settle(self, future: Future[Output]) -> Settled:
         key = self._done.pop(future, None)
         return None if key is None else settle_result(key, future)
 

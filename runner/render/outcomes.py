@@ -12,17 +12,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.errors import ChartError, ErrorType
-from runner.jobs import RenderedChart, RenderTask
+from runner.jobs import BuiltDeck, DeckTask, RenderedChart, RenderTask
 
-Key = tuple[str, str]  # (merchant, chart id)
+Key = tuple[str, str]  # (merchant, chart id), or (merchant, DECK) for a merchant's deck
+DECK = "#deck"  # never a chart id (those start with a letter or digit)
+Task = RenderTask | DeckTask
+Output = RenderedChart | BuiltDeck
 RenderFunction = Callable[[RenderTask], RenderedChart]
-OnDone = Callable[["Future[RenderedChart]"], None]
+OnDone = Callable[["Future[Output]"], None]
+
+
+def key_of(task: Task) -> Key:
+    return task.job.key if isinstance(task, RenderTask) else (task.merchant, DECK)
 
 
 @dataclass(frozen=True)
 class Rendered:
     key: Key
-    chart: RenderedChart
+    chart: Output
 
 
 @dataclass(frozen=True)
@@ -42,14 +49,15 @@ class GoAgain:
 Settled = Rendered | RenderFailed | GoAgain | None  # None: nothing left to do for this future
 
 
-def settle_result(key: Key, future: Future[RenderedChart]) -> Settled:
+def settle_result(key: Key, future: Future[Output]) -> Settled:
     """A render that ended on its own: its PNG, or why there is none."""
     error = future.exception()
     if error is None:
         return Rendered(key, future.result())
     if isinstance(error, ChartError):
         return RenderFailed(key, error.error_type, error.message)
-    return RenderFailed(key, ErrorType.RENDER_ERROR, f"{type(error).__name__}: {error}"[:300])
+    failure = ErrorType.DECK_ERROR if key[1] == DECK else ErrorType.RENDER_ERROR
+    return RenderFailed(key, failure, f"{type(error).__name__}: {error}"[:300])
 
 
 class RenderSupervisor(Protocol):
@@ -62,8 +70,8 @@ class RenderSupervisor(Protocol):
     def capacity(self) -> int: ...  # how many more tasks it takes now
     def in_flight(self) -> int: ...
     def rendering(self) -> int: ...  # tasks a worker is on now (never more than workers)
-    def submit(self, task: RenderTask, on_done: OnDone) -> None: ...
-    def settle(self, future: Future[RenderedChart]) -> Settled: ...
+    def submit(self, task: Task, on_done: OnDone) -> None: ...
+    def settle(self, future: Future[Output]) -> Settled: ...
     def tick(self) -> list[RenderFailed]: ...  # renders that ran past their timeout, now ended
     def cancel_pending(self) -> None: ...
     def close(self, terminate: bool) -> None: ...

@@ -31,17 +31,20 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType
-from runner.jobs import RenderedChart, RenderTask
+from runner.jobs import BuiltDeck, DeckTask, RenderedChart, RenderTask
 from runner.render import pool
 from runner.render.inline import InlineSupervisor
 from runner.render.outcomes import (
     GoAgain,
     Key,
     OnDone,
+    Output,
     RenderFailed,
     RenderFunction,
     RenderSupervisor,
     Settled,
+    Task,
+    key_of,
     settle_result,
 )
 
@@ -98,11 +101,11 @@ class ProcessSupervisor:
         self._started_reader, self._started_writer = pool.started_channel()
         self._generations: list[_Generation] = []
         self._current: _Generation | None = None
-        self._in_flight: dict[Future[RenderedChart], _InFlight] = {}
+        self._in_flight: dict[Future[Output], _InFlight] = {}
         self._crashes: Counter[Key] = Counter()  # crashes blamed on each chart
         self._starter: threading.Thread | None = None
         self._start_error: str | None = None
-        self._unstarted: dict[Future[RenderedChart], Key] = {}  # failed at once: the pool never started
+        self._unstarted: dict[Future[Output], Key] = {}  # failed at once: the pool never started
         self._closing = False
 
     # -- starting ------------------------------------------------------------------------------
@@ -143,25 +146,26 @@ class ProcessSupervisor:
     def rendering(self) -> int:
         return min(self.workers, sum(1 for entry in self._in_flight.values() if entry.began is not None))
 
-    def submit(self, task: RenderTask, on_done: OnDone) -> None:
+    def submit(self, task: Task, on_done: OnDone) -> None:
         if self._start_error is not None:
-            failed: Future[RenderedChart] = Future()
+            failed: Future[Output] = Future()
             failed.set_exception(ChartError(ErrorType.RENDER_ERROR, self._start_error))
-            self._unstarted[failed] = task.job.key
+            self._unstarted[failed] = key_of(task)
             on_done(failed)
             return
         assert self._current is not None, "submit() before the pool is ready"
         if self._current.submitted >= self._max_charts * self.workers:
             self._recycle()
         generation = self._current
+        work: Callable[[Any], Output] = self._render if isinstance(task, RenderTask) else build_deck
         try:
-            future = generation.executor.submit(self._render, task)
+            future = generation.executor.submit(work, task)
         except BrokenProcessPool:  # a worker died since the last look: replace the pool, then submit
             self._broke(generation)
             generation = self._current
-            future = generation.executor.submit(self._render, task)
+            future = generation.executor.submit(work, task)
         generation.submitted += 1
-        self._in_flight[future] = _InFlight(task.job.key, generation)
+        self._in_flight[future] = _InFlight(key_of(task), generation)
         future.add_done_callback(on_done)
 
     def _recycle(self) -> None:
@@ -173,7 +177,7 @@ class ProcessSupervisor:
         self._replace_current()
         self.recycles += 1
 
-    def settle(self, future: Future[RenderedChart]) -> Settled:
+    def settle(self, future: Future[Output]) -> Settled:
         if future in self._unstarted:
             return settle_result(self._unstarted.pop(future), future)
         self._read_began()  # first: a worker that died said which chart it was on
@@ -287,6 +291,15 @@ def render_chart(task: RenderTask) -> RenderedChart:
     from runner.render.worker import render
 
     return render(task)
+
+
+def build_deck(task: DeckTask) -> BuiltDeck:
+    """Decks are built by the render workers too, beside the charts of other merchants."""
+    from runner.decks.build import build_deck as build
+    from runner.render.worker import announce
+
+    announce(task)
+    return build(task)
 
 
 def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:

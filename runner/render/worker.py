@@ -27,6 +27,7 @@ from runner.errors import ChartError, ErrorType  # noqa: E402
 from runner.jobs import RenderedChart, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
+from runner.render.outcomes import Task, key_of  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
 
@@ -67,10 +68,10 @@ def encode_png(canvas: FigureCanvasAgg, compress_level: int) -> bytes:
     return out.getvalue()
 
 
-def announce(task: RenderTask) -> None:
-    """Tell the coordinator which chart this worker begins, so a crash or a hang is pinned on it."""
+def announce(task: Task) -> None:
+    """Tell the coordinator which chart (or deck) this worker begins, so a crash or a hang is pinned on it."""
     if _started is not None:
-        _started.send((os.getpid(), task.job.key))
+        _started.send((os.getpid(), key_of(task)))
 
 
 def render(task: RenderTask) -> RenderedChart:

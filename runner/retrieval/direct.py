@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
 
 from runner.config import RunnerConfig
+from runner.decks import paragraphs
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
@@ -28,7 +30,8 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
     payload = decode_tool_result(spec.id, job.call.tool if job.call else spec.source, result)
     if spec.sql:
         payload = chart_payload(spec, job, rows_of(spec, payload))
-    return chart_data_from_json(spec, job.merchant, payload)
+    data = chart_data_from_json(spec, job.merchant, payload)
+    return replace(data, paragraph=paragraphs.write(spec, data).paragraph)
 
 
 async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,

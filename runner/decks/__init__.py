@@ -1,0 +1,1 @@
+"""Business-review decks: paragraphs from data, PDF and PPTX documents."""

@@ -1,0 +1,143 @@
+"""Which merchant's deck is due, built, failed or never built: the coordinator's deck ledger.
+
+A merchant's deck is due the moment its last chart is final. The coordinator hands it to the
+render stage and, when it comes back, writes its documents here (atomically). Every merchant
+ends with one record per format, whatever happened.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ErrorType
+from runner.files import write_atomically
+from runner.jobs import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
+from runner.metrics import percentile
+from runner.status import DeckStatus
+
+DECK_NAME = "business-review"
+
+
+@dataclass(frozen=True)
+class DeckResult:
+    """One row of the report's `decks`: flat scalars, the same keys for every deck."""
+
+    merchant: str
+    format: str
+    status: DeckStatus
+    output: str | None
+    slides: int | None
+    bytes: int | None
+    sha256: str | None
+    charts_missing: int
+    build_ms: float | None
+    error_type: ErrorType | None
+    error: str | None
+
+
+@dataclass
+class _Deck:
+    folder: Path
+    jobs: list[ChartJob]
+    waiting: int  # charts not final yet
+    missing: int = 0
+    submitted: bool = False
+    results: tuple[DeckResult, ...] = ()
+
+
+class DeckBook:
+    def __init__(self, jobs: list[ChartJob], formats: tuple[str, ...], template: bytes | None,
+                 generated_on: str) -> None:
+        self.formats = formats
+        self._template = template
+        self._generated_on = generated_on
+        self._decks: dict[str, _Deck] = {}
+        for job in jobs:
+            deck = self._decks.setdefault(job.merchant, _Deck(Path(job.output).parent, [], 0))
+            deck.jobs.append(job)
+            deck.waiting += 1
+        self.due: deque[str] = deque()  # merchants whose deck can be built now
+        self.cpu_ms = 0.0
+        self._build_ms: list[float] = []
+
+    def chart_final(self, merchant: str) -> None:
+        deck = self._decks.get(merchant)
+        if deck is not None and self.formats:
+            deck.waiting -= 1
+            if deck.waiting == 0:
+                self.due.append(merchant)
+
+    def missing(self, merchant: str) -> int:
+        return self._decks[merchant].missing
+
+    def pending(self) -> int:
+        """Decks due or being built."""
+        return sum(1 for deck in self._decks.values() if deck.waiting == 0 and not deck.results) if self.formats else 0
+
+    def task(self, merchant: str, data: dict[str, ChartData | None], errors: dict[str, str | None]) -> DeckTask | None:
+        """The deck's task, its PNGs read back from the run folder; None if no chart has data."""
+        deck = self._decks[merchant]
+        charts = []
+        for job in deck.jobs:
+            chart_data, png = data.get(job.spec.id), None
+            if chart_data is not None:
+                try:
+                    png = Path(job.output).read_bytes()
+                except OSError as exc:
+                    errors[job.spec.id], chart_data = f"write_error: {exc.strerror or exc}", None
+            charts.append(DeckChart(job.spec, chart_data, png, None if png else errors.get(job.spec.id)))
+        deck.missing = sum(1 for chart in charts if chart.png is None)
+        deck.submitted = True
+        if deck.missing == len(charts):
+            self.failed(merchant, ErrorType.DECK_ERROR, "no chart of this merchant has data", DeckStatus.FAILED)
+            return None
+        job = deck.jobs[0]
+        return DeckTask(merchant, job.start_date, job.end_date, self._generated_on, tuple(charts), self.formats,
+                        self._template)
+
+    def built(self, merchant: str, built: BuiltDeck) -> None:
+        deck = self._decks[merchant]
+        status = DeckStatus.PARTIAL if deck.missing else DeckStatus.OK
+        results = []
+        for document in built.documents:
+            path = deck.folder / f"{DECK_NAME}.{document.format}"
+            try:
+                write_atomically(path, document.content)
+            except OSError as exc:
+                results.append(self._row(merchant, document.format, DeckStatus.FAILED, ErrorType.WRITE_ERROR,
+                                         f"{path}: {exc.strerror or exc}"))
+                continue
+            results.append(DeckResult(merchant, document.format, status, str(path), built.slides, len(document.content),
+                                      document.sha256, deck.missing, built.build_ms, None, None))
+        deck.results = tuple(results)
+        self.cpu_ms += built.cpu_ms
+        self._build_ms.append(built.build_ms)
+
+    def failed(self, merchant: str, error_type: ErrorType, message: str,
+               status: DeckStatus = DeckStatus.FAILED) -> None:
+        deck = self._decks[merchant]
+        if not deck.results:
+            deck.results = tuple(self._row(merchant, fmt, status, error_type, message) for fmt in self.formats)
+
+    def _row(self, merchant: str, fmt: str, status: DeckStatus, error_type: ErrorType | None,
+             message: str | None) -> DeckResult:
+        return DeckResult(merchant, fmt, status, None, None, None, None, self._decks[merchant].missing, None,
+                          error_type, message)
+
+    def results(self) -> tuple[DeckResult, ...]:
+        """Every merchant's records; decks never built are cancelled (the run stopped first)."""
+        for merchant in self._decks:
+            self.failed(merchant, ErrorType.CANCELLED, "the run stopped before this deck was built",
+                        DeckStatus.CANCELLED)
+        return tuple(row for deck in self._decks.values() for row in deck.results) if self.formats else ()
+
+    def metrics(self) -> dict[str, object]:
+        statuses = Counter(row.status for row in self.results())
+        return {
+            "decks_total": sum(statuses.values()),
+            **{f"decks_{status}": statuses[status] for status in DeckStatus},
+            "p50_build_ms": percentile(self._build_ms, 50),
+            "cpu_ms": round(self.cpu_ms, 1),
+        }

@@ -1,0 +1,179 @@
+"""The deck as a PPTX (python-pptx): the built-in 16:9 layout, or a user's template filled in.
+
+A template carries the original system's placeholders: `{{title}}`, `{{paragraph}}` and
+`{{chart}}` on each chart slide (matched to charts in slide order), or `{{<chart_id>_title}}`,
+`{{<chart_id>_paragraph}}`, `{{<chart_id>_chart}}` (matched by id); `{{merchant}}` and
+`{{period}}` anywhere. The chart picture takes the `{{chart}}` shape's place, fitted inside it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from pptx import Presentation
+from pptx.dml.color import RGBColor
+from pptx.util import Emu, Inches, Pt
+
+from runner.charts import ChartSpec
+from runner.decks.build import ACCENT, INK, MUTED, PANEL, Slide, period
+from runner.decks.pdf import wrap
+from runner.errors import UsageError
+from runner.jobs import DeckTask
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
+_ROLES = ("title", "paragraph", "chart")
+
+
+def _rgb(color: tuple[float, float, float]) -> RGBColor:
+    return RGBColor(*(round(c * 255) for c in color))
+
+
+def _text(slide: Any, left: float, top: float, width: float, height: float, text: str, size: float,
+          color: tuple[float, float, float] = INK, bold: bool = False, align: str = "left") -> None:
+    frame = slide.shapes.add_textbox(Inches(left), Inches(top), Inches(width), Inches(height)).text_frame
+    frame.word_wrap = True
+    paragraph = frame.paragraphs[0]
+    paragraph.alignment = {"left": 1, "center": 2, "right": 3}[align]
+    run = paragraph.add_run()
+    run.text = text
+    run.font.size, run.font.bold, run.font.color.rgb = Pt(size), bold, _rgb(color)
+
+
+def _fitted(text: str, size: float, width_in: float, lines: int) -> str:
+    """Text cut (with an ellipsis) to the lines a box can show, measured in Helvetica, which is
+    wider than PowerPoint's default Calibri: what fits here fits there."""
+    wrapped = wrap(text, size, width_in * 72)
+    return text if len(wrapped) <= lines else " ".join(wrapped[:lines])[:-2].rstrip() + " …"
+
+
+def _builtin(slides: list[Slide], task: DeckTask) -> Any:
+    deck = Presentation()
+    deck.slide_width, deck.slide_height = Inches(13.333), Inches(7.5)
+    blank = deck.slide_layouts[6]
+    for number, spec in enumerate(slides, 1):
+        slide = deck.slides.add_slide(blank)
+        bar = slide.shapes.add_shape(1, 0, 0, Inches(13.333) if spec.kind != "title" else Inches(0.25),
+                                     Inches(0.08) if spec.kind != "title" else Inches(7.5))
+        bar.fill.solid()
+        bar.fill.fore_color.rgb = _rgb(ACCENT)
+        bar.line.fill.background()
+        if spec.kind == "title":
+            _text(slide, 0.9, 2.2, 11.5, 0.6, spec.title, 22, MUTED)
+            _text(slide, 0.9, 2.8, 11.5, 1.2, _fitted(spec.subtitle, 40, 11.5, 1), 40, ACCENT, bold=True)
+            _text(slide, 0.9, 4.1, 11.5, 0.5, spec.paragraph, 20)
+            _text(slide, 0.9, 4.7, 11.5, 0.4, spec.lines[0], 12, MUTED)
+            continue
+        _text(slide, 0.67, 0.3, 12.0, 0.7, _fitted(spec.title, 26, 12.0, 1), 26, ACCENT, bold=True)
+        _text(slide, 0.67, 7.0, 9.0, 0.3, f"{task.merchant} · business review · {period(task)}", 9, MUTED)
+        _text(slide, 11.0, 7.0, 1.67, 0.3, f"{number} / {len(slides)}", 9, MUTED, align="right")
+        if spec.kind == "summary":
+            _text(slide, 0.67, 0.95, 12.0, 0.4, spec.subtitle, 13, MUTED)
+            body = slide.shapes.add_textbox(Inches(0.67), Inches(1.6), Inches(12.0), Inches(5.2)).text_frame
+            body.word_wrap = True
+            for i, line in enumerate(spec.lines):
+                paragraph = body.paragraphs[0] if i == 0 else body.add_paragraph()
+                run = paragraph.add_run()
+                run.text = "■  " + _fitted(line, 14, 11.6, 2)
+                run.font.size, run.font.color.rgb = Pt(14), _rgb(INK)
+                paragraph.space_after = Pt(8)
+            continue
+        if spec.png is not None:
+            slide.shapes.add_picture(io.BytesIO(spec.png), Inches(2.0), Inches(1.15), Inches(9.33), Inches(5.25))
+        else:
+            box = slide.shapes.add_shape(1, Inches(2.0), Inches(1.15), Inches(9.33), Inches(5.25))
+            box.fill.solid()
+            box.fill.fore_color.rgb = _rgb(PANEL)
+            box.line.fill.background()
+            _text(slide, 2.5, 3.4, 8.33, 1.0, _fitted(spec.missing or "", 15, 8.3, 3), 15, MUTED, align="center")
+        _text(slide, 0.67, 5.55, 12.0, 1.35, _fitted(spec.paragraph, 13, 12.0, 4), 13)
+    return deck
+
+
+# -- templates --------------------------------------------------------------------------------------------
+def _slide_text(slide: Any) -> str:
+    return " ".join(shape.text_frame.text for shape in slide.shapes if shape.has_text_frame)
+
+
+def _chart_slides(deck: Any, specs: tuple[ChartSpec, ...]) -> tuple[dict[str, Any], str]:
+    """Each chart's slide in the template, and how they were matched ("id" or "order")."""
+    by_id = {}
+    for slide in deck.slides:
+        for name in _PLACEHOLDER.findall(_slide_text(slide)):
+            for spec in specs:
+                if name == f"{spec.id}_chart":
+                    by_id[spec.id] = slide
+    if by_id:
+        return by_id, "id"
+    ordered = [s for s in deck.slides if "chart" in _PLACEHOLDER.findall(_slide_text(s))]
+    return dict(zip((spec.id for spec in specs), ordered, strict=False)), "order"
+
+
+def check_template(content: bytes, specs: tuple[ChartSpec, ...], where: str) -> None:
+    """Refuse a template that cannot hold the pack: before any work, naming what is missing."""
+    try:
+        deck = Presentation(io.BytesIO(content))
+    except Exception as exc:  # python-pptx raises several kinds for a file that is not a deck
+        raise UsageError(f"deck template {where} is not a PowerPoint file: {type(exc).__name__}: {exc}") from None
+    slides, how = _chart_slides(deck, specs)
+    for spec in specs:
+        slide = slides.get(spec.id)
+        names = set(_PLACEHOLDER.findall(_slide_text(slide))) if slide is not None else set()
+        for role in _ROLES:
+            wanted = f"{spec.id}_{role}" if how == "id" else role
+            if wanted not in names:
+                hint = "" if how == "id" else f" (chart slides are matched in order: this is chart {spec.id!r})"
+                raise UsageError(f"deck template {where} lacks the placeholder {{{{{wanted}}}}}{hint}")
+
+
+def _replace_text(shape: Any, values: dict[str, str]) -> None:
+    for paragraph in shape.text_frame.paragraphs:
+        runs = paragraph.runs
+        joined = "".join(run.text for run in runs)
+        if not runs or not _PLACEHOLDER.search(joined):
+            continue
+        runs[0].text = _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), joined)
+        for run in runs[1:]:
+            run.text = ""
+
+
+def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
+    assert task.template is not None
+    deck = Presentation(io.BytesIO(task.template))
+    specs = tuple(chart.spec for chart in task.charts)
+    chart_slides, how = _chart_slides(deck, specs)
+    everywhere = {"merchant": task.merchant, "period": period(task)}
+    by_id = dict(zip((spec.id for spec in specs), slides[1:-1], strict=True))
+    for spec in specs:
+        slide, content = chart_slides[spec.id], by_id[spec.id]
+        prefix = f"{spec.id}_" if how == "id" else ""
+        values = {**everywhere, f"{prefix}title": content.title, f"{prefix}paragraph": content.paragraph}
+        for shape in list(slide.shapes):
+            if not shape.has_text_frame:
+                continue
+            if f"{{{{{prefix}chart}}}}" not in shape.text_frame.text.replace(" ", ""):
+                _replace_text(shape, values)
+                continue
+            if content.png is None:
+                values[f"{prefix}chart"] = content.missing or "Data unavailable"
+                _replace_text(shape, values)
+                continue
+            left, top, width, height = shape.left, shape.top, shape.width, shape.height
+            scale = min(width / 16, height / 9)  # the chart is 16:9: fit it inside the shape
+            w, h = int(16 * scale), int(9 * scale)
+            slide.shapes.add_picture(io.BytesIO(content.png), Emu(left + (width - w) // 2),
+                                     Emu(top + (height - h) // 2), Emu(w), Emu(h))
+            shape._element.getparent().remove(shape._element)
+    for slide in deck.slides:
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                _replace_text(shape, everywhere)
+    return deck
+
+
+def pptx_deck(slides: list[Slide], task: DeckTask) -> bytes:
+    deck = _fill_template(slides, task) if task.template else _builtin(slides, task)
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
