@@ -85,6 +85,21 @@ def assert_every_chart_once(result: CliRun, merchants: list[str], chart_ids: lis
     assert listed == Counter((m, c) for m in merchants for c in chart_ids)
 
 
+def assert_every_deck_once(report: dict[str, Any], merchants: list[str], formats: tuple[str, ...] = ("pdf", "pptx"),
+                           ) -> None:
+    """One record per merchant and format; a deck said to be written is on disk whole, as recorded."""
+    import hashlib
+
+    listed = Counter((d["merchant"], d["format"]) for d in report["decks"])
+    assert listed == Counter((m, f) for m in merchants for f in formats), listed
+    for deck in report["decks"]:
+        if deck["status"] in ("ok", "partial"):
+            content = Path(deck["output"]).read_bytes()
+            assert (len(content), hashlib.sha256(content).hexdigest()) == (deck["bytes"], deck["sha256"])
+        else:
+            assert deck["output"] is None and deck["error"], deck
+
+
 def assert_no_processes_left(report: dict[str, Any]) -> None:
     pids = {c["worker_pid"] for c in report["charts"] if c["worker_pid"]}
     if report["run"]["server_pid"]:

@@ -19,6 +19,7 @@ from tests.helpers import (
     CHART_IDS,
     REPO,
     CliRun,
+    assert_every_deck_once,
     assert_no_processes_left,
     by_chart,
     clean_env,
@@ -46,6 +47,7 @@ def check_report(result, merchants: list[str] | None = None, chart_ids: list[str
     run_dir = result.report_path.parent
     leftovers = [p for p in run_dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     assert not leftovers, leftovers
+    assert_every_deck_once(report, merchants)
     assert_no_processes_left(report)
     return report
 
@@ -352,3 +354,5 @@ def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
         else:
             assert chart["output"] is None
     assert len(BUILTIN_PACK) == 7
+    assert {(d["format"], d["status"]) for d in report["decks"]} == {("pdf", "cancelled"), ("pptx", "cancelled")}
+    assert not list(result.report_path.parent.rglob("business-review.*"))  # no deck, not half of one
