@@ -50,6 +50,8 @@ def check_pptx(path: Path, charts: list[dict]) -> None:
         assert chart["title"] in text
         if chart["status"] == "ok":
             assert len(pictures) == 1 and chart["paragraph"] in " ".join(text.split())
+            (words,) = [s for s in slide.shapes if s.has_text_frame and s.text_frame.text == chart["paragraph"]]
+            assert pictures[0].top + pictures[0].height <= words.top  # the paragraph sits below the chart
         else:
             assert not pictures and f"Data unavailable: {chart['error_type']}" in text
         for shape in slide.shapes:  # nothing runs off the slide

@@ -22,6 +22,7 @@ from runner.decks.pdf import wrap
 from runner.errors import UsageError
 from runner.jobs import DeckTask
 
+CHART_BOX = (2.44, 1.0, 8.444, 4.75)  # inches: left, top, width, height (16:9, centred)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 _ROLES = ("title", "paragraph", "chart")
 
@@ -66,8 +67,8 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
             _text(slide, 0.9, 4.7, 11.5, 0.4, spec.lines[0], 12, MUTED)
             continue
         _text(slide, 0.67, 0.3, 12.0, 0.7, _fitted(spec.title, 26, 12.0, 1), 26, ACCENT, bold=True)
-        _text(slide, 0.67, 7.0, 9.0, 0.3, f"{task.merchant} · business review · {period(task)}", 9, MUTED)
-        _text(slide, 11.0, 7.0, 1.67, 0.3, f"{number} / {len(slides)}", 9, MUTED, align="right")
+        _text(slide, 0.67, 7.05, 9.0, 0.3, f"{task.merchant} · business review · {period(task)}", 9, MUTED)
+        _text(slide, 11.0, 7.05, 1.67, 0.3, f"{number} / {len(slides)}", 9, MUTED, align="right")
         if spec.kind == "summary":
             _text(slide, 0.67, 0.95, 12.0, 0.4, spec.subtitle, 13, MUTED)
             body = slide.shapes.add_textbox(Inches(0.67), Inches(1.6), Inches(12.0), Inches(5.2)).text_frame
@@ -79,15 +80,17 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
                 run.font.size, run.font.color.rgb = Pt(14), _rgb(INK)
                 paragraph.space_after = Pt(8)
             continue
+        left, top, width, height = CHART_BOX
         if spec.png is not None:
-            slide.shapes.add_picture(io.BytesIO(spec.png), Inches(2.0), Inches(1.15), Inches(9.33), Inches(5.25))
+            slide.shapes.add_picture(io.BytesIO(spec.png), Inches(left), Inches(top), Inches(width), Inches(height))
         else:
-            box = slide.shapes.add_shape(1, Inches(2.0), Inches(1.15), Inches(9.33), Inches(5.25))
+            box = slide.shapes.add_shape(1, Inches(left), Inches(top), Inches(width), Inches(height))
             box.fill.solid()
             box.fill.fore_color.rgb = _rgb(PANEL)
             box.line.fill.background()
-            _text(slide, 2.5, 3.4, 8.33, 1.0, _fitted(spec.missing or "", 15, 8.3, 3), 15, MUTED, align="center")
-        _text(slide, 0.67, 5.55, 12.0, 1.35, _fitted(spec.paragraph, 13, 12.0, 4), 13)
+            _text(slide, left + 0.4, top + height / 2 - 0.4, width - 0.8, 1.0,
+                  _fitted(spec.missing or "", 15, width - 0.8, 3), 15, MUTED, align="center")
+        _text(slide, 0.67, top + height + 0.1, 12.0, 1.1, _fitted(spec.paragraph, 13, 12.0, 4), 13)
     return deck
 
 
