@@ -12,6 +12,7 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 4. end to end through the CLI, latency 200 ms: defaults vs both concurrency toggles off
 5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
 6. light commands: what `--help` and `config` import
+7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
 
 --quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
 finish in under a minute; the full run takes about five.
@@ -395,6 +396,40 @@ def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float
     }
 
 
+def scenario_decks(sizes: Sizes, url: str, folder: Path) -> dict[str, Any]:
+    tokens = merchant_tokens(sizes.merchants)
+    log(f"7. decks: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, a PDF and a PPTX each, vs no decks")
+    runs: dict[str, list[CliRun]] = {"decks": [], "no_decks": []}
+
+    def side(name: str, extra: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            result = run_cli(["--server-url", url, *_merchant_args(tokens), *extra], folder / name)
+            assert result.report["run"]["charts_ok"] == len(tokens) * len(BUILTIN_PACK)
+            runs[name].append(result)
+            return result.report["run"]["wall_ms"] / 1000
+        return run
+
+    walls = alternate(sizes.reps, {"decks": side("decks", []), "no_decks": side("no_decks", ["--deck", "none"])})
+    wall = {name: median(values) for name, values in walls.items()}
+    with_decks = [r.report["metrics"] for r in runs["decks"]]
+    deck_cpu = median([m["decks"]["cpu_ms"] for m in with_decks])
+    render_cpu = median([m["render"]["cpu_ms"] for m in with_decks])
+    documents = [d for r in runs["decks"] for d in r.report["decks"]]
+    assert all(d["status"] == "ok" for d in documents)
+    return {
+        "charts": len(tokens) * len(BUILTIN_PACK),
+        "decks": len(tokens),
+        "wall_s": {k: round(v, 3) for k, v in wall.items()},
+        "wall_ratio": ratio(wall["decks"], wall["no_decks"]),
+        "deck_cpu_ms": round(deck_cpu, 1),
+        "render_cpu_ms": round(render_cpu, 1),
+        "deck_cpu_share": round(deck_cpu / render_cpu, 3) if render_cpu else 0.0,
+        "p50_build_ms": median([m["decks"]["p50_build_ms"] for m in with_decks]),
+        "kb_per_deck": {fmt: round(median([d["bytes"] for d in documents if d["format"] == fmt]) / 1024, 1)
+                        for fmt in ("pdf", "pptx")},
+    }
+
+
 def _phases(report: dict[str, Any]) -> dict[str, float]:
     from datetime import datetime
 
@@ -463,7 +498,7 @@ def heavy_imports(args: list[str]) -> dict[str, Any]:
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(figure, value, goal, met) rows."""
-    r, c, q, e, s = (results[k] for k in ("render", "cpu", "retrieval", "end_to_end", "scale"))
+    r, c, q, e, s, d = (results[k] for k in ("render", "cpu", "retrieval", "end_to_end", "scale", "decks"))
     light = results["light_commands"]
     worker_rss = s["worker_peak_rss_mb"]
     return [
@@ -484,6 +519,8 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          "no growth (+2: forkserver, tracker)", s["open_fds_end"] <= s["open_fds_start"] + 2),
         ("scale: charts/s vs render pool", f"{s['vs_render_pool_rate']:.2f}x", ">= 0.9x",
          s["vs_render_pool_rate"] >= 0.9),
+        ("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%", d["deck_cpu_share"] <= 0.2),
+        ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.05x", d["wall_ratio"] <= 1.05),
         ("--help / config import heavy packages",
          f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
          not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
@@ -508,6 +545,11 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"5. scale, {s['charts']} charts ({s['charts_ok']} ok): {s['wall_s']} s, {s['charts_per_s']} charts/s, "
           f"{s['workers_seen']} workers over {s['pool_recycles']} pool recycles, worker peak RSS "
           f"{s['worker_peak_rss_mb']['min']}-{s['worker_peak_rss_mb']['max']} MB")
+    d = results["decks"]
+    print(f"7. decks, {d['charts']} charts, {d['decks']} merchants: with decks {d['wall_s']['decks']} s, without "
+          f"{d['wall_s']['no_decks']} s; deck CPU {d['deck_cpu_ms']} ms vs render CPU {d['render_cpu_ms']} ms; "
+          f"p50 build {d['p50_build_ms']} ms; KB per deck "
+          + ", ".join(f"{k} {v}" for k, v in d["kb_per_deck"].items()))
     print(f"\n{'figure':<48} {'measured':>18}  {'goal':<36} met")
     for figure, value, goal, met in goals(results):
         print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
@@ -540,6 +582,7 @@ def main() -> None:
             results["retrieval"] = scenario_retrieval(sizes, config, url, folder / "retrieval")
             results["end_to_end"] = scenario_end_to_end(sizes, url, folder / "e2e", results["render"]["wall_s"]["pool"],
                                                         results["retrieval"]["wall_s"]["concurrent"])
+            results["decks"] = scenario_decks(sizes, url, folder / "decks")
         results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
