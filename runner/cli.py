@@ -54,7 +54,8 @@ def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _config_from(options: dict[str, Any]) -> RunnerConfig:
     config_file = options.pop("config_file", None)
-    cli_values = {f.name: options.pop(f.name, None) or None for f in settings()}  # an unused repeatable flag is ()
+    cli_values = {f.name: options.pop(f.name, None) for f in settings()}
+    cli_values = {name: None if value == () else value for name, value in cli_values.items()}  # unused repeatable flag
     return load_config(cli=cli_values, config_file=config_file)
 
 

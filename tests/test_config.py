@@ -180,7 +180,8 @@ def test_cli_bad_flag_exits_2(tmp_path: Path) -> None:
 def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
     file = tmp_path / "c.toml"
     file.write_text("batch_size = 4\n")
-    result = run_cli(["config", "--config", str(file), "--retry-attempts", "5"], tmp_path,
+    result = run_cli(["config", "--config", str(file), "--retry-attempts", "5", "--no-enable-fallback-to-sequential",
+                      "--server-env", "A", "--server-env", "B"], tmp_path,
                      env={"SCALAPAY_MAX_CONCURRENT_BATCHES": "3"}, output_dir=False)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()}
@@ -188,3 +189,7 @@ def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
     assert rows["max_concurrent_batches"][1:] == ["3", "env:SCALAPAY_MAX_CONCURRENT_BATCHES"]
     assert rows["retry_attempts"][1:] == ["5", "cli:--retry-attempts"]
     assert rows["enable_concurrent_data_retrieval"][1:] == ["True", "default"]
+    # a flag that turns a setting off is a value like any other
+    assert rows["enable_fallback_to_sequential"][1:] == ["False", "cli:--enable-fallback-to-sequential"]
+    assert rows["server_env"][1:] == ["['A',", "'B']", "cli:--server-env"]
+    assert rows["server_headers"][1:] == ["[]", "default"]

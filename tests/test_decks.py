@@ -210,3 +210,11 @@ def test_a_deck_that_cannot_be_written_fails_and_counts_like_a_failed_chart(tmp_
     assert (row.status, row.error_type) == ("failed", ErrorType.WRITE_ERROR)
     assert exit_code_for(7, 7, False, False, decks_failed=1) == (RunStatus.PARTIAL, ExitCode.FAILED)
     assert exit_code_for(7, 7, False, False) == (RunStatus.OK, ExitCode.OK)
+
+
+def test_a_models_paragraph_is_trimmed_to_what_a_slide_holds():
+    sentence = "Sales rose by a tenth this year. "
+    text = paragraphs.trimmed(sentence * 40 + "\x1b[2J")
+    assert len(text) <= paragraphs.MAX_CHARS and text.endswith("this year.") and "\x1b" not in text
+    assert paragraphs.trimmed("word " * 200).endswith(" …")
+    assert paragraphs.trimmed("  short\ttext ") == "short text"

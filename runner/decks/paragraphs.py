@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from runner.charts import ChartSpec
 from runner.jobs import ChartData, Panel
 
+MAX_CHARS = 500  # what four lines under a chart hold
 STEADY_POINTS = 1.0  # a share moving less than this many points has held steady
 STEADY_CHANGE = 0.02  # a value changing less than 2% has held steady
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -168,3 +169,16 @@ _BY_KIND: dict[str, Callable[[ChartSpec, ChartData], Text]] = {
 def write(spec: ChartSpec, data: ChartData) -> Text:
     """The headline and paragraph for validated, non-empty chart data."""
     return _BY_KIND[spec.kind](spec, data)
+
+
+def trimmed(text: str, limit: int = MAX_CHARS) -> str:
+    """A paragraph from elsewhere (the model's), printable and at most `limit` characters: cut at
+    the last full sentence that fits, else at a word, with an ellipsis."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = cut.rfind(". ")
+    if end >= limit // 2:
+        return cut[:end + 1]
+    return cut[:limit - 2].rsplit(" ", 1)[0] + " …"

@@ -17,7 +17,7 @@ from loguru import logger
 
 # What every worker needs, imported once in the forkserver and inherited by each worker.
 PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker",
-           "runner.render.supervisor"]
+           "runner.render.supervisor", "runner.decks.build", "runner.decks.powerpoint"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 

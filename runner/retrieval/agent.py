@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
+from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType
 from runner.jobs import Batch, BatchResult, Retrieval, batch_status
 from runner.retrieval.direct import Emit
@@ -28,7 +29,6 @@ from runner.retrieval.sessions import Slot
 from runner.retry import RetryPolicy
 
 CHARS_PER_TOKEN = 4  # a rough size estimate, used only to decide whether a next call still fits
-MAX_PARAGRAPH = 1200
 
 SYSTEM_PROMPT = (
     "You retrieve data for the charts of a merchant business review. Use the tools to fetch each "
@@ -300,7 +300,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
                      ChartError(ErrorType.BAD_DATA, f"{job.spec.id}: the model gave no data for this chart"))
         if error is None and isinstance(entry, dict):
             paragraph = entry.get("paragraph")
-            paragraph = paragraph.strip()[:MAX_PARAGRAPH] if isinstance(paragraph, str) else None
+            paragraph = paragraphs.trimmed(paragraph) if isinstance(paragraph, str) else None
             try:
                 data = chart_data_from_json(job.spec, job.merchant, entry.get("data"), paragraph or None)
             except ChartError as exc:
