@@ -91,26 +91,28 @@ def test_no_decks_when_turned_off(tmp_path, demo_url, demo_tokens):
     assert not list(result.report_path.parent.rglob("business-review.*"))
 
 
-def _template(path: Path, chart_slides: int, drop: str | None = None) -> Path:
+def _template(path: Path, chart_slides: int, drop: str | None = None, by_id: bool = False) -> Path:
     deck = Presentation()
     deck.slide_width, deck.slide_height = Inches(13.333), Inches(7.5)
     blank = deck.slide_layouts[6]
     cover = deck.slides.add_slide(blank)
     cover.shapes.add_textbox(Inches(1), Inches(1), Inches(10), Inches(1)).text_frame.text = "Review of {{merchant}}"
     cover.shapes.add_textbox(Inches(1), Inches(2), Inches(10), Inches(1)).text_frame.text = "{{period}}"
+    ids = [spec.id for spec in reversed(BUILTIN_PACK)]  # by id, the slides need not follow the pack's order
     for i in range(chart_slides):
         slide = deck.slides.add_slide(blank)
         for role, top, height in (("title", 0.3, 0.8), ("chart", 1.2, 4.5), ("paragraph", 6.0, 1.2)):
             if drop == role and i == chart_slides - 1:
                 continue
             box = slide.shapes.add_textbox(Inches(0.5), Inches(top), Inches(12), Inches(height))
-            box.text_frame.text = "{{" + role + "}}"
+            box.text_frame.text = "{{" + (f"{ids[i]}_{role}" if by_id else role) + "}}"
     deck.save(str(path))
     return path
 
 
-def test_a_template_is_filled_in_slide_order(tmp_path, demo_url, demo_tokens):
-    template = _template(tmp_path / "template.pptx", len(BUILTIN_PACK))
+@pytest.mark.parametrize("by_id", [False, True], ids=["by-order", "by-id"])
+def test_a_template_is_filled(tmp_path, demo_url, demo_tokens, by_id):
+    template = _template(tmp_path / "template.pptx", len(BUILTIN_PACK), by_id=by_id)
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--deck", "pptx",
                       "--deck-template", str(template)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,7 +122,8 @@ def test_a_template_is_filled_in_slide_order(tmp_path, demo_url, demo_tokens):
     texts = [" ".join(s.text_frame.text for s in slide.shapes if s.has_text_frame) for slide in slides]
     assert not any("{{" in text for text in texts), texts
     assert demo_tokens[0] in texts[0] and "1 Jan 2024 – 31 Dec 2025" in texts[0]
-    for slide, text, chart in zip(slides[1:], texts[1:], result.report["charts"], strict=True):
+    charts = list(reversed(result.report["charts"])) if by_id else result.report["charts"]
+    for slide, text, chart in zip(slides[1:], texts[1:], charts, strict=True):
         assert chart["title"] in text and chart["paragraph"] in text
         (picture,) = [s for s in slide.shapes if s.shape_type == PICTURE]
         # fitted inside the {{chart}} box (12 x 4.5 in), centred in it
@@ -128,12 +131,13 @@ def test_a_template_is_filled_in_slide_order(tmp_path, demo_url, demo_tokens):
         assert abs((picture.left + picture.width / 2) - (Inches(0.5) + Inches(12) / 2)) <= 1
 
 
-@pytest.mark.parametrize(("slides", "drop", "missing"), [
-    (len(BUILTIN_PACK), "paragraph", "{{paragraph}}"),
-    (len(BUILTIN_PACK) - 1, None, "{{title}}"),
+@pytest.mark.parametrize(("slides", "drop", "by_id", "missing"), [
+    (len(BUILTIN_PACK), "paragraph", False, "{{paragraph}}"),
+    (len(BUILTIN_PACK) - 1, None, False, "{{title}}"),
+    (len(BUILTIN_PACK), "chart", True, "{{monthly_sales_yoy_chart}}"),
 ])
-def test_a_template_without_a_placeholder_is_refused_before_any_work(tmp_path, slides, drop, missing):
-    template = _template(tmp_path / "template.pptx", slides, drop)
+def test_a_template_without_a_placeholder_is_refused_before_any_work(tmp_path, slides, drop, by_id, missing):
+    template = _template(tmp_path / "template.pptx", slides, drop, by_id)
     result = run_cli(["--deck-template", str(template)], tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()

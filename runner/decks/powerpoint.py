@@ -105,7 +105,7 @@ def _chart_slides(deck: Any, specs: tuple[ChartSpec, ...]) -> tuple[dict[str, An
     for slide in deck.slides:
         for name in _PLACEHOLDER.findall(_slide_text(slide)):
             for spec in specs:
-                if name == f"{spec.id}_chart":
+                if name in (f"{spec.id}_{role}" for role in _ROLES):
                     by_id[spec.id] = slide
     if by_id:
         return by_id, "id"
