@@ -334,6 +334,22 @@ def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_u
     assert {c["status"] for c in report["charts"]} == {"ok"}  # finished work stays finished
 
 
+def test_nothing_outlives_a_coordinator_killed_with_sigkill(tmp_path, demo_tokens):
+    """The OOM killer or a CI time box: no handler runs, yet the forkserver, the resource tracker,
+    the render workers and the embedded server must all go, and `python -m runner | cat` must end."""
+    proc, stderr_path = _start(["--merchant", demo_tokens[0]], tmp_path, render_faults="hang:user_demographics")
+    seen = _wait_for(proc, stderr_path, "rendered in")
+    time.sleep(0.5)
+    seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+    names = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in seen if psutil.pid_exists(pid))
+    assert "forkserver" in names and "demo-server" in names, names  # the helpers were there to kill
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not _still_running(seen, grace=20), _still_running(seen, grace=0)
+    stdout = proc.stdout.read() if proc.stdout else ""  # EOF: nobody holds the runner's stdout any more
+    assert "report.json" not in stdout
+
+
 def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
     proc, stderr_path = _start(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
                                render_faults="hang:user_demographics")

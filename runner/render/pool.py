@@ -16,8 +16,9 @@ from typing import Any
 from loguru import logger
 
 # What every worker needs, imported once in the forkserver and inherited by each worker.
-PRELOAD = ["matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "runner.render.worker",
-           "runner.render.supervisor", "runner.decks.build", "runner.decks.powerpoint"]
+# The lifeline comes first: the forkserver dies with the coordinator however that dies.
+PRELOAD = ["runner.render.forkserver_lifeline", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
+           "runner.render.worker", "runner.render.supervisor", "runner.decks.build", "runner.decks.powerpoint"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 

@@ -112,6 +112,8 @@ class ProcessSupervisor:
     def start(self, on_ready: Callable[[], None]) -> None:
         """Start the first pool in a thread: its workers fork from the forkserver, which may still
         be importing matplotlib (~0.5 s), and the caller's loop must not wait for that."""
+        pool.prestart()  # from this (the main) thread: see runner.render.lifeline
+
         def first() -> None:
             try:
                 self._current = self._new_generation()

@@ -27,6 +27,7 @@ from runner.errors import ChartError, ErrorType  # noqa: E402
 from runner.jobs import RenderedChart, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
+from runner.render.lifeline import die_with_parent  # noqa: E402
 from runner.render.outcomes import Task, key_of  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 9, 100
@@ -43,8 +44,9 @@ def init_worker(started: Any = None) -> None:
     _started = started
     if started is not None:
         # A pool worker: Ctrl-C reaches the whole process group, but only the coordinator decides
-        # what stops; it ends workers itself.
+        # what stops; it ends workers itself. If the forkserver dies (with the coordinator), so do they.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        die_with_parent()
 
 
 def _canvas_for(layout: tuple[str, int]) -> FigureCanvasAgg:
