@@ -11,6 +11,7 @@ from typing import Any
 
 from runner import sql
 from runner.errors import UsageError
+from runner.files import read_input_text
 from runner.sql import Param
 
 # How each chart kind is drawn, and the JSON shape its data must have:
@@ -33,6 +34,10 @@ SHAPE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "groups": (("group", "label", "value"), ()),
 }
 COLUMN_KEYS = ("x", "series", "group", "label", "value")
+
+MAX_PACK_BYTES = 2_000_000
+MAX_PACK_CHARTS = 200
+MAX_ARGUMENT_DEPTH = 8  # tables or lists inside a tool's arguments
 
 _CHART_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -153,6 +158,17 @@ def _columns(entry: dict[str, Any], chart_id: str, kind: str, where: str) -> tup
     return tuple((key, given[key]) for key in (*required, *optional) if given.get(key))
 
 
+def _depth(value: Any) -> int:
+    """How deeply tables and lists nest (iteratively: a hostile pack may nest thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) -> ChartSpec:
     if not isinstance(entry, dict):
         raise UsageError(f"{where}: expected a table of chart fields, got {type(entry).__name__}")
@@ -178,6 +194,8 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
     arguments = entry.get("arguments", {})
     if not isinstance(arguments, dict):
         raise UsageError(f"{where}: 'arguments' must be a table")
+    if _depth(arguments) > MAX_ARGUMENT_DEPTH:
+        raise UsageError(f"{where}: 'arguments' nest more than {MAX_ARGUMENT_DEPTH} levels deep")
     if query:
         if arguments:
             raise UsageError(f"{where}: 'arguments' belong to tool charts; a SQL chart's values are :placeholders")
@@ -220,13 +238,9 @@ def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
     if str(path) in BUILTIN_PACK_NAMES:
         path = PACKS_DIR / f"{path}.toml"
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"chart pack {path} does not exist (built-in packs: {', '.join(BUILTIN_PACK_NAMES)})") \
-            from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"chart pack {path} cannot be read: {exc}") from None
+    if not path.exists() and not path.suffix:
+        raise UsageError(f"chart pack {path} does not exist (built-in packs: {', '.join(BUILTIN_PACK_NAMES)})")
+    text = read_input_text(path, "chart pack", MAX_PACK_BYTES)
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -237,8 +251,12 @@ def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
             entries = data.get("chart")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"chart pack {path} is malformed: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"chart pack {path} nests too deeply to be a chart pack") from None
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"chart pack {path} lists no charts (expected [[chart]] tables or {{\"charts\": [...]}})")
+    if len(entries) > MAX_PACK_CHARTS:
+        raise UsageError(f"chart pack {path} has {len(entries):,} charts; a pack holds at most {MAX_PACK_CHARTS}")
     pack_params = sql.check_params(data.get("params", {}), f"chart pack {path}: params")
     specs = tuple(_spec_from_mapping(e, f"chart pack {path}, chart #{i}", pack_params)
                   for i, e in enumerate(entries, 1))

@@ -74,15 +74,14 @@ def cli() -> None:
     """
 
 
+MAX_MERCHANTS_FILE_BYTES = 10_000_000
+
+
 def read_merchants_file(path: str) -> list[str]:
+    from runner.files import read_input_text
     from runner.jobs import check_merchant_token
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"merchants file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"merchants file {path} cannot be read: {exc}") from None
+    text = read_input_text(Path(path), "merchants file", MAX_MERCHANTS_FILE_BYTES)
     tokens = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()

@@ -232,15 +232,18 @@ def _parse_list(raw: Any, bad: Any) -> tuple[str, ...]:
     return items
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def _read_config_file(path: Path) -> dict[str, Any]:
+    from runner.files import read_input_text
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config file {path} cannot be read: {exc}") from None
+        data = tomllib.loads(read_input_text(path, "config file", MAX_CONFIG_BYTES))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"config file {path} nests too deeply to be a config file") from None
     # Allow the settings either at the top level or under a [runner] table.
     if isinstance(data.get("runner"), dict) and len(data) == 1:
         data = data["runner"]

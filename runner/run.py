@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 DEFAULT_MERCHANT_COUNT = 3
+MAX_TEMPLATE_BYTES = 50_000_000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -110,12 +111,10 @@ def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes
     if not config.deck_template or "pptx" not in config.deck_formats:
         return None
     from runner.decks.powerpoint import check_template
+    from runner.files import read_input
 
     path = Path(config.deck_template).expanduser()
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"deck template {path} cannot be read: {exc.strerror or exc}") from None
+    content = read_input(path, "deck template", MAX_TEMPLATE_BYTES)
     check_template(content, charts, str(path))
     return content
 

@@ -193,3 +193,14 @@ def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
     assert rows["enable_fallback_to_sequential"][1:] == ["False", "cli:--enable-fallback-to-sequential"]
     assert rows["server_env"][1:] == ["['A',", "'B']", "cli:--server-env"]
     assert rows["server_headers"][1:] == ["[]", "default"]
+
+
+def test_input_files_lose_a_byte_order_mark(tmp_path: Path) -> None:
+    from runner.cli import read_merchants_file
+
+    merchants = tmp_path / "merchants.txt"
+    merchants.write_bytes("\ufeffLIICIEWKV6BK\n# a comment\nUVQ455UK5O7B\n".encode())
+    assert read_merchants_file(str(merchants)) == ["LIICIEWKV6BK", "UVQ455UK5O7B"]
+    config = tmp_path / "c.toml"
+    config.write_bytes("\ufeffbatch_size = 5\n".encode())
+    assert load_config(env={}, config_file=config).batch_size == 5

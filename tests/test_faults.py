@@ -197,7 +197,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--charts", "aov_by_month,no_such_chart"], "no_such_chart"),
         (["--merchants-file", str(empty)], "lists no merchant tokens"),
         (["--merchants-file", str(tmp_path / "missing.txt")], "does not exist"),
-        (["--merchants-file", str(tmp_path)], "cannot be read"),
+        (["--merchants-file", str(tmp_path)], "is not a regular file"),
         (["--merchant", "abc\x1b[2Jdef"], "only letters, digits"),
         (["--merchant", "x" * 10_000], "too long"),
         (["--start-date", "2025-06-01", "--end-date", "2025-01-01"], "after"),
@@ -205,6 +205,31 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--output-dir", str(blocker / "sub")], "not writable"),
         (["--pack", str(config)], "bad.toml"),
         (["--retrieval", "agnet"], "agnet"),
+    ]
+
+
+def _hostile_files(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Inputs that would cost unbounded memory or time: each refused with one line."""
+    fifo = tmp_path / "pack.fifo"
+    os.mkfifo(fifo)
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f'[[chart]]\nid = "c{i}"\ntitle = "C"\nkind = "bars"\ntool = "t"\n' for i in range(201)))
+    deep_toml, deep_json = tmp_path / "deep.toml", tmp_path / "deep.json"
+    deep_toml.write_text('[[chart]]\nid = "c"\ntitle = "C"\nkind = "bars"\ntool = "t"\narguments = { a = '
+                         + "[" * 500 + "]" * 500 + " }\n")
+    deep_json.write_text('{"charts": [{"id": "c", "title": "C", "kind": "bars", "tool": "t", "arguments": {"a": '
+                         + "[" * 500 + "]" * 500 + "}}]}")
+    very_deep = tmp_path / "very-deep.json"
+    very_deep.write_text('{"charts": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return [
+        (["--merchants-file", "/dev/zero"], "is not a regular file"),
+        (["--pack", "/dev/zero"], "is not a regular file"),
+        (["--config", "/dev/zero"], "is not a regular file"),
+        (["--pack", str(fifo)], "is not a regular file"),
+        (["--pack", str(many)], "at most 200"),
+        (["--pack", str(deep_toml)], "nests too deeply"),  # tomllib gives up before the depth check
+        (["--pack", str(deep_json)], "nest more than 8 levels"),
+        (["--pack", str(very_deep)], "nests too deeply"),
     ]
 
 
@@ -240,7 +265,8 @@ def _bad_sql_and_credential_inputs(tmp_path: Path) -> list[tuple[list[str], str]
     ]
 
 
-@pytest.mark.parametrize("inputs", [_bad_inputs, _bad_sql_and_credential_inputs], ids=["general", "sql-credentials"])
+@pytest.mark.parametrize("inputs", [_bad_inputs, _bad_sql_and_credential_inputs, _hostile_files],
+                         ids=["general", "sql-credentials", "hostile-files"])
 def test_bad_user_input_exits_2_naming_the_problem(tmp_path, inputs):
     for args, expected in inputs(tmp_path):
         result = run_cli(args, tmp_path, output_dir="--output-dir" not in args)
