@@ -97,6 +97,8 @@ class RunnerConfig:
     deck_template: str | None = _setting(None, "str", "A .pptx template whose slides carry {{title}}, "
                                                       "{{paragraph}} and {{chart}} placeholders.")
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
+    max_run_seconds: float | None = _setting(None, "float", "Stop the whole run (as on SIGTERM) after this many "
+                                                            "seconds; the report names the deadline.", above=0)
     progress_interval_seconds: float = _setting(5.0, "float", "Off a terminal: seconds between progress lines.",
                                                 above=0)
     # Agent mode.
@@ -294,7 +296,7 @@ def load_config(
     return replace(config, sources=tuple(sorted(sources.items())))
 
 
-_SECRET_QUERY = re.compile(r"(key|token|secret|password|auth|sig)", re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"(key|token|secret|pass|pwd|auth|sig|code|bearer|credential)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -304,7 +306,7 @@ def redact(text: str) -> str:
         netloc = parts.netloc
         if "@" in netloc:
             netloc = "***@" + netloc.rsplit("@", 1)[1]
-        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
+        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)], safe="*")
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     # A command line: hide the value after a key-like option (--api-key X) and of any key-like
     # assignment (--token=X, env WAREHOUSE_PASSWORD=X, md:db?motherduck_token=X), and URL user info.
@@ -318,6 +320,8 @@ def redact(text: str) -> str:
             word = "***"
         elif "://" in word:
             word = redact(word)
+        elif re.fullmatch(r"-p\S+", word):  # mysql's -pPASSWORD
+            word = "-p***"
         else:
             word = _SECRET_PAIR.sub(r"\1***", word)
         hidden.append(word if "***" in word else shlex.quote(word))
@@ -333,6 +337,6 @@ def redact_item(item: str) -> str:
     return item
 
 
-_SECRET_NAME = r"[\w-]*(?:key|token|secret|password|passwd|pwd|credential|auth)[\w-]*"
-_SECRET_OPTION = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
+_SECRET_NAME = r"[\w-]*(?:key|token|secret|pass|pwd|credential|auth|bearer)[\w-]*"
+_SECRET_OPTION = re.compile(rf"^(--?{_SECRET_NAME}|-p)$", re.IGNORECASE)  # -p: a password, as mysql takes it
 _SECRET_PAIR = re.compile(rf"({_SECRET_NAME}=)[^&;\s]+", re.IGNORECASE)

@@ -120,6 +120,26 @@ def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes
 
 
 @contextmanager
+def _deadline(seconds: float | None, stop: Any, received: list[str]) -> Iterator[None]:
+    """--max-run-seconds: when it passes, the run stops exactly as on SIGTERM, and says why."""
+    if seconds is None:
+        yield
+        return
+
+    def passed() -> None:
+        received.append(f"its deadline (--max-run-seconds {seconds:g})")
+        stop()
+
+    timer = threading.Timer(seconds, passed)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextmanager
 def _removed_on_usage_error(run_dir: Path) -> Iterator[None]:
     """A usage error found once the server answers (an ambiguous query tool, a bad merchant
     list) leaves no run folder behind, like one found before."""
@@ -218,7 +238,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
     # loses the report or leaves the server running.
     received: list[str] = []
-    with _removed_on_usage_error(run_dir), _stop_on_signals(request_stop, received):
+    with _removed_on_usage_error(run_dir), _stop_on_signals(request_stop, received), \
+            _deadline(config.max_run_seconds, request_stop, received):
         with ExitStack() as stack:
             if target is None:
                 from runner.demo.launch import embedded_server
@@ -272,6 +293,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
                                   (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
             report["run"]["server_pid"] = server_pid
+            if received and report["run"]["status"] == RunStatus.INTERRUPTED:
+                report["run"]["error"] = report["run"]["error"] or f"stopped by {', '.join(dict.fromkeys(received))}"
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             return write_report(run_dir, report, inputs.write_csv), report

@@ -136,6 +136,10 @@ def test_secrets_are_redacted_in_effective_settings() -> None:
     ("mcp-server-motherduck --db-path md:shop?motherduck_token=hunter2", "mcp-server-motherduck --db-path "
                                                                           "md:shop?motherduck_token=***"),
     ("srv 'unbalanced DB_SECRET=hunter2", "srv 'unbalanced DB_SECRET=***"),
+    ("mysql-mcp -u me -phunter2 --db shop", "mysql-mcp -u me -p*** --db shop"),
+    ("srv -p hunter2 --bearer hunter2 --passwd hunter2", "srv -p *** --bearer *** --passwd ***"),
+    ("srv --db-url postgres://u:hunter2@db/x --cb https://h/cb?code=hunter2",
+     "srv --db-url postgres://***@db/x --cb https://h/cb?code=***"),
 ])
 def test_secrets_in_a_server_command_are_redacted(command: str, shown: str) -> None:
     assert redact(command) == shown

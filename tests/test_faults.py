@@ -360,6 +360,19 @@ def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_u
     assert {c["status"] for c in report["charts"]} == {"ok"}  # finished work stays finished
 
 
+def test_a_run_past_its_deadline_stops_as_on_sigterm_and_says_why(tmp_path, demo_tokens):
+    started = time.monotonic()
+    result = run_cli(["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--max-run-seconds", "3",
+                      *server_args("--latency-ms=60000")], tmp_path)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert time.monotonic() - started < 60  # the calls were still waiting for their answers
+    report = check_report(result, demo_tokens[:2])
+    assert report["run"]["status"] == "interrupted"
+    assert report["run"]["error"] == "stopped by its deadline (--max-run-seconds 3)"
+    assert {c["status"] for c in report["charts"]} == {"cancelled"}
+    assert "Traceback" not in result.stderr
+
+
 def test_nothing_outlives_a_coordinator_killed_with_sigkill(tmp_path, demo_tokens):
     """The OOM killer or a CI time box: no handler runs, yet the forkserver, the resource tracker,
     the render workers and the embedded server must all go, and `python -m runner | cat` must end."""
