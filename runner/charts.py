@@ -210,6 +210,9 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
     counts = entry.get("counts", False)
     if not isinstance(counts, bool):
         raise UsageError(f"{where}: 'counts' must be true or false")
+    for key in ("title", "y_label", "unit", "request"):
+        if isinstance(entry.get(key), str) and not entry[key].strip().isprintable():
+            raise UsageError(f"{where}: {key!r} holds control characters ({entry[key][:40]!r})")
     return ChartSpec(
         id=chart_id,
         title=entry["title"].strip(),

@@ -23,6 +23,21 @@ class ErrorType(StrEnum):
     INTERNAL = "internal"
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Text from elsewhere (a server, a tool, a model) made safe for a log line or a report
+    cell: control characters and escape sequences shown as escapes (so they cannot clear a
+    terminal or forge a log line), newlines folded, and long text cut with a marker."""
+    safe = "".join(_ESCAPES.get(ch) or (ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256
+                                        else f"\\u{ord(ch):04x}") for ch in text)
+    if len(safe) <= limit:
+        return safe
+    marker = f"…[cut from {len(safe):,} characters]"
+    return safe[:max(0, limit - len(marker))] + marker  # no longer than `limit`: cleaning it again changes nothing
+
+
 class RunnerError(Exception):
     """Base of the runner's own errors."""
 
@@ -35,6 +50,7 @@ class ChartError(RunnerError):
     """One chart (or one batch of charts) failed for a reason the report names."""
 
     def __init__(self, error_type: ErrorType | str, message: str, final: bool = False) -> None:
+        message = one_line(message)  # it carries servers' and tools' words into logs and the report
         super().__init__(message)
         self.error_type = ErrorType(error_type)  # an unknown name is a bug: ValueError
         self.message = message

@@ -258,3 +258,18 @@ def test_an_http_server_behind_a_bearer_token(tmp_path, guarded_url, demo_answer
     assert accepted.report["config"]["server_headers"]["value"] == ["Authorization: ***"]
     assert_data_matches_demo(accepted.report, demo_answers)
     _no_secret_anywhere(accepted, tmp_path, SECRET)
+
+
+def test_server_text_never_reaches_the_log_raw(tmp_path, warehouse_files):
+    """An error text with a clear-screen escape and a forged log line, as a server sends it back."""
+    forged = "\\u001b[2J\\n03:00:00 INFO    status: ok (exit 0)"
+    pack = tmp_path / "pack.toml"
+    pack.write_text('[[chart]]\nid = "c"\ntitle = "C"\nkind = "bars"\nlabel = "l"\nvalue = "v"\n'
+                    f'sql = "SELECT l, v FROM \\"{forged}\\" WHERE m = :merchant_token"\n')
+    result = run_cli(["--pack", str(pack), *merchants(TOKENS[:1]), "--server-command",
+                      sql_server(warehouse_files["sqlite"])], tmp_path)
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert "\x1b" not in result.stderr + result.stdout
+    assert not any(line.startswith("03:00:00") for line in result.stderr.splitlines())
+    (chart,) = result.report["charts"]
+    assert "\\x1b[2J\\n03:00:00 INFO" in chart["error"] and "\n" not in chart["error"]
