@@ -114,6 +114,7 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from runner.jobs import check_merchant_token
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
+    from runner.report import ReportWriteError
     from runner.run import DEFAULT_END, DEFAULT_START, JobInputs, execute
 
     try:
@@ -137,6 +138,9 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     except UsageError as exc:
         _fail_usage(str(exc))
         return
+    except ReportWriteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ExitCode.INTERNAL)
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.
         click.echo("interrupted", err=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.errors import ErrorType
+from runner.errors import ErrorType, RunnerError
 from runner.files import write_atomically
 from runner.status import ChartStatus
 
@@ -83,16 +83,24 @@ def batch_row(batch: Any) -> dict[str, Any]:
     return {key: row[key] for key in BATCH_COLUMNS}
 
 
+class ReportWriteError(RunnerError):
+    """The report could not be written (a full disk, a vanished folder): exit 3, one line."""
+
+
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
-    """Write report.json (and charts.csv) atomically; NaN or infinity is a bug, so refuse it."""
+    """Write the schema, charts.csv and, last, report.json, each atomically: a report on disk is
+    a run that ended as it says. NaN or infinity is a bug, so refuse it."""
     path = run_dir / "report.json"
-    write_atomically(path, (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode(),
-                     sync=True)
-    write_atomically(run_dir / "report.schema.json", SCHEMA_FILE.read_bytes(), sync=True)
-    if with_csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CHART_COLUMNS)
-        writer.writeheader()
-        writer.writerows(report["charts"])
-        write_atomically(run_dir / "charts.csv", buffer.getvalue().encode(), sync=True)
+    try:
+        write_atomically(run_dir / "report.schema.json", SCHEMA_FILE.read_bytes(), sync=True)
+        if with_csv:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=CHART_COLUMNS)
+            writer.writeheader()
+            writer.writerows(report["charts"])
+            write_atomically(run_dir / "charts.csv", buffer.getvalue().encode(), sync=True)
+        write_atomically(path, (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode(),
+                         sync=True)
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write the report in {run_dir}: {exc.strerror or exc}") from None
     return path
