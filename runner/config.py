@@ -75,6 +75,9 @@ class RunnerConfig:
     retrieval_mode: str = _setting("direct", "choice", "direct tool calls, or a Claude agent.",
                                    choices=("direct", "agent"))
     tool_timeout_seconds: float = _setting(30.0, "float", "Timeout of one MCP tool call.", above=0)
+    server_failure_limit: int = _setting(3, "int", "Transport failures or timeouts in a row (any answer resets "
+                                                   "the count) after which the server is taken to be down.",
+                                         minimum=1)
     render_timeout_seconds: float = _setting(60.0, "float", "Timeout of one chart's render.", above=0)
     oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
     render_worker_max_charts: int = _setting(200, "int", "Replace the render pool after this many charts "

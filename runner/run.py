@@ -251,7 +251,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             errlog = stack.enter_context(open(run_dir / "server-stderr.log", "a", encoding="utf-8"))
             concurrent = config.enable_concurrent_data_retrieval
             pool = SessionPool(target, config.max_concurrent_batches if concurrent else 1,
-                               open_timeout=config.tool_timeout_seconds, errlog=errlog)
+                               open_timeout=config.tool_timeout_seconds, errlog=errlog,
+                               failure_limit=config.server_failure_limit)
             pools.append(pool)
             stack.callback(pool.close)
             if not merchants:

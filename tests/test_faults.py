@@ -116,13 +116,31 @@ def test_flaky_tool_calls_are_retried_twice_at_most(tmp_path, demo_tokens):
 
 
 def test_a_tool_that_stops_answering_times_out(tmp_path):
+    # One hung tool among working ones: the failure limit is raised so that the server, which keeps
+    # answering the other tools, is not taken for down (the next test covers that).
     result = run_cli([*server_args("--hang", "--fault-tool=get_aov_by_month"), "--tool-timeout-seconds", "1",
-                      "--retry-attempts", "1", "--charts", "aov_by_month,user_demographics"], tmp_path)
+                      "--retry-attempts", "1", "--charts", "aov_by_month,user_demographics",
+                      "--server-failure-limit", "100"], tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, chart_ids=["aov_by_month", "user_demographics"])
     charts = by_chart(report)
     assert charts == {"aov_by_month": {("failed", "timeout")}, "user_demographics": {("ok", None)}}
     assert report["metrics"]["retrieval"]["sequential_fallbacks"] >= 1
+
+
+def test_a_server_that_never_answers_is_given_up_once(tmp_path):
+    """Every tool hangs: after three timeouts in a row the server is down, and the charts still
+    waiting fail at once instead of each waiting out its own timeouts, retries and fallback."""
+    result = run_cli([*server_args("--hang"), "--tool-timeout-seconds", "1"], tmp_path)
+    assert result.returncode == 4, result.stderr[-3000:]
+    report = check_report(result)
+    assert {(c["status"], c["error_type"]) for c in report["charts"]} <= {("failed", "server_unavailable"),
+                                                                           ("failed", "timeout")}
+    assert any(c["error"].startswith("not called: the MCP server failed") for c in report["charts"])
+    retrieval = report["metrics"]["retrieval"]
+    # Without the health view: 21 charts x 3 tries, then the fallback, and a session per timeout.
+    assert retrieval["tool_calls"] <= 12 and retrieval["mcp_sessions_opened"] <= 5, retrieval
+    assert "giving up on the MCP server" in result.stderr
 
 
 def test_a_server_that_dies_mid_run(tmp_path, demo_tokens):

@@ -273,3 +273,11 @@ def test_server_text_never_reaches_the_log_raw(tmp_path, warehouse_files):
     assert not any(line.startswith("03:00:00") for line in result.stderr.splitlines())
     (chart,) = result.report["charts"]
     assert "\\x1b[2J\\n03:00:00 INFO" in chart["error"] and "\n" not in chart["error"]
+
+
+def test_junk_on_a_servers_stdout_costs_no_traceback(tmp_path, warehouse_files):
+    command = f"sh -c 'echo junk; echo \"{{not json\"; exec {sql_server(warehouse_files['sqlite'])}'"
+    result = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
+                      "--server-command", command], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Failed to parse" not in result.stderr

@@ -26,6 +26,7 @@ from loguru import logger
 from runner.config import redact
 from runner.errors import ChartError, ErrorType, UsageError, one_line
 from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
+from runner.retrieval.health import ServerHealth
 
 T = TypeVar("T")
 
@@ -96,8 +97,9 @@ class Slot:
     """One pooled session and the event-loop thread it lives on."""
 
     def __init__(self, index: int, target: ServerTarget, open_timeout: float, counters: SessionCounters,
-                 errlog: TextIO | None) -> None:
+                 errlog: TextIO | None, health: ServerHealth) -> None:
         self.index = index
+        self._health = health
         self._target = target
         self._open_timeout = open_timeout
         self._counters = counters
@@ -186,6 +188,7 @@ class Slot:
         async with self._lock:
             if self._client is not None:
                 return self._client
+            self._health.check()  # a server that is down gets no new session either
             ready: asyncio.Future[Any] = self.loop.create_future()
             stop = asyncio.Event()
             self._denied = None
@@ -204,8 +207,10 @@ class Slot:
                     reason = f"no answer within {self._open_timeout:g}s"
                 else:
                     reason = describe_exception(exc)
-                raise ChartError(ErrorType.SERVER_UNAVAILABLE,
-                                 f"cannot connect to MCP server {self._target.describe()}: {reason}") from None
+                error = ChartError(ErrorType.SERVER_UNAVAILABLE,
+                                   f"cannot connect to MCP server {self._target.describe()}: {reason}")
+                self._health.failed(error)
+                raise error from None
             self._client, self._stop, self._holder = client, stop, holder
             self._counters.add(sessions_opened=1)
             logger.debug("MCP session {} opened to {}", self.index, self._target.describe())
@@ -234,6 +239,7 @@ class Slot:
 
     async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> Any:
         """One tool call; transport failures and timeouts become ChartErrors and reset the session."""
+        self._health.check()  # not a call at all once the server is down
         self._counters.add(tool_calls=1)
         return await self._request(f"tool {name}", lambda c: c.call_tool(name, arguments), timeout)
 
@@ -242,9 +248,19 @@ class Slot:
         return list(result.tools)
 
     async def _request(self, what: str, send: Callable[[Any], Awaitable[T]], timeout: float) -> T:
+        self._health.check()
+        client = await self.client()
+        try:
+            answer = await self._send(client, what, send, timeout)
+        except ChartError as error:
+            self._health.failed(error)
+            raise
+        self._health.answered()
+        return answer
+
+    async def _send(self, client: Any, what: str, send: Callable[[Any], Awaitable[T]], timeout: float) -> T:
         from mcp import MCPError
 
-        client = await self.client()
         try:
             async with asyncio.timeout(timeout):
                 return await send(client)
@@ -270,9 +286,10 @@ class SessionPool:
     """At most `size` sessions, borrowed by one batch at a time."""
 
     def __init__(self, target: ServerTarget, size: int, open_timeout: float,
-                 errlog: TextIO | None = None) -> None:
+                 errlog: TextIO | None = None, failure_limit: int = 3) -> None:
         self.counters = SessionCounters()
-        self._slots = [Slot(i, target, open_timeout, self.counters, errlog) for i in range(size)]
+        self.health = ServerHealth(failure_limit, target.describe())
+        self._slots = [Slot(i, target, open_timeout, self.counters, errlog, self.health) for i in range(size)]
         # Last in, first out: a lone borrower gets the slot whose session is already open (for a
         # stdio server, a session is a server process).
         self._free: queue.LifoQueue[Slot] = queue.LifoQueue()
