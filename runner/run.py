@@ -21,10 +21,11 @@ from loguru import logger
 
 from runner.charts import ChartSpec
 from runner.config import RunnerConfig
+from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.jobs import check_merchant_token, plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
-from runner.report import SCHEMA_VERSION, batch_row, environment, write_report
+from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
 from runner.retry import RetryPolicy
 from runner.sql import QueryTool, pick_query_tool
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
@@ -321,16 +322,39 @@ def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
     return RunStatus.PARTIAL, ExitCode.FAILED
 
 
+def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[ChartSpec, ...], interrupted: bool,
+                     reason: str | None) -> list[ChartResult]:
+    """The charts of a run that ended before planning them: cancelled, or failed with the reason."""
+    status = ChartStatus.CANCELLED if interrupted or reason is None else ChartStatus.FAILED
+    error_type = ErrorType.CANCELLED if status is ChartStatus.CANCELLED else ErrorType.SERVER_UNAVAILABLE
+    error = "the run was interrupted before this chart was planned" if status is ChartStatus.CANCELLED else reason
+    empty = dict.fromkeys(("batch_id", "retrieve_ms", "queue_ms", "render_ms", "total_ms", "output", "bytes",
+                           "sha256", "worker_pid", "paragraph", "data_output"))
+    return [ChartResult(run_id=run_id, merchant=merchant, chart_id=spec.id, title=spec.title, status=status,
+                        error_type=error_type, error=error, attempts=0, **empty)
+            for merchant in merchants for spec in charts]
+
+
 def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
                  merchants: tuple[str, ...], started_at: datetime, finished_at: datetime, wall_ms: float,
                  result: Any, unreachable_reason: str | None, stop_requested: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-    charts = [asdict(c) for c in result.charts] if result else []
-    decks = [asdict(d) for d in result.decks] if result else []
-    counts = Counter(c["status"] for c in charts)
     interrupted = stop_requested or bool(result and result.interrupted)
     unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
+    if result is not None:
+        charts = [asdict(c) for c in result.charts]
+    else:  # stopped, or the server failed, before any chart was planned: still list each one asked for
+        unplanned = unplanned_charts(run_id, merchants, inputs.charts, interrupted, unreachable_reason)
+        charts = [asdict(c) for c in unplanned]
+    if result is None and not merchants and interrupted and unreachable_reason is None:
+        unreachable_reason = "stopped before the server's merchant list arrived: no chart was planned"
+    decks = [asdict(d) for d in result.decks] if result else [
+        asdict(DeckResult(merchant, fmt, DeckStatus.CANCELLED if interrupted else DeckStatus.FAILED, None, None, None,
+                          None, len(inputs.charts), None,
+                          ErrorType.CANCELLED if interrupted else ErrorType.DECK_ERROR, "no chart was planned"))
+        for merchant in merchants for fmt in config.deck_formats]
+    counts = Counter(c["status"] for c in charts)
     decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
     status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
     metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)

@@ -420,6 +420,24 @@ def test_a_run_past_its_deadline_stops_as_on_sigterm_and_says_why(tmp_path, demo
     assert "Traceback" not in result.stderr
 
 
+def test_a_stop_before_the_merchant_list_arrives_says_so(tmp_path):
+    result = run_cli(["--max-run-seconds", "2", *server_args("--latency-ms=60000")], tmp_path)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert result.report["charts"] == [] and result.report["run"]["status"] == "interrupted"
+    assert result.report["run"]["error"] == "stopped before the server's merchant list arrived: no chart was planned"
+
+
+def test_every_chart_is_listed_when_the_server_fails_before_planning(tmp_path, demo_tokens):
+    # The SQL pack asks the server for its tools before it plans any chart: here nobody answers.
+    url = f"http://127.0.0.1:{_closed_port()}/mcp"
+    result = run_cli(["--pack", "business-review-sql", "--server-url", url, "--merchant", demo_tokens[0],
+                      "--retry-attempts", "0"], tmp_path)
+    assert result.returncode == 4, result.stderr[-3000:]
+    report = check_report(result, [demo_tokens[0]])
+    assert {(c["status"], c["error_type"]) for c in report["charts"]} == {("failed", "server_unavailable")}
+    assert all("cannot connect" in c["error"] for c in report["charts"])
+
+
 def test_nothing_outlives_a_coordinator_killed_with_sigkill(tmp_path, demo_tokens):
     """The OOM killer or a CI time box: no handler runs, yet the forkserver, the resource tracker,
     the render workers and the embedded server must all go, and `python -m runner | cat` must end."""
