@@ -126,6 +126,14 @@ def test_bad_answers_fail_with_a_reason(result, error_type, fragment):
     assert info.value.error_type == error_type and fragment in info.value.message
 
 
+def test_a_huge_structured_result_is_refused_like_huge_text():
+    spec = SQL_PACK["aov_by_month"]
+    huge = CallToolResult(content=[], structured_content={"rows": [{"month": "2024-01", "aov": 1.5}] * 150_000})
+    with pytest.raises(ChartError, match="structured result of more than 2,000,000 characters") as info:
+        decode_tool_result(spec.id, "q", huge)
+    assert info.value.error_type == "bad_data"
+
+
 def test_no_rows_is_empty_data():
     for spec in SQL_PACK.values():
         with pytest.raises(ChartError) as info:

@@ -33,6 +33,23 @@ def _too_big(what: str, text: str) -> None:
                                              f"{MAX_RESULT_CHARS:,} limit")
 
 
+def _structured_size(value: Any, limit: int) -> int:
+    """About how many characters a structured result would take as JSON, counted item by item
+    and no further than just past `limit`: a huge answer is refused before anything copies it."""
+    size, stack = 0, [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            size += 2 + sum(len(str(key)) + 4 for key in item)
+        elif isinstance(item, list):
+            stack.extend(item)
+            size += 2 + len(item)
+        else:
+            size += len(str(item))
+    return size
+
+
 def decode_json_text(what: str, text: str) -> Any:
     """Parse JSON text from a tool or a model; `what` names the source in the error."""
     _too_big(what, text)
@@ -112,6 +129,9 @@ def decode_tool_result(what: str, tool: str, result: Any) -> Any:
         raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {detail}")
     structured = getattr(result, "structured_content", None)
     if isinstance(structured, dict) and structured:
+        if _structured_size(structured, MAX_RESULT_CHARS) > MAX_RESULT_CHARS:  # the same limit as for text
+            raise ChartError(ErrorType.BAD_DATA, f"{what}: structured result of more than {MAX_RESULT_CHARS:,} "
+                                                 "characters exceeds the limit")
         return unwrap(what, tool, structured)
     for block in result.content or []:
         kind = getattr(block, "type", None)
