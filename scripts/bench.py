@@ -13,6 +13,8 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
 6. light commands: what `--help` and `config` import
 7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
+8. hostile: a server that never answers, one that exits mid-run, one that prints junk first, a
+   50 MB result, /dev/zero as the merchants file: each run's wall and coordinator peak RSS
 
 --quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
 finish in under a minute; the full run takes about five.
@@ -493,6 +495,39 @@ def heavy_imports(args: list[str]) -> dict[str, Any]:
             "process_wall_s": round(wall, 3)}
 
 
+# Each case: (name, extra CLI args, wall goal in s, RSS goal in MB). A tool timeout of 30 s (the
+# default) makes "never answers" take one timeout; --smoke shortens it to keep the test quick.
+HOSTILE_CASES = (
+    ("never_answers", ["--demo-server-arg=--hang"], 45.0, 300.0),
+    ("exits_mid_run", ["--demo-server-arg=--crash-after=4"], 15.0, 300.0),
+    ("junk_on_stdout", ["--server-command", f"sh -c 'echo junk; exec {sys.executable} -m runner demo-server'"],
+     15.0, 300.0),
+    ("result_50_mb", ["--demo-server-arg=--malformed=huge", "--demo-server-arg=--fault-tool=get_aov_by_month",
+                      "--charts", "aov_by_month"], 10.0, 300.0),
+    ("merchants_file_dev_zero", ["--merchants-file", "/dev/zero"], 5.0, 500.0),
+)
+
+
+def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    log("8. hostile servers and inputs")
+    out = {}
+    for name, extra, wall_goal, rss_goal in HOSTILE_CASES:
+        args = [*extra, "--merchant", merchant_tokens(1)[0]] if "--merchants-file" not in extra else extra
+        if sizes is SMOKE and name == "never_answers":
+            args = [*args, "--tool-timeout-seconds", "2"]
+        command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder / name), "--quiet"]
+        started = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=folder)
+        wall = time.perf_counter() - started
+        lines = proc.stdout.strip().splitlines()
+        report = json.loads(Path(lines[-1]).read_text()) if lines and lines[-1].endswith("report.json") else None
+        rss = report["metrics"]["process"]["coordinator_peak_rss_mb"] if report else None
+        out[name] = {"exit_code": proc.returncode, "wall_s": round(wall, 2), "wall_goal_s": wall_goal,
+                     "peak_rss_mb": rss, "rss_goal_mb": rss_goal, "traceback": "Traceback" in proc.stderr}
+        log(f"  {name}: exit {proc.returncode}, {wall:.1f} s, coordinator {rss} MB")
+    return out
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -521,6 +556,10 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          s["vs_render_pool_rate"] >= 0.9),
         ("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%", d["deck_cpu_share"] <= 0.2),
         ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.10x", d["wall_ratio"] <= 1.10),
+        *[(f"hostile: {name}", f"{case['wall_s']:.1f} s, {case['peak_rss_mb'] or '-'} MB",
+           f"<= {case['wall_goal_s']:g} s, <= {case['rss_goal_mb']:g} MB, no traceback",
+           case["wall_s"] <= case["wall_goal_s"] and (case["peak_rss_mb"] or 0) <= case["rss_goal_mb"]
+           and not case["traceback"]) for name, case in results["hostile"].items()],
         ("--help / config import heavy packages",
          f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
          not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
@@ -584,6 +623,7 @@ def main() -> None:
                                                         results["retrieval"]["wall_s"]["concurrent"])
             results["decks"] = scenario_decks(sizes, url, folder / "decks")
         results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
+        results["hostile"] = scenario_hostile(sizes, folder)
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)
