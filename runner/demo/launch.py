@@ -13,6 +13,7 @@ from pathlib import Path
 from loguru import logger
 
 from runner.errors import RunnerError
+from runner.render.lifeline import sigint_blocked
 
 READY_TIMEOUT_SECONDS = 60.0
 
@@ -42,9 +43,10 @@ def embedded_server(log_path: Path, extra_args: Sequence[str] = ()) -> Iterator[
     with open(log_path, "a", encoding="utf-8") as log:
         # Own session: a Ctrl-C at the terminal reaches the runner, which then stops the
         # server itself, after the last session is closed.
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                text=True, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with sigint_blocked():
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    text=True, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             line = _read_ready_line(proc, READY_TIMEOUT_SECONDS)
             if not line or not line.startswith("READY "):

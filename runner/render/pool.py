@@ -42,8 +42,11 @@ def prestart() -> None:
     server and sessions, and the pool's workers fork from it later at once."""
     from multiprocessing import forkserver
 
+    from runner.render.lifeline import sigint_blocked
+
     _context()  # its preload list
-    forkserver.ensure_running()
+    with sigint_blocked():  # the forkserver and the resource tracker
+        forkserver.ensure_running()
 
 
 def started_channel() -> tuple[Any, Any]:
