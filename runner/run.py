@@ -23,18 +23,15 @@ from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
-from runner.jobs import check_merchant_token, plan_batches
+from runner.jobs import plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
-from runner.retry import RetryPolicy
-from runner.sql import QueryTool, pick_query_tool
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
-DEFAULT_MERCHANT_COUNT = 3
 MAX_TEMPLATE_BYTES = 50_000_000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -43,7 +40,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class JobInputs:
     """What to build, as the user asked for it (before any server is contacted)."""
 
-    merchants: tuple[str, ...]  # empty: the server's first DEFAULT_MERCHANT_COUNT
+    merchants: tuple[str, ...]  # empty: the server's first few (retrieval.discovery)
     charts: tuple[ChartSpec, ...]
     start_date: str
     end_date: str
@@ -151,47 +148,6 @@ def _removed_on_usage_error(run_dir: Path) -> Iterator[None]:
         raise
 
 
-def _default_merchants(pool: Any, config: RunnerConfig, stop: threading.Event) -> tuple[str, ...]:
-    """The server's first merchants, from its list_merchants tool."""
-    from runner.retrieval.results import decode_tool_result
-    from runner.retrieval.sessions import describe_exception
-
-    def ask() -> Any:
-        with pool.acquire() as slot:
-            return slot.run(lambda s: s.call_tool("list_merchants", {}, config.tool_timeout_seconds))
-
-    tried = RetryPolicy.from_config(config).run(ask, "list_merchants", stop)
-    if tried.error is not None:
-        raise tried.error
-    try:
-        payload = decode_tool_result("list_merchants", "list_merchants", tried.value)
-        tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
-    except ChartError as exc:
-        raise UsageError(f"without --merchant, the runner asks the server's list_merchants tool, which "
-                         f"failed ({exc.message[:200]}); pass --merchant or --merchants-file") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise UsageError("the server's list_merchants tool gave no usable merchant list "
-                         f"({describe_exception(exc)}); pass --merchant or --merchants-file") from None
-    if not tokens:
-        raise ChartError(ErrorType.EMPTY_DATA, "list_merchants returned no merchants")
-    return tuple(check_merchant_token(token, "the server's list_merchants") for token in tokens)
-
-
-def _query_tool(pool: Any, config: RunnerConfig, stop: threading.Event) -> QueryTool:
-    """The server's tool for the pack's SQL charts: the one the settings name, or the one whose
-    schema says it takes SQL."""
-    def ask() -> Any:
-        with pool.acquire() as slot:
-            return slot.run(lambda s: s.list_tools(config.tool_timeout_seconds))
-
-    tried = RetryPolicy.from_config(config).run(ask, "tools/list", stop)
-    if tried.error is not None:
-        raise tried.error
-    tool = pick_query_tool(tried.value or [], config.query_tool, config.query_argument)
-    logger.info("SQL charts run through tool {}", tool.describe())
-    return tool
-
-
 def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
             render: RenderFunction | None = None) -> RunOutcome:
     """Run the whole job. UsageError propagates (exit 2); everything else ends in a report.
@@ -200,6 +156,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
     from runner.render.supervisor import make_supervisor
+    from runner.retrieval.discovery import default_merchants
+    from runner.retrieval.discovery import query_tool as find_query_tool
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
     check_dates(inputs.start_date, inputs.end_date)
@@ -258,7 +216,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             stack.callback(pool.close)
             if not merchants:
                 try:
-                    merchants = _default_merchants(pool, config, stop)
+                    merchants = default_merchants(pool, config, stop)
                     logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
                 except ChartError as exc:
                     unreachable_reason = exc.message
@@ -269,7 +227,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             if unreachable_reason is None and not stop.is_set() and config.retrieval_mode == "direct" \
                     and any(spec.sql for spec in inputs.charts):
                 try:
-                    query_tool = _query_tool(pool, config, stop)
+                    query_tool = find_query_tool(pool, config, stop)
                 except ChartError as exc:
                     unreachable_reason = exc.message
                     logger.error("cannot list the server's tools: {}", exc.message)

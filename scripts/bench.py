@@ -363,14 +363,11 @@ def _merchant_args(tokens: list[str]) -> list[str]:
     return [arg for token in tokens for arg in ("--merchant", token)]
 
 
-TOGGLES_OFF = ["--no-enable-concurrent-data-retrieval", "--no-enable-concurrent-chart-generation"]
-
-
-def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float,
-                        retrieval_wall: float) -> dict[str, Any]:
-    tokens = merchant_tokens(sizes.merchants)
-    log(f"4. end to end: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, latency {LATENCY_MS} ms")
-    runs: dict[str, list[CliRun]] = {"default": [], "toggles_off": []}
+def alternate_cli_runs(reps: int, url: str, tokens: list[str], folder: Path,
+                       sides: dict[str, list[str]]) -> tuple[dict[str, list[float]], dict[str, list[CliRun]]]:
+    """Full CLI runs of every side (name -> extra flags), alternating; each must draw every chart.
+    Returns each side's walls in seconds, and its runs."""
+    runs: dict[str, list[CliRun]] = {name: [] for name in sides}
 
     def side(name: str, extra: list[str]) -> Callable[[], float]:
         def run() -> float:
@@ -380,7 +377,17 @@ def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float
             return result.report["run"]["wall_ms"] / 1000
         return run
 
-    walls = alternate(sizes.reps, {"default": side("default", []), "toggles_off": side("toggles_off", TOGGLES_OFF)})
+    return alternate(reps, {name: side(name, extra) for name, extra in sides.items()}), runs
+
+
+TOGGLES_OFF = ["--no-enable-concurrent-data-retrieval", "--no-enable-concurrent-chart-generation"]
+
+
+def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float,
+                        retrieval_wall: float) -> dict[str, Any]:
+    tokens = merchant_tokens(sizes.merchants)
+    log(f"4. end to end: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, latency {LATENCY_MS} ms")
+    walls, runs = alternate_cli_runs(sizes.reps, url, tokens, folder, {"default": [], "toggles_off": TOGGLES_OFF})
     wall = {name: median(values) for name, values in walls.items()}
     process_wall = {name: median([r.process_wall_s for r in results]) for name, results in runs.items()}
     stages = max(render_wall, retrieval_wall)
@@ -401,17 +408,7 @@ def scenario_end_to_end(sizes: Sizes, url: str, folder: Path, render_wall: float
 def scenario_decks(sizes: Sizes, url: str, folder: Path) -> dict[str, Any]:
     tokens = merchant_tokens(sizes.merchants)
     log(f"7. decks: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, a PDF and a PPTX each, vs no decks")
-    runs: dict[str, list[CliRun]] = {"decks": [], "no_decks": []}
-
-    def side(name: str, extra: list[str]) -> Callable[[], float]:
-        def run() -> float:
-            result = run_cli(["--server-url", url, *_merchant_args(tokens), *extra], folder / name)
-            assert result.report["run"]["charts_ok"] == len(tokens) * len(BUILTIN_PACK)
-            runs[name].append(result)
-            return result.report["run"]["wall_ms"] / 1000
-        return run
-
-    walls = alternate(sizes.reps, {"decks": side("decks", []), "no_decks": side("no_decks", ["--deck", "none"])})
+    walls, runs = alternate_cli_runs(sizes.reps, url, tokens, folder, {"decks": [], "no_decks": ["--deck", "none"]})
     wall = {name: median(values) for name, values in walls.items()}
     with_decks = [r.report["metrics"] for r in runs["decks"]]
     deck_cpu = median([m["decks"]["cpu_ms"] for m in with_decks])
