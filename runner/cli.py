@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner import __version__
+from runner import __version__, signals
 from runner.config import RunnerConfig, env_name, flag_name, load_config, settings
 from runner.errors import UsageError
 from runner.status import ExitCode
@@ -31,6 +31,8 @@ class DefaultToRun(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
             args = ["run", *args]
+        if args[0] != "run":
+            signals.release()  # only a run turns a signal into a report
         return super().parse_args(ctx, args)
 
 
@@ -134,6 +136,7 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         )
         live = stderr_is_terminal() and not quiet and config.log_format == "human"
         outcome = execute(config, inputs, progress_live=live, render=seams.render if seams else None)
+        signals.ignore()
         click.echo(str(outcome.report_path))
     except UsageError as exc:
         _fail_usage(str(exc))
@@ -185,7 +188,8 @@ def charts_command(pack: str | None) -> None:
 
 
 # Kept here, not imported from the server module, so `--help` does not load mcp.
-MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "series")
+MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "huge_structured", "huge_plain",
+                   "series")
 
 
 @cli.command("demo-server")
@@ -252,4 +256,5 @@ class RunSeams:
 
 
 def main(seams: RunSeams | None = None) -> None:
+    signals.hold()  # the `runner` script starts here, not in __main__
     cli(prog_name="python -m runner", obj=seams)

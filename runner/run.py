@@ -6,7 +6,6 @@ import concurrent.futures as concurrent_futures
 import re
 import secrets
 import shutil
-import signal
 import threading
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from runner.errors import ChartError, ErrorType, UsageError
 from runner.jobs import plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
+from runner.signals import stop_on_signals
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 if TYPE_CHECKING:
@@ -84,24 +84,6 @@ def new_run_dir(output_dir: str) -> tuple[str, Path]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def _stop_on_signals(stop: Any, received: list[str]) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the coordinator to stop instead of raising in random places.
-
-    The handler logs nothing: it runs between two bytecodes of the main thread, which may be
-    inside a log call, and loguru's handlers are not re-entrant (it would print a traceback)."""
-    def handler(signum: int, _frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes | None:
@@ -197,7 +179,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
     # loses the report or leaves the server running.
     received: list[str] = []
-    with _removed_on_usage_error(run_dir), _stop_on_signals(request_stop, received), \
+    with _removed_on_usage_error(run_dir), stop_on_signals(request_stop, received), \
             _deadline(config.max_run_seconds, request_stop, received):
         with ExitStack() as stack:
             if target is None:

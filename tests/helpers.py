@@ -126,3 +126,23 @@ def render_task(warehouse: Warehouse, spec: Any, token: str, folder: Path, compr
     data = chart_data_from_json(spec, token, method(token, DEFAULT_START, DEFAULT_END))
     job = ChartJob(token, spec, DEFAULT_START, DEFAULT_END, str(folder / token / f"{spec.id}.png"))
     return RenderTask(job, data, compress_level)
+
+
+def server_args(*args: str) -> list[str]:
+    return [f"--demo-server-arg={a}" for a in args]
+
+
+def check_report(result, merchants: list[str] | None = None, chart_ids: list[str] = CHART_IDS) -> dict:
+    """Every requested chart exactly once, schema-valid, no partial files, no process left."""
+    assert result.report is not None, result.stderr[-3000:]
+    report = result.report
+    validate_report(report)
+    listed = Counter((c["merchant"], c["chart_id"]) for c in report["charts"])
+    merchants = merchants or sorted({m for m, _ in listed})
+    assert listed == Counter((m, c) for m in merchants for c in chart_ids)
+    run_dir = result.report_path.parent
+    leftovers = [p for p in run_dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert not leftovers, leftovers
+    assert_every_deck_once(report, merchants)
+    assert_no_processes_left(report)
+    return report

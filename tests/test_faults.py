@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,41 +13,10 @@ import psutil
 import pytest
 
 from runner.charts import BUILTIN_PACK
-from tests.helpers import (
-    CHART_IDS,
-    REPO,
-    CliRun,
-    assert_every_deck_once,
-    assert_no_processes_left,
-    by_chart,
-    clean_env,
-    cli_command,
-    cli_result,
-    run_cli,
-    validate_report,
-)
+from tests.helpers import by_chart, check_report, run_cli, server_args
+from tests.processes import closed_port, finish, start_cli, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def server_args(*args: str) -> list[str]:
-    return [f"--demo-server-arg={a}" for a in args]
-
-
-def check_report(result, merchants: list[str] | None = None, chart_ids: list[str] = CHART_IDS) -> dict:
-    """Every requested chart exactly once, schema-valid, no partial files, no process left."""
-    assert result.report is not None, result.stderr[-3000:]
-    report = result.report
-    validate_report(report)
-    listed = Counter((c["merchant"], c["chart_id"]) for c in report["charts"])
-    merchants = merchants or sorted({m for m, _ in listed})
-    assert listed == Counter((m, c) for m in merchants for c in chart_ids)
-    run_dir = result.report_path.parent
-    leftovers = [p for p in run_dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
-    assert not leftovers, leftovers
-    assert_every_deck_once(report, merchants)
-    assert_no_processes_left(report)
-    return report
 
 
 def statuses(report: dict) -> dict[str, tuple[str, str | None]]:
@@ -154,15 +121,9 @@ def test_a_server_that_dies_mid_run(tmp_path, demo_tokens):
     assert {c["error_type"] for c in report["charts"] if c["status"] == "failed"} == {"server_unavailable"}
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_server_fails_fast_with_exit_4_and_no_secret(tmp_path):
     secret = "s3cr3t-token-value"
-    url = f"http://user:{secret}@127.0.0.1:{_closed_port()}/mcp?api_token={secret}"
+    url = f"http://user:{secret}@127.0.0.1:{closed_port()}/mcp?api_token={secret}"
     started = time.monotonic()
     result = run_cli(["--server-url", url, "--merchant", "AAAAAAAAAAAA"], tmp_path)
     assert result.returncode == 4, result.stderr[-3000:]
@@ -298,67 +259,16 @@ def test_bad_user_input_exits_2_naming_the_problem(tmp_path, inputs):
 # -- interruption -------------------------------------------------------------------------------
 
 
-def _start(args: list[str], tmp_path: Path, render_faults: str | None = None):
-    stderr_path = tmp_path / "stderr.log"
-    command = [*cli_command(args, render_faults), "--output-dir", str(tmp_path / "out"), "--verbose"]
-    # Its own process group, like a terminal job: Ctrl-C there reaches every process in the group.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
-                            env=clean_env({"PYTHONPATH": str(REPO)}), cwd=REPO, stdin=subprocess.DEVNULL,
-                            process_group=0)
-    return proc, stderr_path
-
-
-def _wait_for(proc, stderr_path: Path, text: str, timeout: float = 60) -> set[int]:
-    """Wait until stderr shows `text`; returns every descendant pid seen meanwhile."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            seen.update(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
-        except psutil.NoSuchProcess:
-            break
-        if text in stderr_path.read_text():
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared:\n{stderr_path.read_text()[-3000:]}")
-
-
-def _still_running(pids: set[int], grace: float = 5.0) -> list[str]:
-    """Command lines of `pids` still alive after `grace` seconds (helpers like the resource
-    tracker exit a moment after the runner does)."""
-    deadline = time.monotonic() + grace
-    while True:
-        alive = []
-        for pid in pids:
-            try:
-                process = psutil.Process(pid)
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(" ".join(process.cmdline())[:200])
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
-
-
-def _finish(proc, stderr_path: Path, seen: set[int]) -> CliRun:
-    stdout, _ = proc.communicate(timeout=60)
-    assert not _still_running(seen), f"processes left: {_still_running(seen)}"
-    result = cli_result(proc.returncode, stdout, stderr_path.read_text())
-    assert result.report is not None, result.stderr[-3000:]
-    return result
-
-
 @pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, True), (signal.SIGINT, False),
                                                  (signal.SIGTERM, False)])
 def test_interrupt_during_retrieval(signum, whole_group, tmp_path):
-    proc, stderr_path = _start([*server_args("--latency-ms=1500")], tmp_path)
-    seen = _wait_for(proc, stderr_path, "call get_")
+    proc, stderr_path = start_cli([*server_args("--latency-ms=1500")], tmp_path)
+    seen = wait_for(proc, stderr_path, "call get_")
     if whole_group:  # Ctrl-C at a terminal
         os.killpg(proc.pid, signum)
     else:  # kill PID, or a scheduler stopping the job
         proc.send_signal(signum)
-    result = _finish(proc, stderr_path, seen)
+    result = finish(proc, stderr_path, seen)
     assert result.returncode == 130, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     report = check_report(result)
@@ -368,100 +278,24 @@ def test_interrupt_during_retrieval(signum, whole_group, tmp_path):
 
 
 def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_url, demo_tokens):
-    proc, stderr_path = _start(["--merchant", demo_tokens[0]], tmp_path)  # with its embedded server
-    seen = _wait_for(proc, stderr_path, "server and sessions are closing")
+    proc, stderr_path = start_cli(["--merchant", demo_tokens[0]], tmp_path)  # with its embedded server
+    seen = wait_for(proc, stderr_path, "server and sessions are closing")
     proc.send_signal(signal.SIGINT)
-    result = _finish(proc, stderr_path, seen)
+    result = finish(proc, stderr_path, seen)
     assert result.returncode == 130, result.stderr[-3000:]
     report = check_report(result, [demo_tokens[0]])
     assert report["run"]["status"] == "interrupted" and report["run"]["exit_code"] == 130
     assert {c["status"] for c in report["charts"]} == {"ok"}  # finished work stays finished
 
 
-def _run_with_file_size_limit(args: list[str], tmp_path: Path, limit: int) -> CliRun:
-    """The CLI where no file may grow past `limit` bytes: each write past it fails as on a full
-    disk (EFBIG rather than ENOSPC, the same OSError path), with no mount needed."""
-    import resource
-
-    def limited() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    proc = subprocess.run([*cli_command(args), "--output-dir", str(tmp_path / "out")], capture_output=True,
-                          text=True, env=clean_env(), cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=180,
-                          preexec_fn=limited)
-    return cli_result(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.mark.parametrize(("limit", "report_fits"), [(40_000, True), (3_000, False)],
-                         ids=["charts-do-not-fit", "report-does-not-fit"])
-def test_a_full_disk_is_a_failure_not_a_crash(tmp_path, demo_url, demo_tokens, limit, report_fits):
-    result = _run_with_file_size_limit(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path, limit)
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    if not report_fits:  # one line naming the folder and the reason, exit 3
-        assert result.returncode == 3 and result.report is None, result.stderr[-3000:]
-        assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write the report in ")
-        return
-    assert result.report is not None, result.stderr[-3000:]
-    assert result.returncode == result.report["run"]["exit_code"] in (1, 4)
-    failed = [c for c in result.report["charts"] if c["status"] == "failed"]
-    assert failed and {c["error_type"] for c in failed} == {"write_error"}
-    assert not [p for p in result.report_path.parent.rglob("*") if p.name.startswith(".")]  # no partial file
-
-
-def test_a_run_past_its_deadline_stops_as_on_sigterm_and_says_why(tmp_path, demo_tokens):
-    result = run_cli(["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--max-run-seconds", "3",
-                      *server_args("--latency-ms=60000")], tmp_path)  # no call answers before the deadline
-    assert result.returncode == 130, result.stderr[-3000:]
-    report = check_report(result, demo_tokens[:2])
-    assert report["run"]["status"] == "interrupted"
-    assert report["run"]["error"] == "stopped by its deadline (--max-run-seconds 3)"
-    assert {c["status"] for c in report["charts"]} == {"cancelled"}
-    assert "Traceback" not in result.stderr
-
-
-def test_a_stop_before_the_merchant_list_arrives_says_so(tmp_path):
-    result = run_cli(["--max-run-seconds", "2", *server_args("--latency-ms=60000")], tmp_path)
-    assert result.returncode == 130, result.stderr[-3000:]
-    assert result.report["charts"] == [] and result.report["run"]["status"] == "interrupted"
-    assert result.report["run"]["error"] == "stopped before the server's merchant list arrived: no chart was planned"
-
-
-def test_every_chart_is_listed_when_the_server_fails_before_planning(tmp_path, demo_tokens):
-    # The SQL pack asks the server for its tools before it plans any chart: here nobody answers.
-    url = f"http://127.0.0.1:{_closed_port()}/mcp"
-    result = run_cli(["--pack", "business-review-sql", "--server-url", url, "--merchant", demo_tokens[0],
-                      "--retry-attempts", "0"], tmp_path)
-    assert result.returncode == 4, result.stderr[-3000:]
-    report = check_report(result, [demo_tokens[0]])
-    assert {(c["status"], c["error_type"]) for c in report["charts"]} == {("failed", "server_unavailable")}
-    assert all("cannot connect" in c["error"] for c in report["charts"])
-
-
-def test_nothing_outlives_a_coordinator_killed_with_sigkill(tmp_path, demo_tokens):
-    """The OOM killer or a CI time box: no handler runs, yet the forkserver, the resource tracker,
-    the render workers and the embedded server must all go, and `python -m runner | cat` must end."""
-    proc, stderr_path = _start(["--merchant", demo_tokens[0]], tmp_path, render_faults="hang:user_demographics")
-    seen = _wait_for(proc, stderr_path, "rendered in")
-    time.sleep(0.5)
-    seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-    names = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in seen if psutil.pid_exists(pid))
-    assert "forkserver" in names and "demo-server" in names, names  # the helpers were there to kill
-    proc.kill()
-    proc.wait(timeout=30)
-    assert not _still_running(seen, grace=20), _still_running(seen, grace=0)
-    stdout = proc.stdout.read() if proc.stdout else ""  # EOF: nobody holds the runner's stdout any more
-    assert "report.json" not in stdout
-
-
 def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
-    proc, stderr_path = _start(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
+    proc, stderr_path = start_cli(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
                                render_faults="hang:user_demographics")
-    seen = _wait_for(proc, stderr_path, "rendered in")
+    seen = wait_for(proc, stderr_path, "rendered in")
     time.sleep(1.0)  # let the other charts finish; the hung one never will
     seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
     proc.send_signal(signal.SIGTERM)
-    result = _finish(proc, stderr_path, seen)
+    result = finish(proc, stderr_path, seen)
     assert result.returncode == 130, result.stderr[-3000:]
     report = check_report(result, [demo_tokens[0]])
     charts = statuses(report)

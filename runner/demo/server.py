@@ -247,8 +247,11 @@ def malformed_result(kind: str, good: dict[str, Any]) -> CallToolResult:
         return text(json.dumps(scaled(-1)))
     if kind == "percent":
         return text(json.dumps(scaled(0.5)))
-    if kind == "huge":
-        return text(json.dumps({"labels": ["x" * 100] * 500_000}))  # about 50 MB
+    if kind.startswith("huge"):  # about 60 MB: as JSON text, as structured content, or as plain text
+        labels = ["x" * 100] * 600_000
+        if kind == "huge_structured":
+            return CallToolResult(content=[], structured_content={"labels": labels})
+        return text("\n".join(labels) if kind == "huge_plain" else json.dumps({"labels": labels}))
     if kind == "series":
         labels = good.get("labels") or ["a"]
         return text(json.dumps({"labels": labels, "series": [

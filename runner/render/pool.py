@@ -40,12 +40,15 @@ def _context() -> Any:
 def prestart() -> None:
     """Start the forkserver now, without waiting: it imports matplotlib while the run starts its
     server and sessions, and the pool's workers fork from it later at once."""
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     from runner.render.lifeline import sigint_blocked
 
     _context()  # its preload list
-    with sigint_blocked():  # the forkserver and the resource tracker
+    # The tracker first: it blocks SIGINT around its own start but then unblocks it, which would
+    # undo our block before the forkserver starts.
+    resource_tracker.ensure_running()
+    with sigint_blocked():
         forkserver.ensure_running()
 
 

@@ -27,6 +27,7 @@ from runner.config import redact
 from runner.errors import ChartError, ErrorType, UsageError, one_line
 from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
 from runner.retrieval.health import ServerHealth
+from runner.retrieval.limits import MAX_MESSAGE_BYTES, CappedTransport, refused_answer
 
 T = TypeVar("T")
 
@@ -106,6 +107,7 @@ class Slot:
         self._errlog = errlog
         self._client: Any = None
         self._denied: int | None = None  # an HTTP 401/403 seen on this slot's current session
+        self._gave_up: list[str] = []  # why the stdio transport itself ended the current session
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -143,10 +145,11 @@ class Slot:
     # -- used on the slot's loop --------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _open_client(self) -> AsyncIterator[Any]:
-        from mcp import Client, StdioServerParameters
-        from mcp.client.stdio import stdio_client
+        import httpx2
+        from mcp import Client
         from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        from runner.retrieval.stdio import stdio_transport
 
         target = self._target
         if target.url:
@@ -154,14 +157,17 @@ class Slot:
                 if response.status_code in (401, 403):
                     self._denied = response.status_code
 
-            async with create_mcp_http_client(headers=dict(target.headers)) as http:
-                http.event_hooks = {"response": [watch]}
-                async with Client(streamable_http_client(target.url, http_client=http)) as client:
-                    yield client
+            # mcp's default timeouts (a response stream may stay open for minutes), plus the size
+            # cap on each answer and the 401/403 watch.
+            http = httpx2.AsyncClient(headers=dict(target.headers), timeout=httpx2.Timeout(30.0, read=300.0),
+                                      transport=CappedTransport(httpx2.AsyncHTTPTransport()),
+                                      event_hooks={"response": [watch]})
+            async with http, Client(streamable_http_client(target.url, http_client=http,
+                                                           max_sse_event_size=MAX_MESSAGE_BYTES)) as client:
+                yield client
             return
-        params = StdioServerParameters(command=target.command[0], args=list(target.command[1:]),
-                                       env=dict(target.env) or None)
-        async with Client(stdio_client(params, errlog=self._errlog) if self._errlog else params) as client:
+        self._gave_up = []
+        async with Client(stdio_transport(target.command, dict(target.env), self._errlog, self._gave_up)) as client:
             yield client
 
     def _access_denied(self) -> ChartError | None:
@@ -203,12 +209,14 @@ class Slot:
                     raise
                 if (denied := self._access_denied()) is not None:
                     raise denied from None
-                if isinstance(exc, TimeoutError):
-                    reason = f"no answer within {self._open_timeout:g}s"
+                if self._gave_up:  # it does not speak MCP: trying again cannot help
+                    reason, final = self._gave_up[0], True
+                elif isinstance(exc, TimeoutError):
+                    reason, final = f"no answer within {self._open_timeout:g}s", False
                 else:
-                    reason = describe_exception(exc)
+                    reason, final = describe_exception(exc), False
                 error = ChartError(ErrorType.SERVER_UNAVAILABLE,
-                                   f"cannot connect to MCP server {self._target.describe()}: {reason}")
+                                   f"cannot connect to MCP server {self._target.describe()}: {reason}", final=final)
                 self._health.failed(error)
                 raise error from None
             self._client, self._stop, self._holder = client, stop, holder
@@ -268,6 +276,8 @@ class Slot:
             await self.invalidate(client)
             raise ChartError(ErrorType.TIMEOUT, f"{what} did not answer within {timeout:g}s") from None
         except MCPError as exc:
+            if (refused := refused_answer(exc.code, exc.message)) is not None:  # the session is fine
+                raise ChartError(ErrorType.BAD_DATA, f"{what}: {one_line(refused)}") from None
             if (denied := self._access_denied()) is not None:
                 await self.invalidate(client)
                 raise denied from None
