@@ -17,6 +17,9 @@ from runner.errors import ErrorType, UsageError
 from runner.status import BatchStatus
 
 MAX_TOKEN_LENGTH = 128
+# One run's bookkeeping is about 10 KB a chart: this keeps the coordinator well under 500 MB.
+# Larger jobs are split into several runs.
+MAX_CHARTS_PER_RUN = 20_000
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -148,6 +151,13 @@ def safe_part(text: str) -> str:
     if cleaned != text or not cleaned:
         cleaned = f"{cleaned or '_'}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return cleaned
+
+
+def check_run_size(merchants: int, charts: int) -> None:
+    if merchants * charts > MAX_CHARTS_PER_RUN:
+        raise UsageError(f"the job asks for {merchants * charts:,} charts ({merchants:,} merchants x {charts} "
+                         f"charts); a run makes at most {MAX_CHARTS_PER_RUN:,}: split the merchants into "
+                         "several runs")
 
 
 def check_merchant_token(token: str, where: str) -> str:

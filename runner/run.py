@@ -22,7 +22,7 @@ from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
-from runner.jobs import plan_batches
+from runner.jobs import check_run_size, plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
 from runner.signals import stop_on_signals
@@ -143,6 +143,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
     check_dates(inputs.start_date, inputs.end_date)
+    check_run_size(len(inputs.merchants), len(inputs.charts))
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")

@@ -13,8 +13,9 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
 6. light commands: what `--help` and `config` import
 7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
-8. hostile: a server that never answers, one that exits mid-run, one that prints junk first, a
-   50 MB result, /dev/zero as the merchants file: each run's wall and coordinator peak RSS
+8. hostile: a server that never answers, one that exits mid-run, junk on stdout (before a real
+   server, or alone), a 60 MB result (JSON text, structured, plain text), /dev/zero, a 10 MB
+   merchants file and a 54 MB pack: each run's wall and coordinator peak RSS
 
 --quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
 finish in under a minute; the full run takes about five.
@@ -494,34 +495,79 @@ def heavy_imports(args: list[str]) -> dict[str, Any]:
 
 # Each case: (name, extra CLI args, wall goal in s, RSS goal in MB). A tool timeout of 30 s (the
 # default) makes "never answers" take one timeout; --smoke shortens it to keep the test quick.
+# "{folder}" in an argument is the scenario's folder, where the big input files are written.
+_DEMO_STDIO = f"{sys.executable} -m runner demo-server"
+_AOV = "--fault-tool get_aov_by_month"
 HOSTILE_CASES = (
     ("never_answers", ["--demo-server-arg=--hang"], 45.0, 300.0),
     ("exits_mid_run", ["--demo-server-arg=--crash-after=4"], 15.0, 300.0),
-    ("junk_on_stdout", ["--server-command", f"sh -c 'echo junk; exec {sys.executable} -m runner demo-server'"],
-     15.0, 300.0),
-    ("result_50_mb", ["--demo-server-arg=--malformed=huge", "--demo-server-arg=--fault-tool=get_aov_by_month",
-                      "--charts", "aov_by_month"], 10.0, 300.0),
+    ("junk_then_a_server", ["--server-command", f"sh -c 'echo junk; exec {_DEMO_STDIO}'"], 15.0, 300.0),
+    ("junk_only", ["--server-command", "sh -c 'echo junk; exec sleep 600'"], 15.0, 300.0),
+    ("result_60_mb_json_text_http", ["--demo-server-arg=--malformed=huge", "--demo-server-arg=--fault-tool="
+                                     "get_aov_by_month"], 10.0, 300.0),
+    ("result_60_mb_structured_stdio", ["--server-command", f"{_DEMO_STDIO} --malformed huge_structured {_AOV}"],
+     10.0, 300.0),
+    ("result_60_mb_plain_text_stdio", ["--server-command", f"{_DEMO_STDIO} --malformed huge_plain {_AOV}"],
+     10.0, 300.0),
     ("merchants_file_dev_zero", ["--merchants-file", "/dev/zero"], 5.0, 500.0),
+    ("merchants_file_10_mb", ["--merchants-file", "{folder}/merchants.txt"], 5.0, 500.0),
+    ("pack_54_mb", ["--pack", "{folder}/pack.toml"], 5.0, 500.0),
 )
+
+
+def _hostile_files(folder: Path) -> None:
+    """A merchants file just under its 10 MB cap; a 54 MB pack of 700,000 charts."""
+    (folder / "merchants.txt").write_text("".join(f"M{i:011d}\n" for i in range(760_000)))
+    chart = '[[chart]]\nid = "c{}"\ntitle = "C"\nkind = "bars"\ntool = "get_aov_by_month"\n'
+    with open(folder / "pack.toml", "w") as pack:
+        pack.writelines(chart.format(i) for i in range(700_000))
+
+
+def _high_water_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+def _measured_run(command: list[str], folder: Path) -> tuple[int, float, str, str, float]:
+    """(exit code, wall, stdout, stderr, peak RSS in MB). The peak is the process's VmHWM, read
+    every 10 ms until it exits (ru_maxrss would count this big benchmark process, from before exec)."""
+    out, err = folder / "stdout.txt", folder / "stderr.txt"
+    peak = 0.0
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=folder)
+        while proc.poll() is None:
+            peak = max(peak, _high_water_mb(proc.pid) or 0.0)
+            time.sleep(0.01)
+        wall = time.perf_counter() - started
+    return proc.returncode, wall, out.read_text(), err.read_text(), peak
 
 
 def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
     log("8. hostile servers and inputs")
+    _hostile_files(folder)
+    token = merchant_tokens(1)[0]
     out = {}
     for name, extra, wall_goal, rss_goal in HOSTILE_CASES:
-        args = [*extra, "--merchant", merchant_tokens(1)[0]] if "--merchants-file" not in extra else extra
+        args = [a.replace("{folder}", str(folder)) for a in extra]
+        if "--merchants-file" not in args:
+            args += ["--merchant", token]
         if sizes is SMOKE and name == "never_answers":
-            args = [*args, "--tool-timeout-seconds", "2"]
-        command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder / name), "--quiet"]
-        started = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=folder)
-        wall = time.perf_counter() - started
-        lines = proc.stdout.strip().splitlines()
+            args += ["--tool-timeout-seconds", "2"]
+        (folder / name).mkdir()
+        command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder / name / "out"), "--quiet"]
+        code, wall, stdout, stderr, polled_rss = _measured_run(command, folder / name)
+        lines = stdout.strip().splitlines()
         report = json.loads(Path(lines[-1]).read_text()) if lines and lines[-1].endswith("report.json") else None
-        rss = report["metrics"]["process"]["coordinator_peak_rss_mb"] if report else None
-        out[name] = {"exit_code": proc.returncode, "wall_s": round(wall, 2), "wall_goal_s": wall_goal,
-                     "peak_rss_mb": rss, "rss_goal_mb": rss_goal, "traceback": "Traceback" in proc.stderr}
-        log(f"  {name}: exit {proc.returncode}, {wall:.1f} s, coordinator {rss} MB")
+        # The report's own figure where there is one; else the high-water mark read from outside.
+        rss = report["metrics"]["process"]["coordinator_peak_rss_mb"] if report else round(polled_rss, 1)
+        out[name] = {"exit_code": code, "wall_s": round(wall, 2), "wall_goal_s": wall_goal,
+                     "peak_rss_mb": rss, "rss_goal_mb": rss_goal, "traceback": "Traceback" in stderr,
+                     "last_line": stderr.strip().splitlines()[-1][:200] if stderr.strip() else ""}
+        log(f"  {name}: exit {code}, {wall:.1f} s, coordinator {rss} MB")
     return out
 
 

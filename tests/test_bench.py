@@ -42,6 +42,6 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
            if not math.isfinite(n) or (n < 0 and path != ".end_to_end.reduction")}
     assert not bad, bad
     assert figures["scale"]["charts_ok"] == figures["scale"]["charts"] == 3 * 7
-    assert len(figures["goals"]) == 19
+    assert len(figures["goals"]) == 24
     for goal in figures["goals"]:  # each one printed in the table
         assert goal["figure"] in proc.stdout and goal["measured"] in proc.stdout

@@ -200,7 +200,11 @@ def _hostile_files(tmp_path: Path) -> list[tuple[list[str], str]]:
                          + "[" * 500 + "]" * 500 + "}}]}")
     very_deep = tmp_path / "very-deep.json"
     very_deep.write_text('{"charts": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    merchants = tmp_path / "merchants.txt"  # just under its 10 MB cap: 760,000 merchants
+    merchants.write_text("".join(f"M{i:011d}\n" for i in range(760_000)))
     return [
+        (["--merchants-file", str(merchants)], "asks for 5,320,000 charts (760,000 merchants x 7 charts); a run makes "
+                                               "at most 20,000"),
         (["--merchants-file", "/dev/zero"], "is not a regular file"),
         (["--pack", "/dev/zero"], "is not a regular file"),
         (["--config", "/dev/zero"], "is not a regular file"),
