@@ -189,7 +189,7 @@ def charts_command(pack: str | None) -> None:
 
 # Kept here, not imported from the server module, so `--help` does not load mcp.
 MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "huge_structured", "huge_plain",
-                   "series")
+                   "deep", "series")
 
 
 @cli.command("demo-server")

@@ -148,6 +148,7 @@ def test_an_unreachable_server_fails_fast_with_exit_4_and_no_secret(tmp_path):
         ("negative", "get_orders_by_product_type", "orders_by_product_type"),
         ("percent", "get_user_demographics", "user_demographics"),
         ("huge", "get_aov_by_month", "aov_by_month"),
+        ("deep", "get_aov_by_month", "aov_by_month"),
         ("series", "get_monthly_orders_by_user_type", "orders_by_user_type"),
     ],
 )

@@ -252,6 +252,8 @@ def malformed_result(kind: str, good: dict[str, Any]) -> CallToolResult:
         if kind == "huge_structured":
             return CallToolResult(content=[], structured_content={"labels": labels})
         return text("\n".join(labels) if kind == "huge_plain" else json.dumps({"labels": labels}))
+    if kind == "deep":  # nested 200,000 levels: a recursive decoder would overflow its stack
+        return text("[" * 200_000 + "]" * 200_000)
     if kind == "series":
         labels = good.get("labels") or ["a"]
         return text(json.dumps({"labels": labels, "series": [
