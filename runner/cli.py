@@ -6,6 +6,7 @@ matplotlib, mcp and anthropic are imported when a run or the server needs them.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runner import __version__, signals
-from runner.config import RunnerConfig, env_name, flag_name, load_config, settings
+from runner.config import CONFIG_FILE_ENV, RunnerConfig, env_name, flag_name, load_config, settings
 from runner.errors import UsageError
 from runner.status import ExitCode
 
@@ -51,11 +52,16 @@ def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                   help=help_text)
         command = option(command)
     return click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                        help="TOML file of settings (below env vars and flags).")(command)
+                        help=f"TOML file of settings and the job (below env vars and flags) [env {CONFIG_FILE_ENV}]."
+                        )(command)
 
 
-def _config_from(options: dict[str, Any]) -> RunnerConfig:
-    config_file = options.pop("config_file", None)
+def _config_file(options: dict[str, Any]) -> str | None:
+    """--config, else the file SCALAPAY_CONFIG names."""
+    return options.pop("config_file", None) or os.environ.get(CONFIG_FILE_ENV) or None
+
+
+def _config_from(options: dict[str, Any], config_file: str | None) -> RunnerConfig:
     cli_values = {f.name: options.pop(f.name, None) for f in settings()}
     cli_values = {name: None if value == () else value for name, value in cli_values.items()}  # unused repeatable flag
     return load_config(cli=cli_values, config_file=config_file)
@@ -76,64 +82,49 @@ def cli() -> None:
     """
 
 
-MAX_MERCHANTS_FILE_BYTES = 10_000_000
-
-
-def read_merchants_file(path: str) -> list[str]:
-    from runner.files import read_input_text
-    from runner.jobs import check_merchant_token
-
-    text = read_input_text(Path(path), "merchants file", MAX_MERCHANTS_FILE_BYTES)
-    tokens = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            tokens.append(check_merchant_token(line, f"{path}:{number}"))
-    if not tokens:
-        raise UsageError(f"merchants file {path} lists no merchant tokens")
-    return tokens
-
-
 @cli.command("run")
 @click.option("--merchant", "merchants", multiple=True, metavar="TOKEN", help="A merchant token (repeatable).")
 @click.option("--merchants-file", type=str, default=None, help="File of merchant tokens, one per line, # comments.")
-@click.option("--start-date", default=None, help="First day, YYYY-MM-DD [default 2024-01-01].")
-@click.option("--end-date", default=None, help="Last day, YYYY-MM-DD [default 2025-12-31].")
+@click.option("--start-date", default=None, help="First day: YYYY-MM-DD, or relative such as '-24 months' "
+                                                  "[default 2024-01-01].")
+@click.option("--end-date", default=None, help="Last day: YYYY-MM-DD, or relative such as 'last month end' "
+                                                "[default 2025-12-31].")
 @click.option("--charts", "chart_ids", default=None, metavar="ID,ID", help="A subset of the pack's charts.")
 @click.option("--pack", default=None, type=str,
               help="A built-in pack (business-review, business-review-sql) or a pack file (TOML or JSON).")
-@click.option("--csv", "write_csv", is_flag=True, help="Also write charts.csv beside report.json.")
+@click.option("--csv", "write_csv", is_flag=True, default=None, help="Also write charts.csv beside report.json.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
 @setting_options
 @click.pass_obj
 def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
-                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool, quiet: bool,
+                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool | None, quiet: bool,
                 demo_server_args: tuple[str, ...], **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
-    from runner.charts import BUILTIN_PACK, load_pack, select_charts
-    from runner.jobs import check_merchant_token
+    from dataclasses import replace
+    from datetime import date
+
+    from runner.config import read_config_file
+    from runner.job import JobRequest, job_inputs, request_from_file
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
     from runner.report import ReportWriteError
-    from runner.run import DEFAULT_END, DEFAULT_START, JobInputs, execute
+    from runner.run import execute
 
     try:
-        config = _config_from(options)
+        config_file = _config_file(options)
+        config = _config_from(options, config_file)
         setup_logging(config.log_format, config.verbose_logging, quiet)
-        tokens = [check_merchant_token(m, "--merchant") for m in merchants]
-        if merchants_file:
-            tokens += read_merchants_file(merchants_file)
-        charts = select_charts(load_pack(pack) if pack else BUILTIN_PACK, chart_ids)
-        inputs = JobInputs(
-            merchants=tuple(dict.fromkeys(tokens)),
-            charts=charts,
-            start_date=start_date or DEFAULT_START,
-            end_date=end_date or DEFAULT_END,
-            write_csv=write_csv,
-            demo_server_args=demo_server_args,
-        )
+        flags = JobRequest(merchants=merchants or None, merchants_file=merchants_file, start_date=start_date,
+                           end_date=end_date, pack=pack, charts=chart_ids, csv=write_csv)
+        request = flags
+        if config_file:
+            in_file = request_from_file(read_config_file(Path(config_file)), Path(config_file))
+            if flags.merchants or flags.merchants_file:  # merchants named on the command line replace the file's
+                in_file = replace(in_file, merchants=None, merchants_file=None)
+            request = flags.over(in_file)
+        inputs = job_inputs(request, date.today(), demo_server_args)
         live = stderr_is_terminal() and not quiet and config.log_format == "human"
         outcome = execute(config, inputs, progress_live=live, render=seams.render if seams else None)
         signals.ignore()
@@ -161,7 +152,7 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
 def config_command(**options: Any) -> None:
     """Print the effective settings and where each came from."""
     try:
-        config = _config_from(options)
+        config = _config_from(options, _config_file(options))
     except UsageError as exc:
         _fail_usage(str(exc))
         return

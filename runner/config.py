@@ -7,6 +7,7 @@ from a single definition. Kept free of heavy imports: `--help` and `config` load
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -238,9 +239,12 @@ def _parse_list(raw: Any, bad: Any) -> tuple[str, ...]:
 
 
 MAX_CONFIG_BYTES = 1_000_000
+CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"  # names the config file when --config does not
+# Keys a config file may hold besides the settings: the job itself (runner/job.py).
+JOB_KEYS = ("merchants", "merchants_file", "start_date", "end_date", "pack", "charts", "csv")
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     from runner.files import read_input_text
 
     try:
@@ -270,10 +274,14 @@ def load_config(
 
     if config_file is not None:
         path = Path(config_file)
-        for key, raw in _read_config_file(path).items():
+        for key, raw in read_config_file(path).items():
+            if key in JOB_KEYS:
+                continue
             f = known.get(key)
             if f is None:
-                raise UsageError(f"config file {path}: unknown setting {key!r} (see `python -m runner config`)")
+                close = difflib.get_close_matches(key, [*known, *JOB_KEYS], n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else " (see `python -m runner config`)"
+                raise UsageError(f"config file {path}: unknown key {key!r}{hint}")
             values[key] = _parse(f, raw, f"{key} in {path}")
             sources[key] = f"file:{path}"
 

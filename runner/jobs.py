@@ -153,11 +153,10 @@ def safe_part(text: str) -> str:
     return cleaned
 
 
-def check_run_size(merchants: int, charts: int) -> None:
-    if merchants * charts > MAX_CHARTS_PER_RUN:
-        raise UsageError(f"the job asks for {merchants * charts:,} charts ({merchants:,} merchants x {charts} "
-                         f"charts); a run makes at most {MAX_CHARTS_PER_RUN:,}: split the merchants into "
-                         "several runs")
+def check_run_size(total: int, merchants: int, charts: int) -> None:
+    if total > MAX_CHARTS_PER_RUN:
+        raise UsageError(f"the job asks for {total:,} charts ({merchants:,} merchants x {charts} charts); a run "
+                         f"makes at most {MAX_CHARTS_PER_RUN:,}: split the merchants into several runs")
 
 
 def check_merchant_token(token: str, where: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures as concurrent_futures
-import re
 import secrets
 import shutil
 import threading
@@ -12,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
+from runner.job import JobInputs, check_dates
 from runner.jobs import check_run_size, plan_batches
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
@@ -31,21 +31,7 @@ from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
 
-DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 MAX_TEMPLATE_BYTES = 50_000_000
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-@dataclass(frozen=True)
-class JobInputs:
-    """What to build, as the user asked for it (before any server is contacted)."""
-
-    merchants: tuple[str, ...]  # empty: the server's first few (retrieval.discovery)
-    charts: tuple[ChartSpec, ...]
-    start_date: str
-    end_date: str
-    write_csv: bool = False
-    demo_server_args: tuple[str, ...] = ()  # extra flags for the embedded server
 
 
 @dataclass(frozen=True)
@@ -53,18 +39,6 @@ class RunOutcome:
     report_path: Path
     exit_code: ExitCode
     report: dict[str, Any]
-
-
-def check_dates(start: str, end: str) -> None:
-    for flag, value in (("--start-date", start), ("--end-date", end)):
-        if not _DATE.match(value):
-            raise UsageError(f"{flag} {value!r} must be a date as YYYY-MM-DD")
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            raise UsageError(f"{flag} {value!r} is not a calendar date") from None
-    if start > end:
-        raise UsageError(f"--start-date {start} is after --end-date {end}")
 
 
 def new_run_dir(output_dir: str) -> tuple[str, Path]:
@@ -143,7 +117,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
     check_dates(inputs.start_date, inputs.end_date)
-    check_run_size(len(inputs.merchants), len(inputs.charts))
+    check_run_size(inputs.chart_count, len(inputs.merchants), len(inputs.charts))
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
@@ -316,6 +290,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "output_dir": str(run_dir),
         "start_date": inputs.start_date,
         "end_date": inputs.end_date,
+        "dates_given": dict(inputs.dates_given),
         "error": unreachable_reason,
     }
     return {

@@ -48,6 +48,7 @@ from runner.demo.data import DORMANT_INDEX, build_database
 from runner.demo.launch import embedded_server
 from runner.demo.server import CHART_TOOLS, Warehouse
 from runner.files import write_atomically
+from runner.job import DEFAULT_END, DEFAULT_START
 from runner.jobs import ChartJob, RenderTask, plan_batches
 from runner.render import pool as render_pool
 from runner.render import worker
@@ -55,7 +56,6 @@ from runner.retrieval.direct import run_batch
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.sessions import ServerTarget, SessionPool
 from runner.retry import RetryPolicy
-from runner.run import DEFAULT_END, DEFAULT_START
 
 LATENCY_MS = 200
 HEAVY_MODULES = ("matplotlib", "mcp", "anthropic")

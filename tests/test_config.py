@@ -98,7 +98,7 @@ def test_invalid_cli_value_names_the_flag() -> None:
     ("content", "expected"),
     [
         ("batch_size = [", "not valid TOML"),
-        ("bach_size = 3", "unknown setting 'bach_size'"),
+        ("bach_size = 3", "unknown key 'bach_size'; did you mean 'batch_size'?"),
         ("batch_size = 0", "batch_size in"),
         ("batch_size = true", "a number"),
         ("enable_concurrent_data_retrieval = 'perhaps'", "true or false"),
@@ -200,7 +200,7 @@ def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
 
 
 def test_input_files_lose_a_byte_order_mark(tmp_path: Path) -> None:
-    from runner.cli import read_merchants_file
+    from runner.job import read_merchants_file
 
     merchants = tmp_path / "merchants.txt"
     merchants.write_bytes("\ufeffLIICIEWKV6BK\n# a comment\nUVQ455UK5O7B\n".encode())

@@ -1,0 +1,167 @@
+"""The job: which merchants, which charts, which dates. From flags, or from the config file.
+
+A config file may hold the job beside the settings (JOB_KEYS in config.py), so a nightly CI
+job is `SCALAPAY_CONFIG=job.toml python -m runner`. A flag given on the command line wins over
+the same key in the file. Dates may be relative ("-24 months", "last month end"); they are
+resolved once, at start, and the report records both forms.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, fields, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from runner.charts import BUILTIN_PACK, ChartSpec, load_pack, select_charts
+from runner.errors import UsageError
+from runner.files import read_input_text
+from runner.jobs import check_merchant_token
+
+DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
+MAX_MERCHANTS_FILE_BYTES = 10_000_000
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OFFSET = re.compile(r"([+-]\d{1,4})\s*(day|week|month|year)s?")
+_ANCHORS = ("today", "yesterday", "this month start", "last month start", "last month end", "last year start",
+            "last year end")
+DATE_FORMS = "YYYY-MM-DD, " + ", ".join(_ANCHORS) + ", or an offset from today such as -24 months or -7 days"
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What to build, as the user asked for it (before any server is contacted)."""
+
+    merchants: tuple[str, ...]  # empty: the server's first few (retrieval.discovery)
+    charts: tuple[ChartSpec, ...]
+    start_date: str
+    end_date: str
+    write_csv: bool = False
+    demo_server_args: tuple[str, ...] = ()  # extra flags for the embedded server
+    dates_given: tuple[tuple[str, str], ...] = ()  # relative dates as written, before they were resolved
+    # The (merchant, chart id) pairs to build when not every merchant gets every chart (a rerun).
+    only: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def chart_count(self) -> int:
+        return len(self.only) if self.only is not None else len(self.merchants) * len(self.charts)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """The job keys as one source gave them; None where it said nothing."""
+
+    merchants: tuple[str, ...] | None = None
+    merchants_file: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    pack: str | None = None
+    charts: str | None = None
+    csv: bool | None = None
+
+    def over(self, base: JobRequest) -> JobRequest:
+        """This request, with `base` filling what it leaves out."""
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(base, **{name: value for name, value in given.items() if value is not None})
+
+
+def _shift_months(day: date, months: int) -> date:
+    year, month = divmod(day.year * 12 + day.month - 1 + months, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def resolve_date(text: str, today: date, where: str) -> str:
+    """A date as YYYY-MM-DD, from an absolute or a relative form."""
+    value = " ".join(text.strip().lower().split())
+    if _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise UsageError(f"{where} {text!r} is not a calendar date") from None
+    this_month = today.replace(day=1)
+    last_month_end = this_month - timedelta(days=1)
+    anchors = {"today": today, "yesterday": today - timedelta(days=1), "this month start": this_month,
+               "last month start": last_month_end.replace(day=1), "last month end": last_month_end,
+               "last year start": date(today.year - 1, 1, 1), "last year end": date(today.year - 1, 12, 31)}
+    if value in anchors:
+        return anchors[value].isoformat()
+    if offset := _OFFSET.fullmatch(value):
+        count, unit = int(offset.group(1)), offset.group(2)
+        if unit in ("day", "week"):
+            return (today + timedelta(days=count * (7 if unit == "week" else 1))).isoformat()
+        return _shift_months(today, count * (12 if unit == "year" else 1)).isoformat()
+    raise UsageError(f"{where} {text!r} is not a date: expected {DATE_FORMS}")
+
+
+def check_dates(start: str, end: str) -> None:
+    for flag, value in (("--start-date", start), ("--end-date", end)):
+        if not _DATE.fullmatch(value):
+            raise UsageError(f"{flag} {value!r} must be a date as YYYY-MM-DD")
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"{flag} {value!r} is not a calendar date") from None
+    if start > end:
+        raise UsageError(f"--start-date {start} is after --end-date {end}")
+
+
+def read_merchants_file(path: str) -> list[str]:
+    text = read_input_text(Path(path), "merchants file", MAX_MERCHANTS_FILE_BYTES)
+    tokens = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            tokens.append(check_merchant_token(line, f"{path}:{number}"))
+    if not tokens:
+        raise UsageError(f"merchants file {path} lists no merchant tokens")
+    return tokens
+
+
+def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
+    """The job keys of a config file, checked; file names in it are relative to the file."""
+    where = f"in {path}"
+
+    def text(key: str) -> str | None:
+        value = values.get(key)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"invalid {key} {where}: expected a string, got {value!r}")
+        return value
+
+    def beside(name: str | None) -> str | None:
+        return None if name is None else str(path.parent / Path(name).expanduser())
+
+    merchants = values.get("merchants")
+    if merchants is not None and (not isinstance(merchants, list) or not all(isinstance(m, str) for m in merchants)):
+        raise UsageError(f"invalid merchants {where}: expected a list of merchant tokens")
+    charts = values.get("charts")
+    if isinstance(charts, list) and all(isinstance(c, str) for c in charts):
+        charts = ",".join(charts)
+    elif charts is not None and not isinstance(charts, str):
+        raise UsageError(f"invalid charts {where}: expected a list of chart ids")
+    csv = values.get("csv")
+    if csv is not None and not isinstance(csv, bool):
+        raise UsageError(f"invalid csv {where}: expected true or false, got {csv!r}")
+    pack = text("pack")
+    if pack is not None and ("/" in pack or pack.endswith((".toml", ".json"))):
+        pack = beside(pack)  # a file, not a built-in pack's name
+    return JobRequest(
+        merchants=tuple(check_merchant_token(m, f"merchants {where}") for m in merchants) if merchants else None,
+        merchants_file=beside(text("merchants_file")), start_date=text("start_date"), end_date=text("end_date"),
+        pack=pack, charts=charts, csv=csv)
+
+
+def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
+    """The job to run, with its dates resolved and its files read."""
+    tokens = list(request.merchants or ())
+    if request.merchants_file:
+        tokens += read_merchants_file(request.merchants_file)
+    charts = select_charts(load_pack(request.pack) if request.pack else BUILTIN_PACK, request.charts)
+    given = tuple((key, value) for key, value in (("start_date", request.start_date), ("end_date", request.end_date))
+                  if value is not None and not _DATE.fullmatch(value.strip()))
+    start = resolve_date(request.start_date, today, "start_date") if request.start_date else DEFAULT_START
+    end = resolve_date(request.end_date, today, "end_date") if request.end_date else DEFAULT_END
+    check_dates(start, end)
+    return JobInputs(merchants=tuple(dict.fromkeys(tokens)), charts=charts, start_date=start, end_date=end,
+                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given)
