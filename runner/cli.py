@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runner import __version__, signals
-from runner.config import CONFIG_FILE_ENV, RunnerConfig, env_name, flag_name, load_config, settings
+from runner.config import CONFIG_FILE_ENV, ENV_PREFIX, RunnerConfig, env_name, flag_name, load_config, settings
 from runner.errors import UsageError
 from runner.status import ExitCode
 
@@ -67,9 +67,24 @@ def _config_from(options: dict[str, Any], config_file: str | None) -> RunnerConf
     return load_config(cli=cli_values, config_file=config_file)
 
 
-def _fail_usage(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail_usage(message: str, log_format: str | None = None) -> None:
+    _error_line(message, log_format)
     sys.exit(ExitCode.USAGE)
+
+
+def _error_line(message: str, log_format: str | None) -> None:
+    """One line: plain, or a JSON object when the logs are JSON (as asked by flag or
+    environment, even if the rest of the settings could not be read)."""
+    if (log_format or os.environ.get(f"{ENV_PREFIX}LOG_FORMAT") or "").strip().lower() == "json":
+        from datetime import UTC, datetime
+
+        from runner.logs import json_line
+
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        click.echo(json_line({"time": now, "level": "ERROR", "message": f"error: {message}", "run_id": None}),
+                   err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
 
 
 @click.group(cls=DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,9 +127,11 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from runner.report import ReportWriteError
     from runner.run import execute
 
+    log_format = options.get("log_format")
     try:
         config_file = _config_file(options)
         config = _config_from(options, config_file)
+        log_format = config.log_format
         setup_logging(config.log_format, config.verbose_logging, quiet)
         flags = JobRequest(merchants=merchants or None, merchants_file=merchants_file, start_date=start_date,
                            end_date=end_date, pack=pack, charts=chart_ids, csv=write_csv)
@@ -130,10 +147,10 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         signals.ignore()
         click.echo(str(outcome.report_path))
     except UsageError as exc:
-        _fail_usage(str(exc))
+        _fail_usage(str(exc), log_format)
         return
     except ReportWriteError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _error_line(str(exc), log_format)
         sys.exit(ExitCode.INTERNAL)
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.

@@ -86,6 +86,15 @@ class RunnerConfig:
     png_compress_level: int = _setting(1, "int", "zlib level of the PNGs (0-9; 1 is fastest, 9 smallest).",
                                        minimum=0, maximum=9)
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")
+    cache: bool = _setting(True, "bool", "Reuse a chart's PNG (and a deck) from the render cache when "
+                                         "everything that decides it is unchanged.")
+    cache_dir: str | None = _setting(None, "str", "The render cache's folder (default: .cache in the output "
+                                                  "folder); runs may share one.")
+    cache_max_mb: int = _setting(500, "int", "The render cache's size; least recently used entries go first.",
+                                 minimum=1)
+    junit_xml: str | None = _setting(None, "str", "Also write the run as JUnit XML to this file, for CI.")
+    keep_runs: int | None = _setting(None, "int", "Keep only the newest N finished runs in the output folder "
+                                                  "(never the one `latest` names).", minimum=1)
     server_url: str | None = _setting(None, "str", "MCP server over streamable HTTP.", secret="url")
     server_command: str | None = _setting(None, "str", "MCP server command over stdio.", secret="url")
     server_env: tuple[str, ...] = _setting((), "list", "Environment for a stdio server: NAME (inherited, globs "

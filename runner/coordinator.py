@@ -17,6 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from runner.jobs import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, Rend
 from runner.metrics import RunMetrics
 from runner.progress import Progress
 from runner.render.outcomes import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
-from runner.report import ChartResult
+from runner.report import ChartResult, iso_time
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
@@ -86,6 +87,8 @@ class _Chart:
     rendered: RenderedChart | None = None  # without its PNG, once written: a long run holds thousands
     size: int | None = None  # bytes of the PNG written
     data_written: bool = False
+    started_wall: datetime | None = None
+    ended_wall: datetime | None = None
 
     def result(self, run_id: str) -> ChartResult:
         out = self.rendered if self.state is ChartState.OK else None
@@ -101,9 +104,11 @@ class _Chart:
             attempts=self.attempts, retrieve_ms=None if self.retrieve_ms is None else round(self.retrieve_ms, 1),
             queue_ms=queue_ms, render_ms=out.render_ms if out else None, total_ms=total_ms,
             output=self.job.output if out else None, bytes=self.size if out else None,
-            sha256=out.sha256 if out else None, worker_pid=out.worker_pid if out else None,
+            sha256=out.sha256 if out else None, worker_pid=out.worker_pid if out and not out.cached else None,
             data_output=self.job.data_output if self.data_written else None,
             paragraph=self.data.paragraph if self.data else None,
+            started_at=iso_time(self.started_wall), finished_at=iso_time(self.ended_wall),
+            cached=bool(out and out.cached),
         )
 
 
@@ -223,6 +228,7 @@ class Coordinator:
             return
         chart.attempts = retrieval.attempts
         chart.retrieve_ms = retrieval.retrieve_ms
+        chart.started_wall = datetime.now(UTC) - timedelta(milliseconds=retrieval.retrieve_ms)
         self.metrics.batch_retries += retrieval.attempts - 1
         if retrieval.data is None:
             self._fail(chart, retrieval.error_type or ErrorType.INTERNAL, retrieval.error or "no data and no reason")
@@ -339,6 +345,8 @@ class Coordinator:
         self._states[chart.state] -= 1
         self._states[state] += 1
         chart.state = state
+        if state in FINAL:
+            chart.ended_wall = datetime.now(UTC)
         if state in FINAL and not self._stopping:
             self.decks.chart_final(chart.job.merchant)
 
@@ -352,8 +360,9 @@ class Coordinator:
             self._move(chart, ChartState.CANCELLED)
             return
         if not quiet:
-            logger.bind(batch=chart.batch_id).warning("{} {} failed ({}): {}", chart.job.merchant, chart.job.spec.id,
-                                                      error_type, message)
+            logger.bind(batch=chart.batch_id, merchant=chart.job.merchant, chart=chart.job.spec.id,
+                        error_type=error_type).warning("{} {} failed ({}): {}", chart.job.merchant, chart.job.spec.id,
+                                                       error_type, message)
         self._move(chart, ChartState.FAILED)
 
     def _result(self) -> RunResult:

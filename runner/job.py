@@ -154,7 +154,7 @@ def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
 
 def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
     """The job to run, with its dates resolved and its files read."""
-    tokens = list(request.merchants or ())
+    tokens = [check_merchant_token(m, "--merchant") for m in request.merchants or ()]
     if request.merchants_file:
         tokens += read_merchants_file(request.merchants_file)
     charts = select_charts(load_pack(request.pack) if request.pack else BUILTIN_PACK, request.charts)

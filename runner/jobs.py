@@ -105,6 +105,7 @@ class RenderedChart:
     cpu_ms: float
     worker_pid: int
     worker_rss_mb: float
+    cached: bool = False  # copied from the render cache, not rendered
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class BuiltDeck:
     slides: int
     build_ms: float
     cpu_ms: float
+    cached: bool = False
 
 
 def safe_part(text: str) -> str:

@@ -82,6 +82,7 @@ class RunMetrics:
     workers: int = 0
     start_method: str = "inline"
     charts_rendered: int = 0
+    charts_cached: int = 0
     peak_concurrent_renders: int = 0
     worker_restarts: int = 0
     pool_recycles: int = 0
@@ -114,6 +115,9 @@ class RunMetrics:
         self.peak_concurrent_renders = max(self.peak_concurrent_renders, min(in_flight, workers))
 
     def record_render(self, rendered: RenderedChart) -> None:
+        if rendered.cached:
+            self.charts_cached += 1
+            return
         self.charts_rendered += 1
         self.render_ms.append(rendered.render_ms)
         self.cpu_ms += rendered.cpu_ms
@@ -156,6 +160,7 @@ class RunMetrics:
                 "workers": self.workers,
                 "start_method": self.start_method,
                 "charts_rendered": self.charts_rendered,
+                "charts_cached": self.charts_cached,
                 "peak_concurrent_renders": self.peak_concurrent_renders,
                 "worker_restarts": self.worker_restarts,
                 "pool_recycles": self.pool_recycles,

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ class ChartResult:
     worker_pid: int | None
     paragraph: str | None
     data_output: str | None  # the chart's data as JSON, beside its PNG (written once its data is valid)
+    started_at: str | None = None  # ISO-8601 UTC: its retrieval began
+    finished_at: str | None = None  # ISO-8601 UTC: it reached its final status
+    cached: bool = False  # its PNG came from the render cache
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 CHART_COLUMNS = tuple(f.name for f in fields(ChartResult))
@@ -81,6 +89,22 @@ def environment() -> dict[str, Any]:
 def batch_row(batch: Any) -> dict[str, Any]:
     row = asdict(batch)
     return {key: row[key] for key in BATCH_COLUMNS}
+
+
+def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
+                  formats: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One flat row per merchant, the same keys in each: its charts by status, each deck's status."""
+    rows: dict[str, dict[str, Any]] = {}
+    for chart in charts:
+        row = rows.setdefault(chart["merchant"], {"merchant": chart["merchant"], "charts_total": 0,
+                                                  **{f"charts_{s.value}": 0 for s in ChartStatus},
+                                                  **{f"deck_{fmt}": None for fmt in ("pdf", "pptx")}})
+        row["charts_total"] += 1
+        row[f"charts_{chart['status']}"] += 1
+    for deck in decks:
+        if deck["merchant"] in rows and deck["format"] in formats:
+            rows[deck["merchant"]][f"deck_{deck['format']}"] = deck["status"]
+    return list(rows.values())
 
 
 class ReportWriteError(RunnerError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures as concurrent_futures
-import secrets
 import shutil
 import threading
 import time
@@ -23,8 +22,12 @@ from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.job import JobInputs, check_dates
 from runner.jobs import check_run_size, plan_batches
+from runner.junit import write_junit
+from runner.logs import set_run_id
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
-from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, write_report
+from runner.render.cached import render_cache, with_cache
+from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, iso_time, merchant_rows, write_report
+from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.signals import stop_on_signals
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
@@ -39,25 +42,6 @@ class RunOutcome:
     report_path: Path
     exit_code: ExitCode
     report: dict[str, Any]
-
-
-def new_run_dir(output_dir: str) -> tuple[str, Path]:
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-    base = Path(output_dir).expanduser()
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        run_dir = base / run_id
-        run_dir.mkdir()  # never exist_ok: two runs must never share a folder
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"output directory {str(base)!r} is not writable: {exc.strerror or exc}") from None
-    return run_id, run_dir.resolve()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes | None:
@@ -131,6 +115,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                          "or --server-url")
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
+    set_run_id(run_id)
     if config.enable_concurrent_chart_generation:
         from runner.render.pool import prestart
 
@@ -200,8 +185,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
                 decks = DeckBook([job for batch in batches for job in batch.jobs], config.deck_formats, template,
                                  started_at.date().isoformat())
-                coordinator = Coordinator(config, RunRequest(run_id, batches), pool, make_supervisor(config, render),
-                                          reporter, stop, decks)
+                coordinator = Coordinator(config, RunRequest(run_id, batches), pool,
+                                          with_cache(make_supervisor(config, render), config), reporter, stop, decks)
                 with reporter:
                     result = coordinator.run()
             logger.debug("run finished; the server and sessions are closing")
@@ -214,11 +199,18 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                 report["run"]["error"] = report["run"]["error"] or f"stopped by {', '.join(dict.fromkeys(received))}"
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
+            if config.junit_xml:  # before the report: a report on disk means everything was written
+                write_junit(Path(config.junit_xml).expanduser(), report)
             return write_report(run_dir, report, inputs.write_csv), report
 
         path, report = finish()
         if stop.is_set() and report["run"]["status"] != "interrupted":
             path, report = finish()  # the stop came while the report was written: say so in it
+    if config.cache:
+        render_cache(config).trim()
+    point_latest(run_dir)
+    if config.keep_runs is not None:
+        prune_runs(run_dir.parent, config.keep_runs, run_dir)
     if received:
         logger.warning("stopped by {}", ", ".join(dict.fromkeys(received)))
     log_closing_block(report)
@@ -243,8 +235,8 @@ def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[Char
     status = ChartStatus.CANCELLED if interrupted or reason is None else ChartStatus.FAILED
     error_type = ErrorType.CANCELLED if status is ChartStatus.CANCELLED else ErrorType.SERVER_UNAVAILABLE
     error = "the run was interrupted before this chart was planned" if status is ChartStatus.CANCELLED else reason
-    empty = dict.fromkeys(("batch_id", "retrieve_ms", "queue_ms", "render_ms", "total_ms", "output", "bytes",
-                           "sha256", "worker_pid", "paragraph", "data_output"))
+    empty: dict[str, Any] = dict.fromkeys(("batch_id", "retrieve_ms", "queue_ms", "render_ms", "total_ms", "output",
+                                           "bytes", "sha256", "worker_pid", "paragraph", "data_output"))
     return [ChartResult(run_id=run_id, merchant=merchant, chart_id=spec.id, title=spec.title, status=status,
                         error_type=error_type, error=error, attempts=0, **empty)
             for merchant in merchants for spec in charts]
@@ -275,8 +267,8 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
     metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)
     run = {
         "run_id": run_id,
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
+        "started_at": iso_time(started_at),
+        "finished_at": iso_time(finished_at),
         "status": status,
         "exit_code": code,
         "retrieval_mode": config.retrieval_mode,
@@ -302,6 +294,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "batches": [batch_row(b) for b in result.batches] if result else [],
         "charts": charts,
         "decks": decks,
+        "merchants": merchant_rows(charts, decks, config.deck_formats),
     }
 
 

@@ -73,3 +73,134 @@ def test_a_bad_job_file_gets_one_line(tmp_path, line, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_latest_names_the_newest_finished_run_and_keep_runs_prunes_the_oldest(tmp_path, demo_url, demo_tokens):
+    out = tmp_path / "out"
+    out.mkdir()
+    in_progress = out / "20000101T000000Z-aaaaaa"  # no report.json: a run still going, never removed
+    in_progress.mkdir()
+    args = ["--server-url", demo_url, "--merchant", demo_tokens[0], "--charts", "aov_by_month", "--deck", "none",
+            "--keep-runs", "2"]
+    runs = []
+    for _ in range(3):
+        result = run_cli(args, tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(result.report_path.parent)
+        assert (out / "latest").resolve() == runs[-1]
+        assert (out / "latest" / "report.json").read_text() == result.report_path.read_text()
+    assert sorted(p.name for p in out.iterdir() if p.name != ".cache") == sorted([in_progress.name, runs[1].name,
+                                                                                  runs[2].name, "latest"])
+    # A failed run is a finished run too: `latest` is where the rerun recipe looks.
+    result = run_cli([*args, "--start-date", "2024-01-01", "--end-date", "2024-12-31",
+                      "--demo-server-arg=--malformed=nan"], tmp_path)
+    assert (out / "latest").resolve() == result.report_path.parent
+    assert not runs[1].exists() and runs[2].exists() and in_progress.exists()
+
+
+def test_junit_xml_parses_and_counts_every_chart_and_deck(tmp_path, demo_url, demo_tokens):
+    from junitparser import Failure, JUnitXml, Skipped
+
+    junit = tmp_path / "results.xml"
+    result = run_cli(["--demo-server-arg=--malformed=nan", "--demo-server-arg=--fault-tool=get_user_demographics",
+                      "--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--junit-xml", str(junit)], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = check_report(result, demo_tokens[:2])
+    (suite,) = list(JUnitXml.fromfile(str(junit)))
+    cases = list(suite)
+    assert suite.tests == len(cases) == 2 * 7 + 2 * 2
+    assert {(c.classname, c.name) for c in cases} == {(m, n) for m in demo_tokens[:2] for n in [
+        "aov_by_month", "aov_by_product_type", "monthly_sales_yoy", "orders_by_product_type", "orders_by_user_type",
+        "sales_by_product_type", "user_demographics", "deck.pdf", "deck.pptx"]}
+    failed = {(c.classname, c.name): c.result[0] for c in cases if c.result and isinstance(c.result[0], Failure)}
+    assert set(failed) == {(m, "user_demographics") for m in demo_tokens[:2]} and suite.failures == 2
+    assert {f.type for f in failed.values()} == {"bad_data"} and all("NaN" in f.message for f in failed.values())
+    assert not any(isinstance(r, Skipped) for c in cases for r in c.result) and suite.skipped == 0
+    by_case = {(c.classname, c.name): c.time for c in cases}
+    for chart in report["charts"]:
+        assert by_case[(chart["merchant"], chart["chart_id"])] == pytest.approx(
+            (chart["total_ms"] or chart["retrieve_ms"]) / 1000, abs=0.001)
+        assert chart["started_at"] <= chart["finished_at"]
+    assert report["merchants"] == [
+        {"merchant": m, "charts_total": 7, "charts_ok": 6, "charts_failed": 1, "charts_skipped": 0,
+         "charts_cancelled": 0, "deck_pdf": "partial", "deck_pptx": "partial"} for m in demo_tokens[:2]]
+
+
+def test_json_logs_are_one_flat_object_a_line_with_the_run_id(tmp_path, demo_tokens):
+    import json
+
+    result = run_cli(["--log-format", "json", "--verbose", "--merchant", demo_tokens[0],
+                      "--demo-server-arg=--malformed=nan", "--demo-server-arg=--fault-tool=get_user_demographics"],
+                     tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    run_id = result.report["run"]["run_id"]
+    assert lines and all(line["run_id"] == run_id for line in lines)
+    assert all(not isinstance(v, dict | list) for line in lines for v in line.values())  # flat
+    assert all(line["time"].endswith("Z") and line["level"] and line["message"] for line in lines)
+    (failed,) = [line for line in lines if line["level"] == "WARNING"]
+    assert (failed["merchant"], failed["chart"], failed["error_type"]) == (demo_tokens[0], "user_demographics",
+                                                                            "bad_data")
+    assert failed["batch"].startswith("batch-")
+    usage = run_cli(["--log-format", "json", "--batch-size", "0"], tmp_path)
+    (line,) = [json.loads(line) for line in usage.stderr.splitlines()]
+    assert usage.returncode == 2 and line["level"] == "ERROR" and "--batch-size" in line["message"]
+
+
+# -- the render cache -----------------------------------------------------------------------------
+
+
+def _files(run_dir) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.suffix in (".png", ".pdf", ".pptx")}
+
+
+def test_a_second_run_on_unchanged_data_renders_nothing_and_a_changed_datum_misses_only_its_chart(
+        tmp_path, demo_url, demo_tokens):
+    args = ["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--cache-dir", str(tmp_path / "cache")]
+    first = run_cli([*args, "--server-url", demo_url], tmp_path)
+    second = run_cli([*args, "--server-url", demo_url], tmp_path)
+    for result in (first, second):
+        assert result.returncode == 0, result.stderr[-2000:]
+        check_report(result, demo_tokens[:2])
+    assert {c["cached"] for c in first.report["charts"]} == {False}
+    assert {c["cached"] for c in second.report["charts"]} == {True}
+    assert (second.report["metrics"]["render"]["charts_cached"], second.report["metrics"]["render"]["charts_rendered"]
+            ) == (14, 0)
+    assert {d["cached"] for d in second.report["decks"]} == {True}
+    assert _files(first.report_path.parent) == _files(second.report_path.parent)  # byte-identical
+    # One tool now answers differently for every merchant (negative averages are still valid data).
+    changed = run_cli([*args, "--demo-server-arg=--malformed=negative",
+                       "--demo-server-arg=--fault-tool=get_aov_by_month"], tmp_path)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    missed = {(c["merchant"], c["chart_id"]) for c in changed.report["charts"] if not c["cached"]}
+    assert missed == {(m, "aov_by_month") for m in demo_tokens[:2]}
+    assert {d["cached"] for d in changed.report["decks"]} == {False}  # a deck shows that chart
+
+
+def test_runs_sharing_a_cache_at_once_stay_correct_and_it_keeps_to_its_size(tmp_path, demo_url, demo_tokens):
+    import hashlib
+    import json
+    import subprocess
+
+    from tests.helpers import clean_env, cli_command
+
+    cache = tmp_path / "cache"
+    args = ["--server-url", demo_url, "--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--cache-dir",
+            str(cache), "--deck", "none"]
+    procs = [subprocess.Popen([*cli_command(args), "--output-dir", str(tmp_path / f"out{i}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path) for i in range(3)]
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=170)
+        assert proc.returncode == 0, stderr[-2000:]
+        report = json.loads(open(stdout.strip().splitlines()[-1]).read())
+        for chart in report["charts"]:  # every PNG whole and as recorded, hit or not
+            assert hashlib.sha256(open(chart["output"], "rb").read()).hexdigest() == chart["sha256"]
+    entries = [p for p in cache.rglob("*") if p.is_file()]
+    assert len(entries) == 14 and not [p for p in entries if p.name.startswith(".")]  # no half-written entry
+    small = run_cli([*args, "--cache-max-mb", "1"], tmp_path)
+    assert small.returncode == 0
+    assert sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) <= 1_000_000
+    off = run_cli([*args, "--no-cache", "--output-dir", str(tmp_path / "off")], tmp_path, output_dir=False)
+    assert off.report["metrics"]["render"]["charts_cached"] == 0 and off.report["metrics"]["render"][
+        "charts_rendered"] == 14

@@ -35,6 +35,7 @@ class DeckResult:
     build_ms: float | None
     error_type: ErrorType | None
     error: str | None
+    cached: bool = False  # its documents came from the render cache
 
 
 @dataclass
@@ -110,10 +111,12 @@ class DeckBook:
                                          f"{path}: {exc.strerror or exc}"))
                 continue
             results.append(DeckResult(merchant, document.format, status, str(path), built.slides, len(document.content),
-                                      document.sha256, deck.missing, built.build_ms, None, None))
+                                      document.sha256, deck.missing, None if built.cached else built.build_ms,
+                                      None, None, built.cached))
         deck.results = tuple(results)
-        self.cpu_ms += built.cpu_ms
-        self._build_ms.append(built.build_ms)
+        if not built.cached:
+            self.cpu_ms += built.cpu_ms
+            self._build_ms.append(built.build_ms)
 
     def failed(self, merchant: str, error_type: ErrorType, message: str,
                status: DeckStatus = DeckStatus.FAILED) -> None:

@@ -61,10 +61,14 @@ def settle_result(key: Key, future: Future[Output]) -> Settled:
 
 
 class RenderSupervisor(Protocol):
-    workers: int
-    start_method: str
-    restarts: int  # pools rebuilt after a worker died
-    recycles: int  # pools replaced to keep worker memory flat
+    @property
+    def workers(self) -> int: ...
+    @property
+    def start_method(self) -> str: ...
+    @property
+    def restarts(self) -> int: ...  # pools rebuilt after a worker died
+    @property
+    def recycles(self) -> int: ...  # pools replaced to keep worker memory flat
 
     def start(self, on_ready: Callable[[], None]) -> None: ...
     def capacity(self) -> int: ...  # how many more tasks it takes now

@@ -37,7 +37,8 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
 async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,
                       policy: RetryPolicy) -> Retrieval:
     """Call the chart's tool, as often as the retry policy allows for how it fails."""
-    log = logger.bind(batch=batch_id)
+    where = {"batch": batch_id, "merchant": job.merchant, "chart": job.spec.id}
+    log = logger.bind(**where)
     started = time.perf_counter()
 
     call = job.call
@@ -49,7 +50,7 @@ async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerCo
         log.debug("call {} {}", call.tool, arguments)
         return chart_data(job, await slot.call_tool(call.tool, arguments, config.tool_timeout_seconds))
 
-    with logger.contextualize(batch=batch_id):  # the policy's retry lines carry the batch too
+    with logger.contextualize(**where):  # the policy's retry lines carry them too
         tried = await policy.run_async(attempt, f"{job.merchant} {job.spec.id}")
     elapsed = (time.perf_counter() - started) * 1000
     if tried.error is not None:

@@ -1,0 +1,109 @@
+"""Any render supervisor, with the render cache in front of it.
+
+A task whose output is in the cache never reaches a worker: its future is done at once with
+the cached bytes, and it settles like any render. A real render's output is stored as it
+settles. The coordinator sees the same interface either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+
+from runner.config import RunnerConfig
+from runner.jobs import BuiltDeck, RenderedChart, RenderTask
+from runner.render.cache import RenderCache, chart_key, deck_key
+from runner.render.outcomes import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
+
+
+class CachedRendering:
+    def __init__(self, inner: RenderSupervisor, cache: RenderCache) -> None:
+        self._inner = inner
+        self.cache = cache
+        self._hits: dict[Future[Output], Task] = {}
+        self._keys: dict[Future[Output], str] = {}  # a real render's cache key, until it settles
+
+    @property
+    def workers(self) -> int:
+        return self._inner.workers
+
+    @property
+    def start_method(self) -> str:
+        return self._inner.start_method
+
+    @property
+    def restarts(self) -> int:
+        return self._inner.restarts
+
+    @property
+    def recycles(self) -> int:
+        return self._inner.recycles
+
+    def start(self, on_ready: Callable[[], None]) -> None:
+        self._inner.start(on_ready)
+
+    def capacity(self) -> int:
+        return self._inner.capacity()
+
+    def in_flight(self) -> int:
+        return self._inner.in_flight()
+
+    def rendering(self) -> int:
+        return self._inner.rendering()
+
+    def submit(self, task: Task, on_done: OnDone) -> None:
+        key = chart_key(task) if isinstance(task, RenderTask) else deck_key(task)
+        hit = self._lookup(key, task)
+        if hit is not None:
+            future: Future[Output] = Future()
+            future.set_result(hit)
+            self._hits[future] = task
+            on_done(future)
+            return
+
+        def done(future: Future[Output]) -> None:
+            self._keys[future] = key
+            on_done(future)
+
+        self._inner.submit(task, done)
+
+    def _lookup(self, key: str, task: Task) -> Output | None:
+        if isinstance(task, RenderTask):
+            png = self.cache.get_chart(key)
+            if png is None:
+                return None
+            return RenderedChart(png, hashlib.sha256(png).hexdigest(), 0.0, 0.0, 0, 0.0, cached=True)
+        return self.cache.get_deck(key)
+
+    def settle(self, future: Future[Output]) -> Settled:
+        if (task := self._hits.pop(future, None)) is not None:
+            return Rendered(key_of(task), future.result())
+        settled = self._inner.settle(future)
+        key = self._keys.pop(future, None)
+        if key is not None and isinstance(settled, Rendered):
+            if isinstance(settled.chart, RenderedChart):
+                self.cache.put_chart(key, settled.chart.png)
+            elif isinstance(settled.chart, BuiltDeck):
+                self.cache.put_deck(key, settled.chart)
+        return settled
+
+    def tick(self) -> list[RenderFailed]:
+        return self._inner.tick()
+
+    def cancel_pending(self) -> None:
+        self._inner.cancel_pending()
+
+    def close(self, terminate: bool) -> None:
+        self._inner.close(terminate)
+
+
+def render_cache(config: RunnerConfig) -> RenderCache:
+    folder = Path(config.cache_dir or Path(config.output_dir) / ".cache").expanduser()
+    return RenderCache(folder, config.cache_max_mb * 1_000_000)
+
+
+def with_cache(supervisor: RenderSupervisor, config: RunnerConfig) -> RenderSupervisor:
+    """The supervisor, behind the render cache unless the settings turn it off."""
+    return CachedRendering(supervisor, render_cache(config)) if config.cache else supervisor
