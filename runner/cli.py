@@ -108,14 +108,18 @@ def cli() -> None:
 @click.option("--pack", default=None, type=str,
               help="A built-in pack (business-review, business-review-sql) or a pack file (TOML or JSON).")
 @click.option("--csv", "write_csv", is_flag=True, default=None, help="Also write charts.csv beside report.json.")
+@click.option("--rerun-failed", "rerun_failed", default=None, metavar="REPORT",
+              help="Run only the failed and cancelled charts of this report.json, with its dates and pack.")
+@click.option("--merge", is_flag=True, help="With --rerun-failed: fold the outcome into the original run's folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
 @setting_options
 @click.pass_obj
 def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
-                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool | None, quiet: bool,
-                demo_server_args: tuple[str, ...], **options: Any) -> None:
+                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool | None,
+                rerun_failed: str | None, merge: bool, quiet: bool, demo_server_args: tuple[str, ...],
+                **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
     from dataclasses import replace
     from datetime import date
@@ -135,6 +139,11 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         setup_logging(config.log_format, config.verbose_logging, quiet)
         flags = JobRequest(merchants=merchants or None, merchants_file=merchants_file, start_date=start_date,
                            end_date=end_date, pack=pack, charts=chart_ids, csv=write_csv)
+        if rerun_failed or merge:
+            outcome = _rerun(config, flags, rerun_failed, merge, demo_server_args, quiet, seams)
+            signals.ignore()
+            click.echo(str(outcome.report_path))
+            sys.exit(outcome.exit_code)
         request = flags
         if config_file:
             in_file = request_from_file(read_config_file(Path(config_file)), Path(config_file))
@@ -162,6 +171,39 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         logger.exception("internal error")
         sys.exit(ExitCode.INTERNAL)
     sys.exit(outcome.exit_code)
+
+
+def _rerun(config: RunnerConfig, flags: Any, report: str | None, merge: bool, demo_server_args: tuple[str, ...],
+           quiet: bool, seams: RunSeams | None) -> Any:
+    """--rerun-failed [--merge]: the job comes from the report, never from flags or a job file."""
+    from dataclasses import fields, replace
+
+    from runner.progress import stderr_is_terminal
+    from runner.rerun import merge as merge_into
+    from runner.rerun import read_rerun, rerun_inputs
+    from runner.run import RunOutcome, execute
+    from runner.status import ExitCode
+
+    if not report:
+        raise UsageError("--merge goes with --rerun-failed REPORT")
+    given = [f.name for f in fields(flags) if getattr(flags, f.name) is not None]
+    if given:
+        raise UsageError(f"--rerun-failed takes the job from the report; drop --{given[0].replace('_', '-')}")
+    rerun = read_rerun(report)
+    if not rerun.pairs:
+        click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
+        return RunOutcome(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
+    config = replace(config, deck="none")  # a merchant's deck needs all its charts: --merge rebuilds them
+    live = stderr_is_terminal() and not quiet and config.log_format == "human"
+    outcome = execute(config, rerun_inputs(rerun, demo_server_args), progress_live=live,
+                      render=seams.render if seams else None)
+    if not merge:
+        return outcome
+    path, merged = merge_into(rerun, outcome.report)
+    from runner.runs import point_latest
+
+    point_latest(rerun.run_dir)  # the merged run is the one to look at now
+    return RunOutcome(path, ExitCode(merged["run"]["exit_code"]), merged)
 
 
 @cli.command("config")

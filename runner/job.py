@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.charts import BUILTIN_PACK, ChartSpec, load_pack, select_charts
+from runner.charts import BUILTIN_PACK, BUILTIN_PACK_NAMES, ChartSpec, load_pack, select_charts
 from runner.errors import UsageError
 from runner.files import read_input_text
 from runner.jobs import check_merchant_token
@@ -41,8 +41,10 @@ class JobInputs:
     write_csv: bool = False
     demo_server_args: tuple[str, ...] = ()  # extra flags for the embedded server
     dates_given: tuple[tuple[str, str], ...] = ()  # relative dates as written, before they were resolved
+    pack: str = "business-review"  # a built-in pack's name, or the pack file's absolute path
     # The (merchant, chart id) pairs to build when not every merchant gets every chart (a rerun).
     only: tuple[tuple[str, str], ...] | None = None
+    reruns: str | None = None  # the report whose failed charts this run runs again
 
     @property
     def chart_count(self) -> int:
@@ -163,5 +165,8 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     start = resolve_date(request.start_date, today, "start_date") if request.start_date else DEFAULT_START
     end = resolve_date(request.end_date, today, "end_date") if request.end_date else DEFAULT_END
     check_dates(start, end)
+    pack = request.pack or "business-review"
+    if pack not in BUILTIN_PACK_NAMES:
+        pack = str(Path(pack).expanduser().resolve())
     return JobInputs(merchants=tuple(dict.fromkeys(tokens)), charts=charts, start_date=start, end_date=end,
-                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given)
+                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack)

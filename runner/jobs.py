@@ -195,15 +195,18 @@ def plan_batches(
     run_dir: Path,
     batch_size: int,
     query_tool: sql.QueryTool | None = None,
+    only: tuple[tuple[str, str], ...] | None = None,
 ) -> tuple[Batch, ...]:
-    """Split each merchant's charts into batches of `batch_size`, numbered across the run."""
+    """Split each merchant's charts (or only the given pairs) into batches of `batch_size`,
+    numbered across the run."""
     batches: list[Batch] = []
+    wanted = None if only is None else set(only)
     for merchant in merchants:
         folder = run_dir / safe_part(merchant)
         jobs = [
             ChartJob(merchant, spec, start_date, end_date, str(folder / f"{safe_part(spec.id)}.png"),
                      call_for(spec, merchant, start_date, end_date, query_tool))
-            for spec in charts
+            for spec in charts if wanted is None or (merchant, spec.id) in wanted
         ]
         for i in range(0, len(jobs), batch_size):
             batch_id = f"batch-{len(batches) + 1:03d}"

@@ -177,7 +177,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     logger.warning("interrupted before the server's tools were listed")
             if unreachable_reason is None and not stop.is_set():
                 batches = plan_batches(list(merchants), inputs.charts, inputs.start_date, inputs.end_date,
-                                       run_dir, config.batch_size, query_tool)
+                                       run_dir, config.batch_size, query_tool, inputs.only)
                 reporter = ProgressReporter(live=progress_live, interval_seconds=config.progress_interval_seconds)
                 if progress_live:
                     from runner.logs import setup_logging
@@ -230,7 +230,7 @@ def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
 
 
 def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[ChartSpec, ...], interrupted: bool,
-                     reason: str | None) -> list[ChartResult]:
+                     reason: str | None, only: tuple[tuple[str, str], ...] | None = None) -> list[ChartResult]:
     """The charts of a run that ended before planning them: cancelled, or failed with the reason."""
     status = ChartStatus.CANCELLED if interrupted or reason is None else ChartStatus.FAILED
     error_type = ErrorType.CANCELLED if status is ChartStatus.CANCELLED else ErrorType.SERVER_UNAVAILABLE
@@ -239,7 +239,7 @@ def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[Char
                                            "bytes", "sha256", "worker_pid", "paragraph", "data_output"))
     return [ChartResult(run_id=run_id, merchant=merchant, chart_id=spec.id, title=spec.title, status=status,
                         error_type=error_type, error=error, attempts=0, **empty)
-            for merchant in merchants for spec in charts]
+            for merchant in merchants for spec in charts if only is None or (merchant, spec.id) in only]
 
 
 def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
@@ -252,7 +252,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
     if result is not None:
         charts = [asdict(c) for c in result.charts]
     else:  # stopped, or the server failed, before any chart was planned: still list each one asked for
-        unplanned = unplanned_charts(run_id, merchants, inputs.charts, interrupted, unreachable_reason)
+        unplanned = unplanned_charts(run_id, merchants, inputs.charts, interrupted, unreachable_reason, inputs.only)
         charts = [asdict(c) for c in unplanned]
     if result is None and not merchants and interrupted and unreachable_reason is None:
         unreachable_reason = "stopped before the server's merchant list arrived: no chart was planned"
@@ -283,6 +283,8 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "start_date": inputs.start_date,
         "end_date": inputs.end_date,
         "dates_given": dict(inputs.dates_given),
+        "pack": inputs.pack,
+        "reruns": inputs.reruns,
         "error": unreachable_reason,
     }
     return {

@@ -325,9 +325,11 @@ class CliRun:
     peak_rss_mb: dict[str, float]  # "coordinator" and one entry per worker pid, in start order
 
 
-def run_cli(args: list[str], folder: Path) -> CliRun:
-    """`python -m runner` in a subprocess, sampling the memory of it and its workers."""
-    command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder), "--quiet"]
+def run_cli(args: list[str], folder: Path, cache: bool = False) -> CliRun:
+    """`python -m runner` in a subprocess, sampling the memory of it and its workers. The render
+    cache is off unless asked for: a scenario's repetitions must each render."""
+    command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder), "--quiet",
+               *([] if cache else ["--no-cache"])]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks: dict[str, float] = {}

@@ -204,3 +204,43 @@ def test_runs_sharing_a_cache_at_once_stay_correct_and_it_keeps_to_its_size(tmp_
     off = run_cli([*args, "--no-cache", "--output-dir", str(tmp_path / "off")], tmp_path, output_dir=False)
     assert off.report["metrics"]["render"]["charts_cached"] == 0 and off.report["metrics"]["render"][
         "charts_rendered"] == 14
+
+
+# -- rerun only what failed -----------------------------------------------------------------------
+
+
+def test_a_rerun_runs_only_the_failed_pairs_and_merge_makes_them_ok(tmp_path, demo_url, demo_tokens):
+    import hashlib
+    import json
+
+    faults = ["--demo-server-arg=--malformed=nan", "--demo-server-arg=--fault-tool=get_user_demographics"]
+    first = run_cli([*faults, "--merchant", demo_tokens[0], "--merchant", demo_tokens[1],
+                     "--start-date", "2024-03-01", "--end-date", "2025-06-30"], tmp_path)
+    assert first.returncode == 1, first.stderr[-2000:]
+    failed = {(c["merchant"], c["chart_id"]) for c in first.report["charts"] if c["status"] == "failed"}
+    assert failed == {(m, "user_demographics") for m in demo_tokens[:2]}
+    latest = tmp_path / "out" / "latest" / "report.json"
+    rerun = run_cli(["--server-url", demo_url, "--rerun-failed", str(latest)], tmp_path)  # a healthy server now
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    report = rerun.report
+    assert {(c["merchant"], c["chart_id"]) for c in report["charts"]} == failed  # exactly those pairs
+    assert {c["status"] for c in report["charts"]} == {"ok"} and report["decks"] == []
+    assert (report["run"]["start_date"], report["run"]["end_date"]) == ("2024-03-01", "2025-06-30")
+    assert report["run"]["reruns"] == str(first.report_path)
+    merged = run_cli(["--server-url", demo_url, "--rerun-failed", str(first.report_path), "--merge"], tmp_path)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    assert merged.report_path == first.report_path  # the original run's folder
+    report = check_report(merged, demo_tokens[:2])
+    assert report["run"]["status"] == "ok" and report["run"]["exit_code"] == 0 and len(report["run"]["merged"]) == 1
+    for chart in report["charts"]:
+        assert chart["status"] == "ok"
+        assert chart["output"] == str(first.report_path.parent / chart["merchant"] / f"{chart['chart_id']}.png")
+        assert hashlib.sha256(open(chart["output"], "rb").read()).hexdigest() == chart["sha256"]
+    assert {(d["status"], d["charts_missing"]) for d in report["decks"]} == {("ok", 0)}  # rebuilt whole
+    before = json.loads(next(first.report_path.parent.glob("report.before-*.json")).read_text())
+    assert before["run"]["exit_code"] == 1  # the report it replaced is kept
+    assert (tmp_path / "out" / "latest").resolve() == first.report_path.parent
+    nothing = run_cli(["--rerun-failed", str(first.report_path)], tmp_path)
+    assert nothing.returncode == 0 and "nothing to rerun" in nothing.stderr
+    mixed = run_cli(["--rerun-failed", str(first.report_path), "--merchant", "X"], tmp_path)
+    assert mixed.returncode == 2 and "drop --merchants" in mixed.stderr
