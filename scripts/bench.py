@@ -13,6 +13,7 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
 6. light commands: what `--help` and `config` import
 7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
+9. render cache, latency 0: the same job twice, cold cache then warm: wall ratio, hit rate, same files
 8. hostile: a server that never answers, one that exits mid-run, junk on stdout (before a real
    server, or alone), a 60 MB result (JSON text, structured, plain text), /dev/zero, a 10 MB
    merchants file and a 54 MB pack: each run's wall and coordinator peak RSS
@@ -432,6 +433,41 @@ def scenario_decks(sizes: Sizes, url: str, folder: Path) -> dict[str, Any]:
     }
 
 
+def scenario_cache(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    """The same job twice on unchanged data (latency 0, so rendering is most of a cold run):
+    the second run renders nothing and must give byte-identical files."""
+    tokens = merchant_tokens(sizes.merchants)
+    log(f"9. render cache: {len(tokens)} merchants x {len(BUILTIN_PACK)} charts, cold cache then warm, latency 0")
+    cold: list[CliRun] = []
+    warm: list[CliRun] = []
+    with embedded_server(folder / "cache-server.log", ["--merchants", str(max(24, len(tokens) + 1))]) as (url, _):
+        for rep in range(sizes.reps):
+            args = ["--server-url", url, *_merchant_args(tokens), "--cache-dir", str(folder / f"cache-{rep}")]
+            cold.append(run_cli(args, folder / f"cold-{rep}", cache=True))
+            warm.append(run_cli(args, folder / f"warm-{rep}", cache=True))
+            walls = [run.report["run"]["wall_ms"] / 1000 for run in (cold[-1], warm[-1])]
+            log(f"  cold {walls[0]:.3f}, warm {walls[1]:.3f}")
+
+    def files(run: CliRun) -> dict[str, bytes]:
+        run_dir = Path(run.report["run"]["output_dir"])
+        return {str(f.relative_to(run_dir)): f.read_bytes() for f in sorted(run_dir.rglob("*"))
+                if f.suffix in (".png", ".pdf", ".pptx")}
+
+    charts = len(tokens) * len(BUILTIN_PACK)
+    cold_s = median([r.report["run"]["wall_ms"] / 1000 for r in cold])
+    warm_s = median([r.report["run"]["wall_ms"] / 1000 for r in warm])
+    cached = [r.report["metrics"]["render"]["charts_cached"] for r in warm]
+    return {
+        "charts": charts,
+        "wall_s": {"cold": round(cold_s, 3), "warm": round(warm_s, 3)},
+        "warm_vs_cold": ratio(warm_s, cold_s),
+        "saved_s": round(cold_s - warm_s, 3),
+        "hit_rate": round(median(cached) / charts, 3),
+        "rendered_when_warm": max(r.report["metrics"]["render"]["charts_rendered"] for r in warm),
+        "identical_files": all(files(c) == files(w) for c, w in zip(cold, warm, strict=True)),
+    }
+
+
 def _phases(report: dict[str, Any]) -> dict[str, float]:
     from datetime import datetime
 
@@ -578,7 +614,8 @@ def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(figure, value, goal, met) rows."""
-    r, c, q, e, s, d = (results[k] for k in ("render", "cpu", "retrieval", "end_to_end", "scale", "decks"))
+    r, c, q, e, s, d, k = (results[name] for name in ("render", "cpu", "retrieval", "end_to_end", "scale", "decks",
+                                                      "cache"))
     light = results["light_commands"]
     worker_rss = s["worker_peak_rss_mb"]
     return [
@@ -600,6 +637,10 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("scale: charts/s vs render pool", f"{s['vs_render_pool_rate']:.2f}x", ">= 0.9x",
          s["vs_render_pool_rate"] >= 0.9),
         ("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%", d["deck_cpu_share"] <= 0.2),
+        ("cache: warm run wall / cold run wall", f"{k['warm_vs_cold']:.2f}x", "<= 0.35x", k["warm_vs_cold"] <= 0.35),
+        ("cache: warm run hit rate, charts rendered, same files",
+         f"{k['hit_rate']:.0%}, {k['rendered_when_warm']}, {'yes' if k['identical_files'] else 'NO'}", "100%, 0, yes",
+         k["hit_rate"] == 1 and k["rendered_when_warm"] == 0 and k["identical_files"]),
         ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.10x", d["wall_ratio"] <= 1.10),
         *[(f"hostile: {name}", f"{case['wall_s']:.1f} s, {case['peak_rss_mb'] or '-'} MB",
            f"<= {case['wall_goal_s']:g} s, <= {case['rss_goal_mb']:g} MB, no traceback",
@@ -668,6 +709,7 @@ def main() -> None:
                                                         results["retrieval"]["wall_s"]["concurrent"])
             results["decks"] = scenario_decks(sizes, url, folder / "decks")
         results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
+        results["cache"] = scenario_cache(sizes, folder)
         results["hostile"] = scenario_hostile(sizes, folder)
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}

@@ -34,7 +34,8 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
                           capture_output=True, text=True, timeout=230)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
-    for scenario in ("render", "cpu", "retrieval", "end_to_end", "scale", "light_commands", "decks", "hostile"):
+    for scenario in ("render", "cpu", "retrieval", "end_to_end", "scale", "light_commands", "decks", "hostile",
+                     "cache"):
         assert figures[scenario], scenario
     # Every figure is a number; all but the one signed figure (how much less wall the default run
     # takes than toggles off: at smoke size, under load, it can be more) are at least zero.
@@ -42,6 +43,6 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
            if not math.isfinite(n) or (n < 0 and path != ".end_to_end.reduction")}
     assert not bad, bad
     assert figures["scale"]["charts_ok"] == figures["scale"]["charts"] == 3 * 7
-    assert len(figures["goals"]) == 24
+    assert len(figures["goals"]) == 26
     for goal in figures["goals"]:  # each one printed in the table
         assert goal["figure"] in proc.stdout and goal["measured"] in proc.stdout

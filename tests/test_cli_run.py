@@ -142,9 +142,9 @@ def test_json_logs_carry_the_batch_id(tmp_path, demo_url, demo_tokens) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert records, result.stderr[-1000:]
-    batch_ids = {r["record"]["extra"].get("batch") for r in records} - {None}
+    batch_ids = {r.get("batch") for r in records} - {None}
     assert {"batch-001", "batch-002", "batch-003"} <= batch_ids
-    assert any("call" in r["record"]["message"] for r in records)  # tool-call details with --verbose
+    assert any("call" in r["message"] for r in records)  # tool-call details with --verbose
 
 
 _PROGRESS = re.compile(r"progress: batches (\d+)/(\d+) · charts (\d+): retrieving (\d+), queued (\d+), "
