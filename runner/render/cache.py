@@ -115,11 +115,14 @@ class RenderCache:
 
     def trim(self) -> int:
         """Remove the least recently used entries until the cache is within its size; returns how many."""
-        try:
-            entries = [(entry.stat().st_mtime, entry.stat().st_size, entry) for part in self.folder.iterdir()
-                       if part.is_dir() for entry in part.iterdir() if not entry.name.startswith(".")]
-        except OSError:
-            return 0
+        entries = []
+        for entry in self.folder.glob("*/*"):
+            try:
+                if not entry.name.startswith("."):
+                    stat = entry.stat()
+                    entries.append((stat.st_mtime, stat.st_size, entry))
+            except OSError:  # removed by another run meanwhile
+                continue
         total = sum(size for _, size, _ in entries)
         removed = 0
         for _, size, entry in sorted(entries, key=lambda e: e[0]):
