@@ -128,6 +128,7 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from runner.job import JobRequest, job_inputs, request_from_file
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
+    from runner.render.dask_pool import ExecutorUnavailable
     from runner.report import ReportWriteError
     from runner.run import execute
 
@@ -161,6 +162,9 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     except ReportWriteError as exc:
         _error_line(str(exc), log_format)
         sys.exit(ExitCode.INTERNAL)
+    except ExecutorUnavailable as exc:
+        _error_line(str(exc), log_format)
+        sys.exit(ExitCode.NOTHING)
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.
         click.echo("interrupted", err=True)

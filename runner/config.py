@@ -83,6 +83,10 @@ class RunnerConfig:
     oversubscribe_workers: bool = _setting(False, "bool", "Allow more render workers than CPUs.")
     render_worker_max_charts: int = _setting(200, "int", "Replace the render pool after this many charts "
                                                          "per worker, so memory stays flat.", minimum=1)
+    executor: str = _setting("local", "choice", "Where charts render: local worker processes, or a Dask "
+                                                "cluster (pip install -e '.[dask]').", choices=("local", "dask"))
+    dask_scheduler: str | None = _setting(None, "str", "With --executor dask: the scheduler's address, such as "
+                                                       "tcp://10.0.0.5:8786.", secret="url")
     png_compress_level: int = _setting(1, "int", "zlib level of the PNGs (0-9; 1 is fastest, 9 smallest).",
                                        minimum=0, maximum=9)
     output_dir: str = _setting("./runner-output", "str", "Where run folders are written.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import queue
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -70,6 +71,9 @@ class RunResult:
     decks: tuple[DeckResult, ...] = ()
 
 
+HOST = socket.gethostname()
+
+
 @dataclass
 class _Chart:
     """The coordinator's working state for one chart (main thread only)."""
@@ -109,6 +113,7 @@ class _Chart:
             paragraph=self.data.paragraph if self.data else None,
             started_at=iso_time(self.started_wall), finished_at=iso_time(self.ended_wall),
             cached=bool(out and out.cached),
+            worker=None if out is None or out.cached else out.worker or f"{HOST}:{out.worker_pid}",
         )
 
 
@@ -303,8 +308,9 @@ class Coordinator:
         match settled:
             case Rendered(key, BuiltDeck() as deck):
                 self.decks.built(key[0], deck)
-                logger.info("deck for {}: {} ({} slides, {} chart(s) missing) in {:.0f} ms", key[0],
-                            ", ".join(self.decks.formats), deck.slides, self.decks.missing(key[0]), deck.build_ms)
+                logger.info("deck for {}: {} ({} slides, {} chart(s) missing) {}", key[0],
+                            ", ".join(self.decks.formats), deck.slides, self.decks.missing(key[0]),
+                            "from the render cache" if deck.cached else f"in {deck.build_ms:.0f} ms")
             case Rendered(key, RenderedChart() as rendered):
                 self._write(self._charts[key], rendered)
             case RenderFailed():
@@ -336,8 +342,9 @@ class Coordinator:
         chart.rendered, chart.size = replace(rendered, png=b""), len(rendered.png)
         chart.finished_at = time.perf_counter()
         self.metrics.record_render(rendered)
-        logger.debug("{} {} rendered in {:.0f} ms by pid {}", chart.job.merchant, chart.job.spec.id,
-                     rendered.render_ms, rendered.worker_pid)
+        how = "copied from the render cache" if rendered.cached else \
+            f"rendered in {rendered.render_ms:.0f} ms by {rendered.worker or f'pid {rendered.worker_pid}'}"
+        logger.debug("{} {} {}", chart.job.merchant, chart.job.spec.id, how)
         self._move(chart, ChartState.OK)
 
     # -- final states --------------------------------------------------------------------------------

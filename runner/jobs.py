@@ -106,6 +106,7 @@ class RenderedChart:
     worker_pid: int
     worker_rss_mb: float
     cached: bool = False  # copied from the render cache, not rendered
+    worker: str = ""  # the Dask worker's address, when a Dask cluster rendered it
 
 
 @dataclass(frozen=True)

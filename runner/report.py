@@ -49,6 +49,7 @@ class ChartResult:
     started_at: str | None = None  # ISO-8601 UTC: its retrieval began
     finished_at: str | None = None  # ISO-8601 UTC: it reached its final status
     cached: bool = False  # its PNG came from the render cache
+    worker: str | None = None  # who rendered it: host:pid, or a Dask worker's address
 
 
 def iso_time(moment: datetime | None) -> str | None:

@@ -57,6 +57,18 @@ def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes
     return content
 
 
+def _dask_cluster(config: RunnerConfig, render: RenderFunction | None) -> Any:
+    """With --executor dask: the client to the cluster, connected (or ExecutorUnavailable)."""
+    if config.executor != "dask":
+        return None
+    from runner.render.dask_pool import DaskSupervisor, check_dask_installed
+
+    check_dask_installed()
+    if not config.dask_scheduler:
+        raise UsageError("--executor dask needs --dask-scheduler ADDRESS (such as tcp://10.0.0.5:8786)")
+    return DaskSupervisor(config, render)
+
+
 @contextmanager
 def _deadline(seconds: float | None, stop: Any, received: list[str]) -> Iterator[None]:
     """--max-run-seconds: when it passes, the run stops exactly as on SIGTERM, and says why."""
@@ -113,10 +125,11 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     elif config.server_env or config.server_headers:
         raise UsageError("--server-env and --server-header are for your own server: give --server-command "
                          "or --server-url")
+    dask = _dask_cluster(config, render)  # reached now: one that cannot be, and no work is done
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
     set_run_id(run_id)
-    if config.enable_concurrent_chart_generation:
+    if config.enable_concurrent_chart_generation and dask is None:
         from runner.render.pool import prestart
 
         prestart()
@@ -156,6 +169,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                                failure_limit=config.server_failure_limit)
             pools.append(pool)
             stack.callback(pool.close)
+            if dask is not None:
+                stack.callback(dask.close, True)
             if not merchants:
                 try:
                     merchants = default_merchants(pool, config, stop)
@@ -186,7 +201,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                 decks = DeckBook([job for batch in batches for job in batch.jobs], config.deck_formats, template,
                                  started_at.date().isoformat())
                 coordinator = Coordinator(config, RunRequest(run_id, batches), pool,
-                                          with_cache(make_supervisor(config, render), config), reporter, stop, decks)
+                                          with_cache(dask or make_supervisor(config, render), config), reporter,
+                                          stop, decks)
                 with reporter:
                     result = coordinator.run()
             logger.debug("run finished; the server and sessions are closing")
@@ -197,6 +213,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             report["run"]["server_pid"] = server_pid
             if received and report["run"]["status"] == RunStatus.INTERRUPTED:
                 report["run"]["error"] = report["run"]["error"] or f"stopped by {', '.join(dict.fromkeys(received))}"
+            report["metrics"]["render"].update(executor=config.executor, scheduler=dask.address if dask else None,
+                                               dask_workers_seen=len(dask.workers_seen) if dask else None)
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             if config.junit_xml:  # before the report: a report on disk means everything was written
