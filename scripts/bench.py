@@ -14,6 +14,8 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 6. light commands: what `--help` and `config` import
 7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
 9. render cache, latency 0: the same job twice, cold cache then warm: wall ratio, hit rate, same files
+10. Dask, latency 0: the local pool vs a scheduler and two single-thread workers on this machine, for
+   56 and 2,100 charts; Dask's per-task overhead; a projection for 4, 16 and 64 worker cores
 8. hostile: a server that never answers, one that exits mid-run, junk on stdout (before a real
    server, or alone), a 60 MB result (JSON text, structured, plain text), /dev/zero, a 10 MB
    merchants file and a 54 MB pack: each run's wall and coordinator peak RSS
@@ -433,6 +435,63 @@ def scenario_decks(sizes: Sizes, url: str, folder: Path) -> dict[str, Any]:
     }
 
 
+def dask_overhead(address: str, tasks: int) -> dict[str, float]:
+    """Dask's own cost per task, with tasks that do next to nothing (abs): one at a time (a round trip through
+    the scheduler to a worker and back), and many at once (the scheduler's throughput)."""
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.submit(abs, -1, pure=False).result()  # the function reaches the workers once
+        trips = []
+        for i in range(min(tasks, 100)):
+            started = time.perf_counter()
+            client.submit(abs, i, pure=False).result()
+            trips.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        client.gather(client.map(abs, range(tasks), pure=False))
+        batch = time.perf_counter() - started
+    return {"round_trip_ms": round(median(trips) * 1000, 2), "throughput_ms_per_task": round(batch / tasks * 1000, 3)}
+
+
+def _dask_vs_local(address: str, count: int, reps: int, folder: Path) -> dict[str, Any]:
+    tokens = merchant_tokens(count)
+    folder.mkdir()
+    with embedded_server(folder / "server.log", ["--merchants", str(max(24, count + 1))]) as (url, _):
+        walls, runs = alternate_cli_runs(reps, url, tokens, folder, {
+            "local": [], "dask": ["--executor", "dask", "--dask-scheduler", address]})
+    charts = len(tokens) * len(BUILTIN_PACK)
+    wall = {name: median(values) for name, values in walls.items()}
+    return {"charts": charts, "wall_s": {k: round(v, 3) for k, v in wall.items()},
+            "charts_per_s": {k: round(charts / v, 2) for k, v in wall.items()},
+            "dask_vs_local": ratio(wall["local"], wall["dask"]),
+            "p50_render_ms_dask": median([r.report["metrics"]["render"]["p50_render_ms"] for r in runs["dask"]])}
+
+
+def scenario_dask(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    """The local pool vs a Dask cluster on this machine (a scheduler and two single-thread
+    workers, separate processes): the same charts, latency 0, alternating."""
+    from runner.demo.cluster import local_dask_cluster
+
+    out: dict[str, Any] = {}
+    log("10. Dask: local pool vs a scheduler and two single-thread workers on this machine, latency 0")
+    with local_dask_cluster(folder, 2) as cluster:
+        out["overhead"] = dask_overhead(cluster.address, 2000 if sizes is FULL else 200)
+        log(f"  per task: {out['overhead']}")
+        for label, count, reps in (("small", sizes.merchants, sizes.reps), ("large", sizes.scale_merchants, 1)):
+            out[label] = _dask_vs_local(cluster.address, count, reps, folder / f"dask-{label}")
+    # A projection, not a measurement: rendering spread over N single-thread workers, each chart
+    # costing its render time on a worker plus Dask's round trip, capped by the scheduler's
+    # measured throughput. Assumes retrieval, the coordinator and the network keep up.
+    per_chart_s = (out["large"]["p50_render_ms_dask"] + out["overhead"]["round_trip_ms"]) / 1000
+    scheduler_cap = 1000 / out["overhead"]["throughput_ms_per_task"]
+    out["projected_charts_per_s"] = {str(cores): round(min(cores / per_chart_s, scheduler_cap), 1)
+                                     for cores in (4, 16, 64)}
+    out["projection_assumes"] = ("each worker core renders one chart per (p50 render on a Dask worker + one round "
+                                 "trip); the scheduler's no-op throughput caps it; retrieval, the coordinator and "
+                                 "the network keep up")
+    return out
+
+
 def scenario_cache(sizes: Sizes, folder: Path) -> dict[str, Any]:
     """The same job twice on unchanged data (latency 0, so rendering is most of a cold run):
     the second run renders nothing and must give byte-identical files."""
@@ -637,6 +696,9 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("scale: charts/s vs render pool", f"{s['vs_render_pool_rate']:.2f}x", ">= 0.9x",
          s["vs_render_pool_rate"] >= 0.9),
         ("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%", d["deck_cpu_share"] <= 0.2),
+        ("dask: charts/s vs local pool, 56 / 2,100 charts (2 workers)",
+         f"{results['dask']['small']['dask_vs_local']:.2f}x / {results['dask']['large']['dask_vs_local']:.2f}x",
+         ">= 0.85x", min(results["dask"]["small"]["dask_vs_local"], results["dask"]["large"]["dask_vs_local"]) >= 0.85),
         ("cache: warm run wall / cold run wall", f"{k['warm_vs_cold']:.2f}x", "<= 0.35x", k["warm_vs_cold"] <= 0.35),
         ("cache: warm run hit rate, charts rendered, same files",
          f"{k['hit_rate']:.0%}, {k['rendered_when_warm']}, {'yes' if k['identical_files'] else 'NO'}", "100%, 0, yes",
@@ -710,6 +772,7 @@ def main() -> None:
             results["decks"] = scenario_decks(sizes, url, folder / "decks")
         results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
         results["cache"] = scenario_cache(sizes, folder)
+        results["dask"] = scenario_dask(sizes, folder)
         results["hostile"] = scenario_hostile(sizes, folder)
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
