@@ -34,6 +34,7 @@ from runner.render.outcomes import (
     key_of,
     settle_result,
 )
+from runner.render.supervisor import TASKS_PER_WORKER
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 LOST_GRACE_SECONDS = 10.0  # how long the client may be reconnecting before the scheduler counts as gone
@@ -98,9 +99,10 @@ class DaskSupervisor:
         on_ready()  # nothing to start here: the cluster is there already
 
     def capacity(self) -> int:
-        # As many tasks as worker threads: queued on the scheduler instead, they would spend
-        # their render timeout waiting.
-        return max(1, self._threads) - len(self._in_flight)
+        # Two tasks per worker thread, like the local pool: one rendering, one waiting there, so no
+        # worker idles through a round trip. Not more: a task queued on the scheduler spends its
+        # render timeout waiting.
+        return TASKS_PER_WORKER * max(1, self._threads) - len(self._in_flight)
 
     def in_flight(self) -> int:
         return len(self._in_flight)
