@@ -186,7 +186,8 @@ class Coordinator:
                 last_tick = time.monotonic()
                 for timed_out in self.render.tick():
                     self._render_failed(timed_out)
-            if self.decks.due:  # a merchant's last chart may have failed, which frees no worker
+                self._fill()  # places freed; a supervisor that lost its cluster fails what it is handed
+            elif self.decks.due:  # a merchant's last chart may have failed, which frees no worker
                 self._fill()
             try:
                 self._handle(self._events.get(timeout=TICK_SECONDS))

@@ -99,3 +99,22 @@ def test_a_dask_worker_with_several_threads_renders_one_chart_at_a_time(tmp_path
     with ThreadPoolExecutor(4) as threads:
         together = [out.sha256 for out in threads.map(run_task, tasks)]
     assert together == alone
+
+
+def test_a_scheduler_that_goes_away_mid_run_fails_what_is_unfinished(tmp_path, demo_tokens):
+    """Its own cluster, since this one loses its scheduler."""
+    with local_dask_cluster(tmp_path, 2) as cluster:
+        proc, stderr_path = start_cli(["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--no-cache",
+                                       "--executor", "dask", "--dask-scheduler", cluster.address,
+                                       "--demo-server-arg=--latency-ms=400"], tmp_path)
+        wait_for(proc, stderr_path, "rendered in")
+        scheduler = next(p for p in psutil.process_iter(["cmdline"])
+                         if "scheduler" in (p.info["cmdline"] or []) and cluster.address.rsplit(":", 1)[1]
+                         in " ".join(p.info["cmdline"]))
+        scheduler.kill()
+        result = finish(proc, stderr_path, set())
+    assert result.returncode in (1, 4), result.stderr[-3000:]
+    report = check_report(result, demo_tokens[:2])
+    failed = [c for c in report["charts"] if c["status"] == "failed"]
+    assert failed and all("went away" in c["error"] or "Dask" in c["error"] for c in failed), failed
+    assert "Traceback" not in result.stderr

@@ -20,9 +20,10 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig, redact
-from runner.errors import ErrorType, RunnerError, one_line
+from runner.errors import ChartError, ErrorType, RunnerError, one_line
 from runner.jobs import RenderedChart, RenderTask
 from runner.render.outcomes import (
+    GoAgain,
     Key,
     OnDone,
     Output,
@@ -40,6 +41,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 LOST_GRACE_SECONDS = 10.0  # how long the client may be reconnecting before the scheduler counts as gone
 
 
+class _Lost(Exception):
+    """A task's result went with its worker: render it again."""
+
+
 class ExecutorUnavailable(RunnerError):
     """The Dask scheduler cannot be reached at the start: one line, exit 4, no work done."""
 
@@ -47,7 +52,7 @@ class ExecutorUnavailable(RunnerError):
 @dataclass
 class _Remote:
     key: Key
-    future: Any  # distributed.Future
+    future: Any  # distributed.Future; None for a task failed at once
     submitted: float
 
 
@@ -80,6 +85,8 @@ class DaskSupervisor:
         self._in_flight: dict[Future[Output], _Remote] = {}
         self._threads = self._count_threads()
         self._lost_since: float | None = None
+        self._gone: str | None = None  # why nothing more can be rendered: the scheduler went away
+        self._stopping = False
         self._closed = False
         self.workers_seen: set[str] = set()
         logger.info("render on the Dask cluster at {}: {} worker thread(s)", self.address, self._threads)
@@ -99,6 +106,8 @@ class DaskSupervisor:
         on_ready()  # nothing to start here: the cluster is there already
 
     def capacity(self) -> int:
+        if self._gone is not None:
+            return 1  # each task handed over now fails at once, with the reason
         # Two tasks per worker thread, like the local pool: one rendering, one waiting there, so no
         # worker idles through a round trip. Not more: a task queued on the scheduler spends its
         # render timeout waiting.
@@ -114,6 +123,11 @@ class DaskSupervisor:
         from runner.render.dask_worker import run_task
 
         local: Future[Output] = Future()
+        if self._gone is not None:
+            local.set_exception(ChartError(ErrorType.RENDER_ERROR, self._gone))
+            self._in_flight[local] = _Remote(key_of(task), None, time.monotonic())
+            on_done(local)
+            return
         merchant, what = key_of(task)
         name = f"{'chart' if isinstance(task, RenderTask) else 'deck'}-{merchant}-{what}-{uuid.uuid4().hex[:8]}"
         remote = self._client.submit(run_task, task, self._render, key=name, pure=False)
@@ -127,8 +141,10 @@ class DaskSupervisor:
                     local.set_result(done.result())
                 elif done.status == "cancelled":
                     local.set_exception(CancelledError())
-                else:
+                elif done.status == "error":
                     local.set_exception(done.exception())
+                else:  # "lost": it ran on a worker that died before its result came back
+                    local.set_exception(_Lost(done.status))
             except BaseException as exc:  # noqa: BLE001 - any way it ended is this chart's outcome
                 if not local.done():
                     local.set_exception(exc)
@@ -144,7 +160,17 @@ class DaskSupervisor:
             return None  # already settled: timed out, or failed when the scheduler went away
         error = future.exception()
         if isinstance(error, CancelledError):
-            return None  # cancelled by a stop: the chart is reported cancelled
+            if self._stopping:
+                return None  # cancelled by a stop: the chart is reported cancelled
+            if self._client.status in ("closing", "closed"):  # it gave up reconnecting
+                self._gone = f"the Dask scheduler at {self.address} went away"
+            lost = self._client.status != "running"
+            return RenderFailed(remote.key, ErrorType.RENDER_ERROR, self._gone or (
+                f"the Dask scheduler at {self.address} stopped answering" if lost
+                else f"cancelled by the Dask cluster at {self.address}"))
+        if isinstance(error, _Lost):
+            remote.future.release()
+            return GoAgain(remote.key)
         if isinstance(error, KilledWorker):
             return RenderFailed(remote.key, ErrorType.WORKER_CRASHED,
                                 f"its render killed Dask workers repeatedly: {one_line(str(error), 200)}")
@@ -159,16 +185,16 @@ class DaskSupervisor:
         if self._client.status != "running":
             self._lost_since = self._lost_since or now
             if now - self._lost_since > LOST_GRACE_SECONDS:
+                self._gone = f"the Dask scheduler at {self.address} went away"
                 for local, remote in list(self._in_flight.items()):
                     self._in_flight.pop(local)
-                    failed.append(RenderFailed(remote.key, ErrorType.RENDER_ERROR,
-                                               f"the Dask scheduler at {self.address} went away"))
+                    failed.append(RenderFailed(remote.key, ErrorType.RENDER_ERROR, self._gone))
                 return failed
         else:
             self._lost_since = None
             self._threads = self._count_threads() or self._threads
         for local, remote in list(self._in_flight.items()):
-            if not local.done() and now - remote.submitted > self._timeout:
+            if not local.done() and now - remote.submitted > self._timeout and remote.future is not None:
                 self._in_flight.pop(local)
                 remote.future.cancel()
                 failed.append(RenderFailed(remote.key, ErrorType.TIMEOUT,
@@ -176,8 +202,10 @@ class DaskSupervisor:
         return failed
 
     def cancel_pending(self) -> None:
+        self._stopping = True
         for remote in self._in_flight.values():
-            remote.future.cancel()
+            if remote.future is not None:
+                remote.future.cancel()
 
     def close(self, terminate: bool) -> None:
         if self._closed:
