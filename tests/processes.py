@@ -3,6 +3,8 @@ that nothing it started is left behind."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -57,7 +59,12 @@ def still_running(pids: set[int], grace: float = 5.0) -> list[str]:
 
 
 def finish(proc, stderr_path: Path, seen: set[int]) -> CliRun:
-    stdout, _ = proc.communicate(timeout=60)
+    try:
+        stdout, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # a failed test must not leave the run (and its server) behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        raise AssertionError(f"the run did not end:\n{stderr_path.read_text()[-3000:]}") from None
     assert not still_running(seen), f"processes left: {still_running(seen)}"
     result = cli_result(proc.returncode, stdout, stderr_path.read_text())
     assert result.report is not None, result.stderr[-3000:]
