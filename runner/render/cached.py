@@ -8,6 +8,7 @@ settles. The coordinator sees the same interface either way.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,6 +25,9 @@ class CachedRendering:
         self.cache = cache
         self._hits: dict[Future[Output], Task] = {}
         self._keys: dict[Future[Output], str] = {}  # a real render's cache key, until it settles
+        # A miss handed over while the supervisor has no room yet (its pool still starting): hits
+        # need no worker, so they are not held up behind the pool's start.
+        self._parked: deque[tuple[Task, OnDone, str]] = deque()
 
     @property
     def workers(self) -> int:
@@ -44,11 +48,18 @@ class CachedRendering:
     def start(self, on_ready: Callable[[], None]) -> None:
         self._inner.start(on_ready)
 
+    def _unpark(self) -> None:
+        while self._parked and self._inner.capacity() > 0:
+            self._submit_inner(*self._parked.popleft())
+
     def capacity(self) -> int:
-        return self._inner.capacity()
+        self._unpark()
+        if self._parked:
+            return 0
+        return max(self._inner.capacity(), 1)
 
     def in_flight(self) -> int:
-        return self._inner.in_flight()
+        return self._inner.in_flight() + len(self._parked)
 
     def rendering(self) -> int:
         return self._inner.rendering()
@@ -63,6 +74,12 @@ class CachedRendering:
             on_done(future)
             return
 
+        if self._inner.capacity() > 0:
+            self._submit_inner(task, on_done, key)
+        else:
+            self._parked.append((task, on_done, key))
+
+    def _submit_inner(self, task: Task, on_done: OnDone, key: str) -> None:
         def done(future: Future[Output]) -> None:
             self._keys[future] = key
             on_done(future)
@@ -81,6 +98,7 @@ class CachedRendering:
         if (task := self._hits.pop(future, None)) is not None:
             return Rendered(key_of(task), future.result())
         settled = self._inner.settle(future)
+        self._unpark()  # a place is free: the coordinator may have nothing else to hand over
         key = self._keys.pop(future, None)
         if key is not None and isinstance(settled, Rendered):
             if isinstance(settled.chart, RenderedChart):
@@ -90,9 +108,12 @@ class CachedRendering:
         return settled
 
     def tick(self) -> list[RenderFailed]:
-        return self._inner.tick()
+        failed = self._inner.tick()
+        self._unpark()
+        return failed
 
     def cancel_pending(self) -> None:
+        self._parked.clear()
         self._inner.cancel_pending()
 
     def close(self, terminate: bool) -> None:
