@@ -13,19 +13,20 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from runner.charts import ChartSpec, load_pack
-from runner.decks.book import DECK_NAME
+from runner.decks.book import DeckBook
 from runner.errors import UsageError
-from runner.files import read_input_text, write_atomically
+from runner.files import read_input, read_input_text, write_atomically
 from runner.job import JobInputs
-from runner.jobs import DeckChart, DeckTask, safe_part
-from runner.report import merchant_rows
+from runner.jobs import ChartData, ChartJob, safe_part
+from runner.report import merchant_rows, write_report
+from runner.run import MAX_TEMPLATE_BYTES, exit_code_for
 from runner.status import ChartStatus, DeckStatus, ExitCode
 
 MAX_REPORT_BYTES = 200_000_000
@@ -81,12 +82,43 @@ def _place(row: dict[str, Any], key: str, target: Path) -> str | None:
     return str(target)
 
 
-def merge(rerun: Rerun, rerun_report: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """The original run with the rerun's outcome folded in; returns (report path, report)."""
+def _rebuilt_decks(rerun: Rerun, charts: list[dict[str, Any]], touched: set[str]) -> list[dict[str, Any]]:
+    """The original run's deck rows, those of the touched merchants rebuilt (by the same deck ledger
+    as a run, with the run's template) from every chart on disk."""
     from runner.decks.build import build_deck
     from runner.retrieval.parse import chart_data_from_json
-    from runner.run import exit_code_for
 
+    original = rerun.report
+    decks: list[dict[str, Any]] = original.get("decks", [])
+    formats = tuple(dict.fromkeys(d["format"] for d in decks))
+    if not formats or not touched:
+        return decks
+    run = original["run"]
+    pack = {spec.id: spec for spec in load_pack(run.get("pack") or "business-review")}
+    mine = [c for c in charts if c["merchant"] in touched]
+    jobs = [ChartJob(c["merchant"], pack[c["chart_id"]], run["start_date"], run["end_date"],
+                     str(rerun.run_dir / safe_part(c["merchant"]) / f"{safe_part(c['chart_id'])}.png")) for c in mine]
+    template_path = (original.get("config", {}).get("deck_template") or {}).get("value")
+    template = read_input(Path(template_path), "deck template", MAX_TEMPLATE_BYTES) if template_path else None
+    book = DeckBook(jobs, formats, template, run["started_at"][:10])
+    for merchant in sorted(touched):
+        data: dict[str, ChartData | None] = {}
+        for chart in (c for c in mine if c["merchant"] == merchant):
+            if chart["status"] == ChartStatus.OK and chart["data_output"]:
+                document = json.loads(Path(chart["data_output"]).read_text())
+                data[chart["chart_id"]] = chart_data_from_json(pack[chart["chart_id"]], merchant, document,
+                                                               document.get("paragraph"))
+        errors: dict[str, str | None] = {c["chart_id"]: f"{c['error_type']}: {c['error']}" for c in mine
+                                         if c["merchant"] == merchant and c["error"]}
+        task = book.task(merchant, data, errors)
+        if task is not None:
+            book.built(merchant, build_deck(task))
+    rebuilt = {(d.merchant, d.format): asdict(d) for d in book.results()}
+    return [rebuilt.get((d["merchant"], d["format"]), d) for d in decks]
+
+
+def merge(rerun: Rerun, rerun_report: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The original run with the rerun's outcome folded in; returns (report path, report)."""
     original = rerun.report
     rows = {(c["merchant"], c["chart_id"]): c for c in original["charts"]}
     touched: set[str] = set()
@@ -103,36 +135,7 @@ def merge(rerun: Rerun, rerun_report: dict[str, Any]) -> tuple[Path, dict[str, A
         touched.add(row["merchant"])
     charts = [rows[(c["merchant"], c["chart_id"])] for c in original["charts"]]
 
-    pack = {spec.id: spec for spec in load_pack(original["run"].get("pack") or "business-review")}
-    decks = original.get("decks", [])
-    formats = tuple(sorted({d["format"] for d in decks}))
-    for merchant in sorted(touched):
-        if not formats:
-            break
-        mine = [c for c in charts if c["merchant"] == merchant]
-        deck_charts = []
-        for chart in mine:
-            spec = pack[chart["chart_id"]]
-            if chart["status"] == ChartStatus.OK and chart["output"] and chart["data_output"]:
-                document = json.loads(Path(chart["data_output"]).read_text())
-                data = chart_data_from_json(spec, merchant, document, document.get("paragraph"))
-                deck_charts.append(DeckChart(spec, data, Path(chart["output"]).read_bytes()))
-            else:
-                deck_charts.append(DeckChart(spec, None, None, f"{chart['error_type']}: {chart['error']}"))
-        task = DeckTask(merchant, original["run"]["start_date"], original["run"]["end_date"],
-                        original["run"]["started_at"][:10], tuple(deck_charts), formats)
-        built = build_deck(task)
-        missing = sum(1 for c in mine if c["status"] != ChartStatus.OK)
-        status = DeckStatus.PARTIAL if missing else DeckStatus.OK
-        for document in built.documents:
-            path = rerun.run_dir / safe_part(merchant) / f"{DECK_NAME}.{document.format}"
-            write_atomically(path, document.content)
-            for deck in decks:
-                if deck["merchant"] == merchant and deck["format"] == document.format:
-                    deck.update(status=status, output=str(path), slides=built.slides, bytes=len(document.content),
-                                sha256=document.sha256, charts_missing=missing, build_ms=round(built.build_ms, 1),
-                                error_type=None, error=None, cached=False)
-
+    decks = _rebuilt_decks(rerun, charts, touched)
     counts = Counter(c["status"] for c in charts)
     run = dict(original["run"])
     decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
@@ -141,11 +144,12 @@ def merge(rerun: Rerun, rerun_report: dict[str, Any]) -> tuple[Path, dict[str, A
                charts_failed=counts[ChartStatus.FAILED], charts_cancelled=counts[ChartStatus.CANCELLED],
                charts_skipped=counts[ChartStatus.SKIPPED], error=None,
                merged=[*run.get("merged", []), rerun_report["run"]["run_id"]])
+    formats = tuple(dict.fromkeys(d["format"] for d in decks))
     report = {**original, "run": run, "charts": charts, "decks": decks,
               "merchants": merchant_rows(charts, decks, formats)}
     path = rerun.report_path
     shutil.copyfile(path, path.with_name(f"report.before-{rerun_report['run']['run_id']}.json"))
-    write_atomically(path, (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode())
+    write_report(rerun.run_dir, report, with_csv=(rerun.run_dir / "charts.csv").exists())
     logger.info("merged into {}: {} chart(s) ok of {} (exit {})", path, counts[ChartStatus.OK], len(charts),
                 ExitCode(code).value)
     return path, report
