@@ -79,10 +79,10 @@ def _error_line(message: str, log_format: str | None) -> None:
         from datetime import UTC, datetime
 
         from runner.logs import json_line
+        from runner.report import iso_time
 
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        click.echo(json_line({"time": now, "level": "ERROR", "message": f"error: {message}", "run_id": None}),
-                   err=True)
+        click.echo(json_line({"time": iso_time(datetime.now(UTC)), "level": "ERROR", "message": f"error: {message}",
+                              "run_id": None}), err=True)
     else:
         click.echo(f"error: {message}", err=True)
 

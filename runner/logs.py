@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from runner.errors import one_line
+from runner.report import iso_time
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -36,7 +37,7 @@ def json_line(fields: dict[str, Any]) -> str:
 
 def _json_format(record: Record) -> str:
     extra = record["extra"]
-    fields = {"time": record["time"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    fields = {"time": iso_time(record["time"].astimezone(UTC)),
               "level": record["level"].name, "message": one_line(record["message"], 10_000),
               "run_id": extra.get("run_id")}
     fields.update({key: str(extra[key]) for key in CONTEXT_KEYS[1:] if extra.get(key) is not None})
