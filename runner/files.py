@@ -4,10 +4,17 @@ user's input files read within bounds."""
 from __future__ import annotations
 
 import os
+import secrets
 import stat
+from contextlib import suppress
 from pathlib import Path
 
 from runner.errors import UsageError
+
+# Created exclusively and never through a link: a name planted in advance (a link to a user's
+# file, say) makes the open fail instead of writing where it points.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_NAME_TRIES = 8
 
 
 def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
@@ -17,16 +24,41 @@ def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
     machine; PNGs can be rendered again, and a sync per chart costs more than the chart.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(content)
+        write_in_folder(folder, path.name, content, sync)
+    finally:
+        os.close(folder)
+
+
+def write_in_folder(folder: int, name: str, content: bytes, sync: bool = False) -> None:
+    """write_atomically for the file `name` in the open folder `folder` (a descriptor).
+
+    The temporary name is unpredictable (64 random bits) and created exclusively, so nobody can
+    plant a link at it beforehand; the rename replaces whatever is at `name`, a link included,
+    without following it.
+    """
+    for _ in range(_TEMP_NAME_TRIES):
+        temp = f".{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            handle = os.open(temp, _NEW_FILE, 0o666, dir_fd=folder)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name for {name}")
+    try:
+        with open(handle, "wb", closefd=True) as out:
+            out.write(content)
             if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        if sync:  # the rename too
+            os.fsync(folder)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            os.unlink(temp, dir_fd=folder)
         raise
 
 

@@ -6,9 +6,17 @@ matplotlib, python-pptx). Same key, same output: a hit is copied instead of rend
 night whose data did not change renders nothing. Retrieval still runs every time: the data
 decide.
 
-Safe to share between runs: every entry is written to a temporary name and renamed, so a
-reader sees a whole file or none; an entry evicted under a reader's feet is a miss. Least
-recently used entries go first when the cache passes its size (a hit touches its entry).
+The folder is the runner's only when it carries its marker (see cache_folder). Each key has one
+record in the cache's index (`index/<key>.json`): its files' formats, sizes and sha256, written
+when the entry was. An entry is served only when its files are regular files (never links) whose
+content matches the record; anything else is a miss, logged once, and the entry removed. The
+record lives apart from the files it vouches for, and names its key: swapping two entries, or
+two entries with their records, does not pass.
+
+Safe to share between runs: every file is written to a temporary name and renamed, so a reader
+sees a whole file or none, and a key's record is written after its files; an entry evicted under
+a reader's feet is a miss. Least recently used entries go first when the cache passes its size (a
+hit touches its record), and only entries the index lists are ever removed.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+import re
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +36,9 @@ from typing import Any
 from loguru import logger
 
 from runner import __version__
-from runner.files import write_atomically
+from runner.files import write_in_folder
 from runner.jobs import BuiltDeck, DeckDocument, DeckTask, RenderTask
+from runner.render.cache_folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
 
 _DRAWING_CODE = ("render/draw.py", "render/worker.py", "decks/build.py", "decks/pdf.py", "decks/powerpoint.py",
                  "decks/paragraphs.py")
@@ -63,75 +75,221 @@ def deck_key(task: DeckTask) -> str:
                     "template": hashlib.sha256(task.template).hexdigest() if task.template else None})
 
 
+class EntryKind(StrEnum):
+    CHART = "chart"
+    DECK = "deck"
+
+
+# The formats each kind of entry may have: the only names a record can make the cache open.
+FORMATS = {EntryKind.CHART: ("png",), EntryKind.DECK: ("pdf", "pptx")}
+MAX_ENTRY_BYTES = 256_000_000  # a deck with a large template stays well within it
+MAX_RECORD_BYTES = 4096
+MAX_SLIDES = 100_000
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class EntryFile:
+    format: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """What the cache wrote under one key; the only proof that its files are the runner's."""
+
+    key: str
+    kind: EntryKind
+    files: tuple[EntryFile, ...]
+    slides: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+
+def record_of(key: str, kind: EntryKind, documents: list[tuple[str, bytes]], slides: int = 0) -> IndexRecord:
+    return IndexRecord(key, kind, tuple(EntryFile(fmt, hashlib.sha256(content).hexdigest(), len(content))
+                                        for fmt, content in documents), slides)
+
+
+def _count(value: object, maximum: int) -> int:
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ValueError(f"{value!r} is not a count up to {maximum:,}")
+    return value
+
+
+def parse_record(key: str, content: bytes) -> IndexRecord:
+    """A record read back from the index: untrusted input, checked like a flag (ValueError)."""
+    try:
+        raw = json.loads(content)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(raw, dict) or set(raw) != {"key", "kind", "files", "slides"}:
+        raise ValueError("not a record")
+    if raw["key"] != key:
+        raise ValueError("a record of another key")
+    kind = EntryKind(raw["kind"]) if raw["kind"] in tuple(EntryKind) else None
+    if kind is None or not isinstance(raw["files"], list) or not 1 <= len(raw["files"]) <= len(FORMATS[kind]):
+        raise ValueError("not a record")
+    files = []
+    for item in raw["files"]:
+        if not isinstance(item, dict) or set(item) != {"format", "sha256", "size"}:
+            raise ValueError("not a file's record")
+        if item["format"] not in FORMATS[kind]:
+            raise ValueError(f"format {str(item['format'])[:40]!r} is not one the runner writes for a {kind}")
+        if not isinstance(item["sha256"], str) or not _HEX64.fullmatch(item["sha256"]):
+            raise ValueError("not a sha256")
+        files.append(EntryFile(item["format"], item["sha256"], _count(item["size"], MAX_ENTRY_BYTES)))
+    if len({f.format for f in files}) != len(files):
+        raise ValueError("a format listed twice")
+    return IndexRecord(key, kind, tuple(files), _count(raw["slides"], MAX_SLIDES))
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """An index record as trim sees it: when last used, how much it holds, what to remove."""
+
+    key: str
+    used: float
+    size: int
+    formats: tuple[str, ...]
+
+
 class RenderCache:
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.folder / key[:2] / f"{key}.{suffix}"
-
-    def _read(self, key: str, suffix: str) -> bytes | None:
-        path = self._path(key, suffix)
-        try:
-            content = path.read_bytes()
-            os.utime(path)  # recently used
-        except OSError:  # absent, or evicted by another run a moment ago
-            return None
-        return content
-
-    def _write(self, key: str, suffix: str, content: bytes) -> None:
-        path = self._path(key, suffix)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, content)
-        except OSError as exc:  # a cache that cannot be written only costs speed
-            logger.debug("render cache: cannot store {}: {}", path.name, exc.strerror or exc)
-
     def get_chart(self, key: str) -> bytes | None:
-        return self._read(key, "png")
+        found = self._load(key, EntryKind.CHART)
+        return found[1][0] if found else None
 
     def put_chart(self, key: str, png: bytes) -> None:
-        self._write(key, "png", png)
+        self._store(record_of(key, EntryKind.CHART, [("png", png)]), [png])
 
-    def get_deck(self, key: str) -> BuiltDeck | None:
-        index = self._read(key, "deck.json")
-        if index is None:
+    def get_deck(self, key: str, formats: tuple[str, ...]) -> BuiltDeck | None:
+        """The deck under `key`, when the cache holds exactly the formats asked for."""
+        found = self._load(key, EntryKind.DECK)
+        if found is None:
             return None
-        entry = json.loads(index)
-        documents = []
-        for fmt in entry["formats"]:
-            content = self._read(key, fmt)
-            if content is None:
-                return None
-            documents.append(DeckDocument(fmt, content, hashlib.sha256(content).hexdigest()))
-        return BuiltDeck(tuple(documents), entry["slides"], 0.0, 0.0, cached=True)
+        record, contents = found
+        if tuple(f.format for f in record.files) != formats:
+            self._reject(key, EntryKind.DECK, "its formats are not the ones asked for")
+            return None
+        documents = tuple(DeckDocument(f.format, content, f.sha256) for f, content in zip(record.files, contents,
+                                                                                           strict=True))
+        return BuiltDeck(documents, record.slides, 0.0, 0.0, cached=True)
 
     def put_deck(self, key: str, deck: BuiltDeck) -> None:
-        for document in deck.documents:
-            self._write(key, document.format, document.content)
-        index = {"formats": [d.format for d in deck.documents], "slides": deck.slides}
-        self._write(key, "deck.json", json.dumps(index).encode())  # last: an index means its documents are there
+        documents = [(d.format, d.content) for d in deck.documents]
+        if all(fmt in FORMATS[EntryKind.DECK] for fmt, _ in documents):
+            self._store(record_of(key, EntryKind.DECK, documents, deck.slides), [d.content for d in deck.documents])
+
+    def _load(self, key: str, kind: EntryKind) -> tuple[IndexRecord, list[bytes]] | None:
+        try:
+            with opened(self.folder) as root, subfolder(root, INDEX) as index:
+                try:
+                    record = parse_record(key, read_regular(index, f"{key}.json", MAX_RECORD_BYTES))
+                except ValueError as exc:
+                    raise BadEntry(f"its index record is not valid: {exc}") from None
+                if record.kind != kind:
+                    raise BadEntry(f"indexed as a {record.kind}")
+                with subfolder(root, key[:2]) as shard:
+                    contents = [self._content(shard, key, file) for file in record.files]
+                with suppress(OSError):  # recently used; a read-only cache still serves
+                    os.utime(f"{key}.json", dir_fd=index, follow_symlinks=False)
+                return record, contents
+        except FileNotFoundError:  # never stored, or evicted by another run a moment ago
+            return None
+        except BadEntry as exc:
+            self._reject(key, kind, str(exc))
+        except OSError as exc:
+            logger.debug("render cache: cannot read {}: {}", key, exc.strerror or exc)
+        return None
+
+    @staticmethod
+    def _content(shard: int, key: str, file: EntryFile) -> bytes:
+        content = read_regular(shard, f"{key}.{file.format}", file.size)
+        if len(content) != file.size or hashlib.sha256(content).hexdigest() != file.sha256:
+            raise BadEntry(f"its {file.format} does not match the hash its index recorded")
+        return content
+
+    def _reject(self, key: str, kind: EntryKind, reason: str) -> None:
+        logger.warning("render cache: entry {} not served ({}): a miss; removed", key, reason)
+        try:
+            with opened(self.folder) as root:
+                self._remove(root, key, FORMATS[kind])
+        except OSError as exc:
+            logger.debug("render cache: cannot remove {}: {}", key, exc.strerror or exc)
+
+    @staticmethod
+    def _remove(root: int, key: str, formats: tuple[str, ...]) -> None:
+        """A key's files (paths made from the key, never read from anywhere), then its record."""
+        with suppress(BadEntry, FileNotFoundError), subfolder(root, key[:2]) as shard:
+            for fmt in formats:
+                remove(shard, f"{key}.{fmt}")
+        with suppress(BadEntry, FileNotFoundError), subfolder(root, INDEX) as index:
+            remove(index, f"{key}.json")
+
+    def _store(self, record: IndexRecord, contents: list[bytes]) -> None:
+        if record.size > MAX_ENTRY_BYTES:
+            return
+        key = record.key
+        try:
+            with opened(self.folder) as root, subfolder(root, key[:2], create=True) as shard, \
+                    subfolder(root, INDEX, create=True) as index:
+                for file, content in zip(record.files, contents, strict=True):
+                    write_in_folder(shard, f"{key}.{file.format}", content)
+                write_in_folder(index, f"{key}.json", record.encode())  # last: a record means its files are there
+        except (OSError, BadEntry) as exc:  # a cache that cannot be written only costs speed
+            logger.debug("render cache: cannot store {}: {}", key, exc)
 
     def trim(self) -> int:
-        """Remove the least recently used entries until the cache is within its size; returns how many."""
-        entries = []
-        for entry in self.folder.glob("*/*"):
-            try:
-                if not entry.name.startswith("."):
-                    stat = entry.stat()
-                    entries.append((stat.st_mtime, stat.st_size, entry))
-            except OSError:  # removed by another run meanwhile
-                continue
-        total = sum(size for _, size, _ in entries)
-        removed = 0
-        for _, size, entry in sorted(entries, key=lambda e: e[0]):
-            if total <= self.max_bytes:
-                break
-            entry.unlink(missing_ok=True)
-            total -= size
-            removed += 1
+        """Remove the least recently used entries until the cache is within its size; returns how many.
+        Only entries the index lists are counted and removed; an index record that is not valid is
+        removed with its key's files."""
+        try:
+            with opened(self.folder) as root, subfolder(root, INDEX) as index:
+                listed = self._listed(root, index)
+                budget = self.max_bytes - len(MARKER_TEXT)
+                total = sum(entry.size for entry in listed)
+                removed = 0
+                for entry in sorted(listed, key=lambda e: e.used):
+                    if total <= budget:
+                        break
+                    self._remove(root, entry.key, entry.formats)
+                    total -= entry.size
+                    removed += 1
+        except FileNotFoundError:  # nothing stored yet
+            return 0
+        except (OSError, BadEntry) as exc:
+            logger.warning("render cache: {} not trimmed: {}", self.folder, exc)
+            return 0
         if removed:
-            logger.info("render cache: {} least recently used file(s) removed to stay within {:.0f} MB", removed,
-                        self.max_bytes / 1e6)
+            logger.info("render cache: {} least recently used {} removed to stay within {:.0f} MB", removed,
+                        "entry" if removed == 1 else "entries", self.max_bytes / 1e6)
         return removed
+
+    def _listed(self, root: int, index: int) -> list[_Listed]:
+        listed = []
+        for name in os.listdir(index):
+            key = name.removesuffix(".json")
+            if not name.endswith(".json") or not _HEX64.fullmatch(key):
+                continue  # a write under way, or not the cache's
+            try:
+                info = os.stat(name, dir_fd=index, follow_symlinks=False)
+                record = parse_record(key, read_regular(index, name, MAX_RECORD_BYTES))
+            except FileNotFoundError:  # removed by another run meanwhile
+                continue
+            except (BadEntry, ValueError) as exc:
+                logger.warning("render cache: index record {} removed: {}", name, exc)
+                self._remove(root, key, tuple(fmt for formats in FORMATS.values() for fmt in formats))
+                continue
+            formats = tuple(f.format for f in record.files)
+            listed.append(_Listed(key, info.st_mtime, record.size + info.st_size, formats))
+        return listed

@@ -16,6 +16,7 @@ from pathlib import Path
 from runner.config import RunnerConfig
 from runner.jobs import BuiltDeck, RenderedChart, RenderTask
 from runner.render.cache import RenderCache, chart_key, deck_key
+from runner.render.cache_folder import claim
 from runner.render.outcomes import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
 
 
@@ -92,7 +93,7 @@ class CachedRendering:
             if png is None:
                 return None
             return RenderedChart(png, hashlib.sha256(png).hexdigest(), 0.0, 0.0, 0, 0.0, cached=True)
-        return self.cache.get_deck(key)
+        return self.cache.get_deck(key, task.formats)
 
     def settle(self, future: Future[Output]) -> Settled:
         if (task := self._hits.pop(future, None)) is not None:
@@ -120,9 +121,21 @@ class CachedRendering:
         self._inner.close(terminate)
 
 
+def _default_folder(config: RunnerConfig) -> Path:
+    return Path(config.output_dir).expanduser() / ".cache"
+
+
 def render_cache(config: RunnerConfig) -> RenderCache:
-    folder = Path(config.cache_dir or Path(config.output_dir) / ".cache").expanduser()
+    folder = Path(config.cache_dir).expanduser() if config.cache_dir else _default_folder(config)
     return RenderCache(folder, config.cache_max_mb * 1_000_000)
+
+
+def claim_cache(config: RunnerConfig) -> None:
+    """Before any work (UsageError): the cache folder is the runner's, made so, or refused. Only
+    the default place may hold a cache of the layout before the marker (adopted once)."""
+    if config.cache:
+        folder = render_cache(config).folder
+        claim(folder, adoptable=folder.resolve() == _default_folder(config).resolve())
 
 
 def with_cache(supervisor: RenderSupervisor, config: RunnerConfig) -> RenderSupervisor:
