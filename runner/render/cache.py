@@ -63,8 +63,11 @@ def _digest(payload: dict[str, Any]) -> str:
 
 def chart_key(task: RenderTask) -> str:
     job = task.job
+    # Exactly what is drawn: an agent's paragraph goes under the chart in the deck, not on it, so
+    # rewording it alone must not miss (the deck's key holds it).
+    data = {k: v for k, v in asdict(task.data).items() if k != "paragraph"}
     return _digest({"chart": asdict(job.spec), "merchant": job.merchant, "dates": [job.start_date, job.end_date],
-                    "data": asdict(task.data), "compress_level": task.compress_level})
+                    "data": data, "compress_level": task.compress_level})
 
 
 def deck_key(task: DeckTask) -> str:

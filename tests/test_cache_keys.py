@@ -1,0 +1,36 @@
+"""What the render cache's keys hold: exactly what decides the output, nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from runner.charts import BUILTIN_PACK
+from runner.demo.server import Warehouse
+from runner.jobs import DeckChart, DeckTask
+from runner.render.cache import chart_key, deck_key
+from tests.helpers import render_task
+
+
+def test_an_agents_paragraph_is_in_the_decks_key_not_the_charts(warehouse: Warehouse, tmp_path: Path) -> None:
+    spec = BUILTIN_PACK[3]
+    task = render_task(warehouse, spec, warehouse.merchants()[0]["token"], tmp_path)
+    reworded = replace(task, data=replace(task.data, paragraph="The same numbers, said another way."))
+    assert chart_key(reworded) == chart_key(task)  # the paragraph is not drawn on the chart
+
+    def deck(data):  # type: ignore[no-untyped-def]
+        return DeckTask(task.job.merchant, task.job.start_date, task.job.end_date, "2026-11-29",
+                        (DeckChart(spec, data, b"png"),), ("pdf",), None)
+
+    assert deck_key(deck(reworded.data)) != deck_key(deck(task.data))  # it is printed under the chart
+
+
+def test_a_drawn_value_changes_the_charts_key(warehouse: Warehouse, tmp_path: Path) -> None:
+    spec = BUILTIN_PACK[3]
+    task = render_task(warehouse, spec, warehouse.merchants()[0]["token"], tmp_path)
+    panel = task.data.panels[0]
+    series = panel.series[0]
+    changed = replace(series, values=(12345.0, *series.values[1:]))
+    other = replace(task, data=replace(task.data, panels=(replace(panel, series=(changed, *panel.series[1:])),
+                                                          *task.data.panels[1:])))
+    assert chart_key(other) != chart_key(task)
