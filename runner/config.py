@@ -12,15 +12,14 @@ import json
 import math
 import os
 import re
-import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from runner.errors import UsageError
+from runner.redaction import redact
 
 ENV_PREFIX = "SCALAPAY_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -128,6 +127,13 @@ class RunnerConfig:
                                       minimum=256, maximum=64_000)
     llm_retry_max_wait_seconds: float = _setting(30.0, "float", "Agent mode: longest retry-after honoured.",
                                                  minimum=0)
+    llm_timeout_seconds: float = _setting(25.0, "float", "Agent mode: timeout of one model call (raise it with "
+                                                         "--max-output-tokens: a long answer takes longer).", above=0)
+    llm_failure_limit: int = _setting(3, "int", "Agent mode: failed model calls in a row (rate limited, 5xx, "
+                                                "timeout, no connection; any batch; an answer resets the count) "
+                                                "after which the API is taken to be down.", minimum=1)
+    llm_batch_seconds: float = _setting(300.0, "float", "Agent mode: time one batch's conversation may take, "
+                                                        "model and tool calls together.", above=0)
     anthropic_api_key: str | None = _setting(None, "str", "Agent mode: API key.", secret="hide",
                                              env="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = _setting(None, "str", "Agent mode: Messages API base URL.", secret="url",
@@ -176,8 +182,10 @@ def _parse(f: Any, raw: Any, where: str) -> Any:
     kind = meta["kind"]
 
     def bad(expected: str) -> UsageError:
-        if meta["secret"] == "items":  # it may hold a credential, in a shape too broken to redact
+        if meta["secret"] in ("items", "hide"):  # it may hold a credential, in a shape too broken to redact
             return UsageError(f"invalid {where} (value not shown): expected {expected}")
+        if meta["secret"] == "url":
+            return UsageError(f"invalid {where}={redact(str(raw))!r}: expected {expected}")
         return UsageError(f"invalid {where}={raw!r}: expected {expected}")
 
     if kind == "bool":
@@ -320,38 +328,6 @@ def load_config(
     return replace(config, sources=tuple(sorted(sources.items())))
 
 
-_SECRET_QUERY = re.compile(r"(key|token|secret|pass|pwd|auth|sig|code|bearer|credential)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Hide credentials in a URL (user info, key-like query values) or command line."""
-    parts = urlsplit(text)
-    if parts.scheme and parts.netloc and not any(ch.isspace() for ch in text):  # http://, postgresql://, ...
-        netloc = parts.netloc
-        if "@" in netloc:
-            netloc = "***@" + netloc.rsplit("@", 1)[1]
-        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)], safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    # A command line: hide the value after a key-like option (--api-key X) and of any key-like
-    # assignment (--token=X, env WAREHOUSE_PASSWORD=X, md:db?motherduck_token=X), and URL user info.
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        return _SECRET_PAIR.sub(r"\1***", text)
-    hidden = []
-    for i, word in enumerate(words):
-        if i and _SECRET_OPTION.match(words[i - 1]) and "=" not in words[i - 1]:
-            word = "***"
-        elif "://" in word:
-            word = redact(word)
-        elif re.fullmatch(r"-p\S+", word):  # mysql's -pPASSWORD
-            word = "-p***"
-        else:
-            word = _SECRET_PAIR.sub(r"\1***", word)
-        hidden.append(word if "***" in word else shlex.quote(word))
-    return " ".join(hidden)
-
-
 def redact_item(item: str) -> str:
     """NAME=value -> NAME=***, 'Name: value' -> 'Name: ***'; a bare NAME stays as it is."""
     for separator in ("=", ":"):
@@ -359,8 +335,3 @@ def redact_item(item: str) -> str:
         if found and re.fullmatch(r"[\w*?\[\]!#$%&'+.^`|~-]+", name.strip()):
             return f"{name}{separator}{' ' if separator == ':' else ''}***"
     return item
-
-
-_SECRET_NAME = r"[\w-]*(?:key|token|secret|pass|pwd|credential|auth|bearer)[\w-]*"
-_SECRET_OPTION = re.compile(rf"^(--?{_SECRET_NAME}|-p)$", re.IGNORECASE)  # -p: a password, as mysql takes it
-_SECRET_PAIR = re.compile(rf"({_SECRET_NAME}=)[^&;\s]+", re.IGNORECASE)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
+
+from runner.redaction import scrub
+from runner.status import ExitCode
 
 
 class ErrorType(StrEnum):
@@ -29,21 +33,31 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def one_line(text: str, limit: int = 500) -> str:
     """Text from elsewhere (a server, a tool, a model) made safe for a log line or a report
     cell: control characters and escape sequences shown as escapes (so they cannot clear a
-    terminal or forge a log line), newlines folded, and long text cut with a marker."""
+    terminal or forge a log line), newlines folded, long text cut with a marker, and the run's
+    secrets scrubbed: before the escapes (a secret may hold a character they change) and after."""
     safe = "".join(_ESCAPES.get(ch) or (ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256
-                                        else f"\\u{ord(ch):04x}") for ch in text)
-    if len(safe) <= limit:
-        return safe
-    marker = f"…[cut from {len(safe):,} characters]"
-    return safe[:max(0, limit - len(marker))] + marker  # no longer than `limit`: cleaning it again changes nothing
+                                        else f"\\u{ord(ch):04x}") for ch in scrub(text))
+    if len(safe) > limit:
+        marker = f"…[cut from {len(safe):,} characters]"
+        safe = safe[:max(0, limit - len(marker))] + marker  # no longer than `limit`: cleaning it again changes nothing
+    return scrub(safe)
 
 
 class RunnerError(Exception):
     """Base of the runner's own errors."""
 
 
-class UsageError(RunnerError):
+class RunEndingError(RunnerError):
+    """An error that ends the run: the command line catches it once, prints its one line and
+    exits with its code (no traceback)."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+
+
+class UsageError(RunEndingError):
     """A user mistake (bad flag, config, pack, merchant list): exit code 2, one line, no traceback."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ChartError(RunnerError):

@@ -11,11 +11,12 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
 from runner.errors import one_line
+from runner.redaction import redact, scrub
 from runner.report import iso_time
 
 if TYPE_CHECKING:
@@ -57,12 +58,30 @@ def setup_logging(log_format: str, verbose: bool, quiet: bool,
     """One sink on stderr (or `sink`, which a live progress display provides)."""
     logger.remove()
     level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
-    target: Any = sink or sys.stderr
+    target = _scrubbing(sink or sys.stderr)
+    logger.configure(patcher=_scrub_message)
     if log_format == "json":
         logger.add(target, level=level, format=_json_format, colorize=False, backtrace=False, diagnose=False)
     else:
         logger.add(target, level=level, format=_human_format, colorize=False, backtrace=False, diagnose=False)
     _quiet_libraries()
+
+
+def _scrub_message(record: Record) -> None:
+    record["message"] = scrub(record["message"])
+
+
+def _scrubbing(target: Callable[[str], None] | TextIO) -> Callable[[str], None]:
+    """The sink, scrubbing each whole line last: a traceback, too, may quote a secret."""
+    if callable(target):
+        write = target
+        return lambda message: write(scrub(message))
+
+    def to_stream(message: str) -> None:
+        target.write(scrub(message))
+        target.flush()
+
+    return to_stream
 
 
 class _LibraryLines(logging.Handler):
@@ -72,8 +91,12 @@ class _LibraryLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         reason = f" ({record.exc_info[0].__name__})" if record.exc_info and record.exc_info[0] else ""
         # Python warnings (captured below) stay warnings; everything else a library says is detail.
-        level = "WARNING" if record.name == "py.warnings" else "DEBUG"
-        logger.log(level, "{}: {}{}", record.name, one_line(record.getMessage(), 300), reason)
+        # So are Dask's warnings and errors, which it printed itself before routed here.
+        warns = record.name == "py.warnings" or (record.name.startswith("distributed") and
+                                                 record.levelno >= logging.WARNING)
+        # A library's line may carry credentials nobody gave as a secret (a URL's user info).
+        message = redact(one_line(record.getMessage(), 300))
+        logger.log("WARNING" if warns else "DEBUG", "{}: {}{}", record.name, message, reason)
 
 
 def _quiet_libraries() -> None:
@@ -81,3 +104,12 @@ def _quiet_libraries() -> None:
     root.handlers = [_LibraryLines()]
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+
+
+def route_library_logs(name: str) -> None:
+    """A library that prints its own log lines (Dask's `distributed` does, on import) sends
+    them through ours instead, so they are scrubbed and formatted like every other line."""
+    for logger_name in [name, *(key for key in logging.root.manager.loggerDict if key.startswith(name + "."))]:
+        library = logging.getLogger(logger_name)
+        library.handlers = []
+        library.propagate = True

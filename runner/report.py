@@ -17,6 +17,7 @@ from typing import Any
 from runner import __version__
 from runner.errors import ErrorType, RunnerError
 from runner.files import write_atomically
+from runner.redaction import scrubbed
 from runner.status import ChartStatus
 
 SCHEMA_VERSION = 1
@@ -115,6 +116,7 @@ class ReportWriteError(RunnerError):
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
     """Write the schema, charts.csv and, last, report.json, each atomically: a report on disk is
     a run that ended as it says. NaN or infinity is a bug, so refuse it."""
+    report = scrubbed(report)  # the last line of defence: text from outside was scrubbed where it came in
     path = run_dir / "report.json"
     try:
         write_atomically(run_dir / "report.schema.json", SCHEMA_FILE.read_bytes(), sync=True)

@@ -19,9 +19,10 @@ from typing import Any
 
 from loguru import logger
 
-from runner.config import RunnerConfig, redact
+from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, RunnerError, one_line
 from runner.jobs import RenderedChart, RenderTask
+from runner.redaction import Secrets, address_credentials, redact_address
 from runner.render.outcomes import (
     GoAgain,
     Key,
@@ -65,6 +66,32 @@ def check_dask_installed() -> None:
         raise UsageError("--executor dask needs Dask's distributed package: pip install -e '.[dask]'") from None
 
 
+def check_address(address: str) -> None:
+    """A scheduler address Dask can parse, checked before a Client is made: one made from a
+    malformed address fails only after its own timeouts, and its finalizer then prints a traceback."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    from runner.errors import UsageError
+
+    problem = None
+    if "@" in address.split("://", 1)[-1]:
+        problem = "Dask takes no credentials in the address (use its TLS settings)"
+    else:
+        try:
+            scheme, location = parse_address(address)
+            if scheme in ("tcp", "tls", "ws", "wss"):
+                port = parse_host_port(location)[1]
+                if not 0 < int(port) < 65536:
+                    problem = f"port {port} is out of range"
+        except (ValueError, TypeError) as exc:
+            problem = "its port is not a number" if "int()" in str(exc) else one_line(str(exc) or "unreadable", 200)
+    if problem is not None:
+        hidden = Secrets.of(address_credentials(address))
+        raise UsageError(f"--dask-scheduler {hidden(address)!r} is not a scheduler address such as "
+                         f"tcp://10.0.0.5:8786: {hidden(problem)}")
+
+
 class DaskSupervisor:
     start_method = "dask"
     restarts = 0  # Dask replaces its own workers
@@ -73,8 +100,12 @@ class DaskSupervisor:
     def __init__(self, config: RunnerConfig, render: RenderFunction | None = None) -> None:
         from distributed import Client
 
+        from runner.logs import route_library_logs
+
+        route_library_logs("distributed")
         address = config.dask_scheduler or ""
-        self.address = redact(address)
+        self.address = redact_address(address)
+        check_address(address)
         try:
             self._client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:

@@ -3,7 +3,8 @@
 A stdio server gets only a few safe variables from the MCP client (HOME, PATH, ...), so what
 it needs is named with --server-env: NAME inherits the caller's value (globs like
 SNOWFLAKE_* inherit every match), NAME=VALUE sets one. --server-header "Name: value" takes
-${VAR} from the caller's environment. Values never appear in messages: only names do.
+${VAR} from the caller's environment. Values never appear in messages: only names do; and
+runner/redaction.py scrubs them from whatever a server or library says back.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import re
 from collections.abc import Mapping
 
 from runner.errors import UsageError
+from runner.redaction import EXPANSION
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!]+$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_EXPANSION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HEADER_FLAGS = "--server-header (config server_headers, env SCALAPAY_SERVER_HEADERS)"
 
 
@@ -60,7 +61,7 @@ def server_headers(items: tuple[str, ...], environ: Mapping[str, str]) -> dict[s
                 raise UsageError(f"--server-header {header!r}: ${{{variable}}} is not set in the environment")
             return environ[variable]
 
-        out[name] = _EXPANSION.sub(expand, value.strip())
+        out[name] = EXPANSION.sub(expand, value.strip())
         if any(ch in out[name] for ch in "\r\n\x00"):
             raise UsageError(f"--server-header {name!r}: its value holds a line break or NUL")
     return out

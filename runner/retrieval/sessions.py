@@ -23,8 +23,8 @@ from typing import Any, TextIO, TypeVar
 
 from loguru import logger
 
-from runner.config import redact
 from runner.errors import ChartError, ErrorType, UsageError, one_line
+from runner.redaction import redact
 from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
 from runner.retrieval.health import ServerHealth
 from runner.retrieval.limits import MAX_MESSAGE_BYTES, CappedTransport, refused_answer

@@ -9,9 +9,12 @@ nothing that is, is given up after JUNK_GRACE_SECONDS instead of a full open tim
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
 from runner.errors import one_line
+from runner.redaction import ScrubbingWriter
 from runner.retrieval.limits import ANSWER_TOO_LARGE, MAX_MESSAGE_BYTES, too_large_text
 
 JUNK_GRACE_SECONDS = 10.0
@@ -167,8 +171,26 @@ async def _watch_for_junk(traffic: _Traffic, grace: float, out: MemoryObjectSend
         await out.aclose()
 
 
-async def _stop(process: Process) -> None:
-    """Close stdin, give the server a moment to exit, then end its whole process group."""
+async def _copy_stderr(process: Process, errlog: TextIO, copied: anyio.Event) -> None:
+    """The server's stderr into its log, through the secrets scrubber (it may print what it was
+    given: a password, a token), which is why it is a pipe we read and not the file itself."""
+    assert process.stderr is not None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    writer = ScrubbingWriter(errlog)
+    try:
+        async for chunk in process.stderr:
+            writer.write(decoder.decode(chunk))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError):
+        pass  # our own shutdown, or the server went away
+    finally:
+        writer.write(decoder.decode(b"", final=True))
+        writer.close()
+        copied.set()
+
+
+async def _stop(process: Process, copied: anyio.Event) -> None:
+    """Close stdin, give the server a moment to exit, then end its whole process group; its
+    last words on stderr still reach the log."""
     if process.stdin is not None:
         with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             await process.stdin.aclose()
@@ -177,9 +199,12 @@ async def _stop(process: Process) -> None:
             await anyio.sleep(0.02)
     if process.returncode is None:
         await terminate_posix_process_tree(process, EXIT_GRACE_SECONDS)
-    if process.stdout is not None:
-        with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await process.stdout.aclose()
+    with anyio.move_on_after(EXIT_GRACE_SECONDS):  # a grandchild may hold stderr open: not for long
+        await copied.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.aclose()
 
 
 @asynccontextmanager
@@ -189,22 +214,24 @@ async def stdio_transport(command: Sequence[str], env: Mapping[str, str], errlog
     """(read stream, write stream) to a server started from `command`, in its own process group.
     Why the transport itself gave up, if it did, is appended to `failed`."""
     process = await anyio.open_process(list(command), env=get_default_environment() | dict(env),
-                                       stderr=errlog, start_new_session=True)
+                                       stderr=subprocess.PIPE, start_new_session=True)
     to_session, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, from_session = anyio.create_memory_object_stream[SessionMessage](0)
     traffic = _Traffic()
+    copied = anyio.Event()
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_read, process, to_session, traffic, limit)
             tasks.start_soon(_write, process, from_session, to_session, traffic)
             tasks.start_soon(_watch_for_junk, traffic, junk_grace, to_session, failed)
+            tasks.start_soon(_copy_stderr, process, errlog or sys.stderr, copied)
             try:
                 yield read_stream, write_stream
             finally:
                 with anyio.CancelScope(shield=True):
                     read_stream.close()
                     write_stream.close()
-                    await _stop(process)
+                    await _stop(process, copied)
                 tasks.cancel_scope.cancel()
     finally:
         if process.returncode is None:
