@@ -49,20 +49,25 @@ def point_latest(run_dir: Path) -> None:
         logger.warning("cannot point {} at this run: {}", link, exc.strerror or exc)
 
 
+def is_run_id(name: str) -> bool:
+    return _RUN_ID.fullmatch(name) is not None
+
+
 def finished_runs(base: Path) -> list[Path]:
     """Finished run folders, oldest first (run ids start with their UTC start time)."""
     return sorted(p for p in base.iterdir()
-                  if _RUN_ID.fullmatch(p.name) and p.is_dir() and not p.is_symlink() and (p / "report.json").exists())
+                  if is_run_id(p.name) and p.is_dir() and not p.is_symlink() and (p / "report.json").exists())
 
 
-def prune_runs(base: Path, keep: int, current: Path) -> list[Path]:
-    """Remove the oldest finished runs beyond `keep`; never the current run nor the one `latest`
-    names. Returns what was removed."""
+def prune_runs(base: Path, keep: int, current: Path, *also: Path) -> list[Path]:
+    """Remove the oldest finished runs beyond `keep`; never the current run, the one `latest`
+    names, nor any run in `also` (those this process read or merged into). Returns what was removed."""
     latest = (base / LATEST).resolve() if (base / LATEST).is_symlink() else None
+    spared = {current.resolve(), latest, *(run.resolve() for run in also)}
     runs = finished_runs(base)
     removed = []
     for run in runs[:max(0, len(runs) - keep)]:
-        if run.resolve() in (current.resolve(), latest):
+        if run.resolve() in spared:
             continue
         shutil.rmtree(run, ignore_errors=True)
         removed.append(run)
