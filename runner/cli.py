@@ -17,7 +17,7 @@ import click
 
 from runner import __version__, signals
 from runner.config import CONFIG_FILE_ENV, ENV_PREFIX, RunnerConfig, env_name, flag_name, load_config, settings
-from runner.errors import UsageError
+from runner.errors import RunEndingError, UsageError
 from runner.status import ExitCode
 
 if TYPE_CHECKING:
@@ -156,11 +156,11 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         outcome = execute(config, inputs, progress_live=live, render=seams.render if seams else None)
         signals.ignore()
         click.echo(str(outcome.report_path))
-    except UsageError as exc:
-        _fail_usage(str(exc), log_format)
-        return
-    except ReportWriteError as exc:
+    except RunEndingError as exc:  # a usage error, the embedded server not starting, ...: one line, its code
         _error_line(str(exc), log_format)
+        sys.exit(exc.exit_code)
+    except ReportWriteError as exc:  # these two are RunnerErrors of report.py and dask_pool.py, not yet
+        _error_line(str(exc), log_format)  # based on RunEndingError
         sys.exit(ExitCode.INTERNAL)
     except ExecutorUnavailable as exc:
         _error_line(str(exc), log_format)
@@ -183,8 +183,7 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, merge: bool, de
     from dataclasses import fields, replace
 
     from runner.progress import stderr_is_terminal
-    from runner.rerun import merge as merge_into
-    from runner.rerun import read_rerun, rerun_inputs
+    from runner.rerun import finish, merge_target, read_rerun, rerun_inputs
     from runner.run import RunOutcome, execute
     from runner.status import ExitCode
 
@@ -197,17 +196,14 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, merge: bool, de
     if not rerun.pairs:
         click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
         return RunOutcome(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
-    config = replace(config, deck="none")  # a merchant's deck needs all its charts: --merge rebuilds them
+    target = merge_target(rerun, config.deck_template) if merge else None  # checked before any work
+    keep_runs = config.keep_runs
+    # A merchant's deck needs all its charts: --merge rebuilds them. Pruning waits for the merge.
+    config = replace(config, deck="none", keep_runs=None)
     live = stderr_is_terminal() and not quiet and config.log_format == "human"
     outcome = execute(config, rerun_inputs(rerun, demo_server_args), progress_live=live,
                       render=seams.render if seams else None)
-    if not merge:
-        return outcome
-    path, merged = merge_into(rerun, outcome.report)
-    from runner.runs import point_latest
-
-    point_latest(rerun.run_dir)  # the merged run is the one to look at now
-    return RunOutcome(path, ExitCode(merged["run"]["exit_code"]), merged)
+    return finish(rerun, outcome, target, keep_runs)
 
 
 @cli.command("config")

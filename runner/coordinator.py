@@ -308,10 +308,8 @@ class Coordinator:
         self.metrics.render_finished = time.perf_counter()
         match settled:
             case Rendered(key, BuiltDeck() as deck):
-                self.decks.built(key[0], deck)
-                logger.info("deck for {}: {} ({} slides, {} chart(s) missing) {}", key[0],
-                            ", ".join(self.decks.formats), deck.slides, self.decks.missing(key[0]),
-                            "from the render cache" if deck.cached else f"in {deck.build_ms:.0f} ms")
+                for unwritten in self.decks.built(key[0], deck):
+                    self.metrics.errors_by_type[unwritten.error_type or ErrorType.WRITE_ERROR] += 1
             case Rendered(key, RenderedChart() as rendered):
                 self._write(self._charts[key], rendered)
             case RenderFailed():

@@ -74,6 +74,26 @@ def _shift_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
+def _relative(value: str, today: date) -> date | None:
+    """A relative form's date, or None if `value` is none; ValueError or OverflowError past the calendar."""
+    def last_month_end() -> date:
+        return today.replace(day=1) - timedelta(days=1)
+
+    anchors = {"today": lambda: today, "yesterday": lambda: today - timedelta(days=1),
+               "this month start": lambda: today.replace(day=1),
+               "last month start": lambda: last_month_end().replace(day=1), "last month end": last_month_end,
+               "last year start": lambda: date(today.year - 1, 1, 1),
+               "last year end": lambda: date(today.year - 1, 12, 31)}
+    if value in anchors:
+        return anchors[value]()
+    if offset := _OFFSET.fullmatch(value):
+        count, unit = int(offset.group(1)), offset.group(2)
+        if unit in ("day", "week"):
+            return today + timedelta(days=count * (7 if unit == "week" else 1))
+        return _shift_months(today, count * (12 if unit == "year" else 1))
+    return None
+
+
 def resolve_date(text: str, today: date, where: str) -> str:
     """A date as YYYY-MM-DD, from an absolute or a relative form."""
     value = " ".join(text.strip().lower().split())
@@ -82,19 +102,13 @@ def resolve_date(text: str, today: date, where: str) -> str:
             return date.fromisoformat(value).isoformat()
         except ValueError:
             raise UsageError(f"{where} {text!r} is not a calendar date") from None
-    this_month = today.replace(day=1)
-    last_month_end = this_month - timedelta(days=1)
-    anchors = {"today": today, "yesterday": today - timedelta(days=1), "this month start": this_month,
-               "last month start": last_month_end.replace(day=1), "last month end": last_month_end,
-               "last year start": date(today.year - 1, 1, 1), "last year end": date(today.year - 1, 12, 31)}
-    if value in anchors:
-        return anchors[value].isoformat()
-    if offset := _OFFSET.fullmatch(value):
-        count, unit = int(offset.group(1)), offset.group(2)
-        if unit in ("day", "week"):
-            return (today + timedelta(days=count * (7 if unit == "week" else 1))).isoformat()
-        return _shift_months(today, count * (12 if unit == "year" else 1)).isoformat()
-    raise UsageError(f"{where} {text!r} is not a date: expected {DATE_FORMS}")
+    try:
+        resolved = _relative(value, today)
+    except (ValueError, OverflowError):  # before year 1 or after 9999
+        raise UsageError(f"{where} {text!r} is out of range: dates run from {date.min} to {date.max}") from None
+    if resolved is None:
+        raise UsageError(f"{where} {text!r} is not a date: expected {DATE_FORMS}")
+    return resolved.isoformat()
 
 
 def check_dates(start: str, end: str) -> None:

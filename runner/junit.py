@@ -2,6 +2,9 @@
 
 The class name is the merchant; a failed chart or deck is a <failure> whose type is its
 error_type; a cancelled or skipped one is <skipped>. Times are in seconds.
+
+A JUnit file that cannot be written does not lose the run: the report is still written and
+`latest` still moves, and the run exits 3 where it would have exited 0 or 1 (runner.run.junit_failed).
 """
 
 from __future__ import annotations

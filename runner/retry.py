@@ -3,6 +3,9 @@
 - A transport failure or a timeout (`server_unavailable`, `timeout`) may pass: it is tried
   `retry_attempts` more times, with delays doubling from `retry_delay_seconds`, and a batch's
   charts that still fail go to the sequential fallback.
+- Except a timeout while the server answered nothing at all (no call of any session): asking
+  again would wait out the same silence, so it is final at once. One tool that never answers
+  then costs a run one tool timeout, not three and a fallback.
 - An error the tool itself reports (`tool_error`) is most likely an answer, not a fault: it is
   tried at most twice in all and never goes to the fallback.
 - Everything else (`bad_data`, `empty_data`, ...) is final at once.
@@ -15,12 +18,13 @@ import concurrent.futures
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from loguru import logger
 
 from runner.errors import ChartError, ErrorType
+from runner.retrieval.health import ServerHealth
 
 T = TypeVar("T")
 
@@ -42,10 +46,11 @@ class RetryPolicy:
     retries: int  # tries after the first, for failures that may pass
     delay_seconds: float  # the first delay; it doubles with each retry
     max_delay_seconds: float = math.inf
+    health: ServerHealth | None = field(default=None, compare=False, repr=False)  # tells a silent timeout
 
     @classmethod
-    def from_config(cls, config: Any) -> RetryPolicy:
-        return cls(config.retry_attempts, config.retry_delay_seconds)
+    def from_config(cls, config: Any, health: ServerHealth | None = None) -> RetryPolicy:
+        return cls(config.retry_attempts, config.retry_delay_seconds, health=health)
 
     def tries_for(self, error_type: ErrorType | None) -> int:
         """How many tries in all a failure of this type gets (None: a failure that may pass)."""
@@ -69,9 +74,17 @@ class RetryPolicy:
         delay = hint if hint is not None else self.delay_seconds * 2 ** (tries - 1)
         return min(delay, self.max_delay_seconds)
 
-    def _after(self, what: str, error: ChartError, tries: int) -> float | None:
+    def _answers(self) -> int | None:
+        return self.health.answers if self.health is not None else None
+
+    def _after(self, what: str, error: ChartError, tries: int, answers_before: int | None) -> float | None:
         """The wait before the next try (and a log line saying so), or None: give up."""
         delay = None if error.final else self.next_delay(tries, error.error_type)
+        if delay is not None and error.error_type is ErrorType.TIMEOUT and answers_before is not None \
+                and self._answers() == answers_before:
+            logger.info("{}: {} ({}); not tried again: the server answered nothing while it waited", what,
+                        error.error_type, error.message)
+            return None
         if delay is not None:
             logger.info("{}: {} ({}); retry {}/{} in {:.1f}s", what, error.error_type, error.message, tries,
                         self.tries_for(error.error_type) - 1, delay)
@@ -82,10 +95,11 @@ class RetryPolicy:
         tries = 0
         while True:
             tries += 1
+            answers = self._answers()
             try:
                 return Tried(await attempt(), None, tries)
             except ChartError as error:
-                delay = self._after(what, error, tries)
+                delay = self._after(what, error, tries, answers)
                 if delay is None:
                     return Tried(None, error, tries)
                 await asyncio.sleep(delay)
@@ -96,10 +110,11 @@ class RetryPolicy:
         tries = 0
         while True:
             tries += 1
+            answers = self._answers()
             try:
                 return Tried(attempt(), None, tries)
             except ChartError as error:
-                delay = self._after(what, error, tries)
+                delay = self._after(what, error, tries, answers)
                 if delay is None:
                     return Tried(None, error, tries)
                 if stop.wait(delay):

@@ -25,8 +25,19 @@ from runner.jobs import check_run_size, plan_batches
 from runner.junit import write_junit
 from runner.logs import set_run_id
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
-from runner.render.cached import render_cache, with_cache
-from runner.report import SCHEMA_VERSION, ChartResult, batch_row, environment, iso_time, merchant_rows, write_report
+from runner.redaction import given_secrets
+from runner.redaction import install as install_secrets
+from runner.render.cached import claim_cache, render_cache, with_cache
+from runner.report import (
+    SCHEMA_VERSION,
+    ChartResult,
+    ReportWriteError,
+    batch_row,
+    environment,
+    iso_time,
+    merchant_rows,
+    write_report,
+)
 from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.signals import stop_on_signals
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
@@ -112,7 +123,11 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.retrieval.discovery import query_tool as find_query_tool
     from runner.retrieval.sessions import ServerTarget, SessionPool
 
+    install_secrets(given_secrets(config))  # first: from here on no output may show a secret
     check_dates(inputs.start_date, inputs.end_date)
+    if not config.output_dir.strip():  # Path("") is the working folder: runs would land among the user's files
+        raise UsageError(f"output_dir {config.output_dir!r} is empty: name a folder (--output-dir, "
+                         "SCALAPAY_OUTPUT_DIR or output_dir in the config file)")
     check_run_size(inputs.chart_count, len(inputs.merchants), len(inputs.charts))
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
@@ -125,9 +140,17 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     elif config.server_env or config.server_headers:
         raise UsageError("--server-env and --server-header are for your own server: give --server-command "
                          "or --server-url")
+    claim_cache(config, create=False)  # an existing folder that is not the runner's cache: refused now
     dask = _dask_cluster(config, render)  # reached now: one that cannot be, and no work is done
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     run_id, run_dir = new_run_dir(config.output_dir)
+    try:
+        claim_cache(config)  # a new cache folder is made only now, once the output folder is known good
+    except UsageError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if dask is not None:
+            dask.close(True)
+        raise
     set_run_id(run_id)
     if config.enable_concurrent_chart_generation and dask is None:
         from runner.render.pool import prestart
@@ -167,11 +190,10 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             pool = SessionPool(target, config.max_concurrent_batches if concurrent else 1,
                                open_timeout=config.tool_timeout_seconds, errlog=errlog,
                                failure_limit=config.server_failure_limit)
-            pools.append(pool)
             stack.callback(pool.close)
             if dask is not None:
                 stack.callback(dask.close, True)
-            if not merchants:
+            if not merchants:  # a stop lets this answer arrive for a grace, so the report can name the charts
                 try:
                     merchants = default_merchants(pool, config, stop)
                     logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
@@ -180,6 +202,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                     logger.error("cannot list merchants: {}", exc.message)
                 except concurrent_futures.CancelledError:
                     logger.warning("interrupted before the merchant list arrived")
+            pools.append(pool)  # from here on, a stop cancels the calls under way at once
             query_tool = None
             if unreachable_reason is None and not stop.is_set() and config.retrieval_mode == "direct" \
                     and any(spec.sql for spec in inputs.charts):
@@ -208,17 +231,19 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             logger.debug("run finished; the server and sessions are closing")
 
         def finish() -> tuple[Path, dict[str, Any]]:
+            stopped_by = ", ".join(dict.fromkeys(received)) if stop.is_set() else None
             report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
-                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stop.is_set())
+                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by)
             report["run"]["server_pid"] = server_pid
-            if received and report["run"]["status"] == RunStatus.INTERRUPTED:
-                report["run"]["error"] = report["run"]["error"] or f"stopped by {', '.join(dict.fromkeys(received))}"
             report["metrics"]["render"].update(executor=config.executor, scheduler=dask.address if dask else None,
                                                dask_workers_seen=len(dask.workers_seen) if dask else None)
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             if config.junit_xml:  # before the report: a report on disk means everything was written
-                write_junit(Path(config.junit_xml).expanduser(), report)
+                try:
+                    write_junit(Path(config.junit_xml).expanduser(), report)
+                except ReportWriteError as exc:
+                    junit_failed(report, str(exc))
             return write_report(run_dir, report, inputs.write_csv), report
 
         path, report = finish()
@@ -233,6 +258,18 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         logger.warning("stopped by {}", ", ".join(dict.fromkeys(received)))
     log_closing_block(report)
     return RunOutcome(path, ExitCode(report["run"]["exit_code"]), report)
+
+
+def junit_failed(report: dict[str, Any], message: str) -> None:
+    """The JUnit file could not be written. The charts are what they are and the report is still
+    written, but a CI job must not take an old JUnit file for this run's: an ERROR line, the
+    reason in run.error, and exit 3 where the run would have passed or partly passed (4 and 130
+    say more, and stay)."""
+    logger.error("{}", message)
+    run = report["run"]
+    run["error"] = f"{run['error']}; {message}" if run["error"] else message
+    if run["exit_code"] in (ExitCode.OK, ExitCode.FAILED):
+        run["exit_code"] = ExitCode.INTERNAL
 
 
 def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
@@ -260,20 +297,29 @@ def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[Char
             for merchant in merchants for spec in charts if only is None or (merchant, spec.id) in only]
 
 
+def _stop_error(stopped_by: str | None, reason: str | None, planned: bool) -> str:
+    """run.error of a stopped run: always what stopped it, and what else is known."""
+    cause = f"stopped by {stopped_by}" if stopped_by else "stopped"
+    if reason:
+        return f"{cause}; {reason}"
+    return cause if planned else f"{cause} before the server's merchant list arrived: no chart was planned"
+
+
 def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
                  merchants: tuple[str, ...], started_at: datetime, finished_at: datetime, wall_ms: float,
-                 result: Any, unreachable_reason: str | None, stop_requested: bool) -> dict[str, Any]:
+                 result: Any, unreachable_reason: str | None, stopped_by: str | None) -> dict[str, Any]:
+    """`stopped_by`: what asked the run to stop (a signal, the deadline), or None."""
     from dataclasses import asdict
 
-    interrupted = stop_requested or bool(result and result.interrupted)
+    interrupted = stopped_by is not None or bool(result and result.interrupted)
     unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
     if result is not None:
         charts = [asdict(c) for c in result.charts]
     else:  # stopped, or the server failed, before any chart was planned: still list each one asked for
         unplanned = unplanned_charts(run_id, merchants, inputs.charts, interrupted, unreachable_reason, inputs.only)
         charts = [asdict(c) for c in unplanned]
-    if result is None and not merchants and interrupted and unreachable_reason is None:
-        unreachable_reason = "stopped before the server's merchant list arrived: no chart was planned"
+    if interrupted:
+        unreachable_reason = _stop_error(stopped_by, unreachable_reason, result is not None or bool(merchants))
     decks = [asdict(d) for d in result.decks] if result else [
         asdict(DeckResult(merchant, fmt, DeckStatus.CANCELLED if interrupted else DeckStatus.FAILED, None, None, None,
                           None, len(inputs.charts), None,
@@ -338,7 +384,8 @@ def log_closing_block(report: dict[str, Any]) -> None:
         f"render: {render['workers']} worker(s) ({render['start_method']}), p50 {_ms(render['p50_render_ms'])},"
         f" p95 {_ms(render['p95_render_ms'])}, utilization {render['utilization'] or 'n/a'}",
         f"tokens: {tokens['input_tokens']} in, {tokens['output_tokens']} out,"
-        f" max batch context {tokens['max_batch_context_tokens']}",
+        f" max batch context {tokens['max_batch_context_tokens']},"
+        f" model API retries {retrieval.get('llm_retries', 0)}",
         f"errors by type: {errors}",
     ]
     for line in lines:

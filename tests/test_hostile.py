@@ -68,7 +68,8 @@ def test_a_stop_before_the_merchant_list_arrives_says_so(tmp_path):
     result = run_cli(["--max-run-seconds", "2", *server_args("--latency-ms=60000")], tmp_path)
     assert result.returncode == 130, result.stderr[-3000:]
     assert result.report["charts"] == [] and result.report["run"]["status"] == "interrupted"
-    assert result.report["run"]["error"] == "stopped before the server's merchant list arrived: no chart was planned"
+    assert result.report["run"]["error"] == \
+        "stopped by its deadline (--max-run-seconds 2) before the server's merchant list arrived: no chart was planned"
 
 
 def test_every_chart_is_listed_when_the_server_fails_before_planning(tmp_path, demo_tokens):

@@ -11,6 +11,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from loguru import logger
+
 from runner.errors import ErrorType
 from runner.files import write_atomically
 from runner.jobs import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
@@ -98,7 +100,8 @@ class DeckBook:
         return DeckTask(merchant, job.start_date, job.end_date, self._generated_on, tuple(charts), self.formats,
                         self._template)
 
-    def built(self, merchant: str, built: BuiltDeck) -> None:
+    def built(self, merchant: str, built: BuiltDeck) -> tuple[DeckResult, ...]:
+        """Write a built deck's documents; returns the rows of those that could not be written."""
         deck = self._decks[merchant]
         status = DeckStatus.PARTIAL if deck.missing else DeckStatus.OK
         results = []
@@ -117,6 +120,14 @@ class DeckBook:
         if not built.cached:
             self.cpu_ms += built.cpu_ms
             self._build_ms.append(built.build_ms)
+        unwritten = tuple(row for row in results if row.status is DeckStatus.FAILED)
+        for row in unwritten:
+            logger.warning("deck for {} failed ({}): {}", merchant, row.error_type, row.error)
+        if written := [row.format for row in results if row.status is not DeckStatus.FAILED]:
+            logger.info("deck for {}: {} ({} slides, {} chart(s) missing) {}", merchant, ", ".join(written),
+                        built.slides, deck.missing, "from the render cache" if built.cached
+                        else f"in {built.build_ms:.0f} ms")
+        return unwritten
 
     def failed(self, merchant: str, error_type: ErrorType, message: str,
                status: DeckStatus = DeckStatus.FAILED) -> None:

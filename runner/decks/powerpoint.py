@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from typing import Any
 
 from pptx import Presentation
@@ -22,6 +23,8 @@ from runner.decks.pdf import wrap
 from runner.errors import UsageError
 from runner.jobs import DeckTask
 
+# Uncompressed: the 50 MB a template file may have, with room for XML that compresses well.
+MAX_TEMPLATE_EXPANDED_BYTES = 250_000_000
 CHART_BOX = (2.44, 1.0, 8.444, 4.75)  # inches: left, top, width, height (16:9, centred)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 _ROLES = ("title", "paragraph", "chart")
@@ -113,8 +116,24 @@ def _chart_slides(deck: Any, specs: tuple[ChartSpec, ...]) -> tuple[dict[str, An
     return dict(zip((spec.id for spec in specs), ordered, strict=False)), "order"
 
 
+def _check_archive(content: bytes, where: str) -> None:
+    """A PPTX is a zip: refuse one that is not, or whose members would expand past the bound,
+    from the sizes in its directory and before any member is read (reading stops at the size
+    the directory gives, so a member that lies about its size cannot get past this either)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"deck template {where} is not a PowerPoint file: not a zip archive ({exc})") from None
+    expanded = sum(member.file_size for member in members)
+    if expanded > MAX_TEMPLATE_EXPANDED_BYTES:
+        raise UsageError(f"deck template {where} would expand to {expanded:,} bytes, over the "
+                         f"{MAX_TEMPLATE_EXPANDED_BYTES:,}-byte limit")
+
+
 def check_template(content: bytes, specs: tuple[ChartSpec, ...], where: str) -> None:
     """Refuse a template that cannot hold the pack: before any work, naming what is missing."""
+    _check_archive(content, where)
     try:
         deck = Presentation(io.BytesIO(content))
     except Exception as exc:  # python-pptx raises several kinds for a file that is not a deck

@@ -55,12 +55,16 @@ class NotACache(OSError):
 # -- claiming the folder --------------------------------------------------------------------------
 
 
-def claim(folder: Path, adoptable: bool) -> None:
-    """Before any work: make `folder` the runner's cache, or stop the run (UsageError).
+def claim(folder: Path, adoptable: bool, create: bool = True) -> None:
+    """Make `folder` the runner's cache, or stop the run (UsageError).
 
     New or empty: marked. Marked: used. Anything else is refused, unless `adoptable` (the
-    default place) and every file in it has the cache's own naming.
+    default place) and every file in it has the cache's own naming. Without `create`, a folder
+    that does not exist yet is left for later (a usage error found before the run folder is
+    made must leave nothing behind, the output folder included).
     """
+    if not create and not os.path.lexists(folder):
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         root = os.open(folder, _FOLDER)

@@ -18,29 +18,39 @@ TRANSPORT_ERRORS = frozenset({ErrorType.SERVER_UNAVAILABLE, ErrorType.TIMEOUT})
 
 
 class ServerHealth:
-    def __init__(self, limit: int, where: str) -> None:
+    """`name`, `error_type` and `counted` let the same view watch another server (the Messages
+    API in agent mode): the failures it counts, and the error it fails the rest with."""
+
+    def __init__(self, limit: int, where: str, *, name: str = "MCP server",
+                 error_type: ErrorType = ErrorType.SERVER_UNAVAILABLE,
+                 counted: frozenset[ErrorType] = TRANSPORT_ERRORS) -> None:
         self.limit = limit
         self._where = where
+        self._name = name
+        self._error_type = error_type
+        self._counted = counted
         self._lock = threading.Lock()
         self._failures = 0
         self._last: ChartError | None = None
         self.down = False
+        self.answers = 0  # every answer so far: a wait during which it did not grow heard nothing
 
     def check(self) -> None:
         """Raise the final error if the server is down: nothing is sent to it any more."""
         if self.down and self._last is not None:
-            raise ChartError(ErrorType.SERVER_UNAVAILABLE,
-                             f"not called: the MCP server failed {self._failures} times in a row; last: "
+            raise ChartError(self._error_type,
+                             f"not called: the {self._name} failed {self._failures} times in a row; last: "
                              f"{self._last.message}", final=True)
 
     def answered(self) -> None:
         with self._lock:
             self._failures = 0
+            self.answers += 1
 
     def failed(self, error: ChartError) -> None:
         if error.final:
             return
-        if error.error_type not in TRANSPORT_ERRORS:  # an error the server sent is still an answer
+        if error.error_type not in self._counted:  # an error the server sent is still an answer
             self.answered()
             return
         with self._lock:
@@ -48,5 +58,5 @@ class ServerHealth:
             self._last = error
             if self._failures >= self.limit and not self.down:
                 self.down = True
-                logger.error("giving up on the MCP server {} after {} failures in a row: {}", self._where,
+                logger.error("giving up on the {} {} after {} failures in a row: {}", self._name, self._where,
                              self._failures, error.message)

@@ -10,12 +10,13 @@ import concurrent.futures
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from threading import Event as StopFlag
 
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import ChartError
+from runner.errors import ChartError, ErrorType
 from runner.events import BatchEnded, ChartRetrieved, Event
 from runner.jobs import Batch, BatchResult, Retrieval
 from runner.metrics import Gauge
@@ -33,7 +34,7 @@ class RetrievalStage:
                  stop: StopFlag) -> None:
         self.config = config
         self.sessions = sessions
-        self.policy = RetryPolicy.from_config(config)
+        self.policy = RetryPolicy.from_config(config, sessions.health)
         self.batch_gauge = Gauge()
         self._emit = emit
         self._stop = stop
@@ -75,7 +76,16 @@ class RetrievalStage:
                 from runner.retrieval.agent import run_agent_batch
 
                 return run_agent_batch(batch, slot, self.config, self.policy, emit)
-            return run_batch(batch, slot, self.config, self.policy, emit, self._concurrent_calls)
+            answers = self.sessions.health.answers
+            result = run_batch(batch, slot, self.config, self.policy, emit, self._concurrent_calls)
+        if self.sessions.health.answers != answers:
+            return result
+        # The server answered nothing while the batch waited: one by one, its timed-out calls would
+        # each wait out the same silence again. They are final now, not for the fallback.
+        silent = [retrieval for retrieval in result.held if retrieval.error_type is ErrorType.TIMEOUT]
+        for retrieval in silent:
+            emit(retrieval)
+        return replace(result, held=tuple(r for r in result.held if r.error_type is not ErrorType.TIMEOUT))
 
     def fall_back(self, held: tuple[Retrieval, ...], batch_id: str) -> bool:
         """Try a batch's failed charts again one by one; False when there is no fallback."""
