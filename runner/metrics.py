@@ -74,6 +74,7 @@ class RunMetrics:
     batches_ok: int = 0
     batches_failed: int = 0
     batch_retries: int = 0
+    llm_retries: int = 0  # agent mode: model calls sent again
     sequential_fallbacks: int = 0
     batch_ms: list[float] = field(default_factory=list)
     retrieval_started: float | None = None
@@ -108,6 +109,8 @@ class RunMetrics:
         self.input_tokens += result.input_tokens or 0
         self.output_tokens += result.output_tokens or 0
         self.max_batch_context_tokens = max(self.max_batch_context_tokens, result.context_tokens or 0)
+        if result.steps is not None:  # an agent batch: its attempts are its model calls sent again
+            self.llm_retries += result.attempts - 1
 
     def render_submitted(self, now: float, in_flight: int, workers: int) -> None:
         if self.render_started is None:
@@ -148,6 +151,7 @@ class RunMetrics:
                 "batches_ok": self.batches_ok,
                 "batches_failed": self.batches_failed,
                 "batch_retries": self.batch_retries,
+                "llm_retries": self.llm_retries,
                 "sequential_fallbacks": self.sequential_fallbacks,
                 "tool_calls": tool_calls,
                 "mcp_sessions_opened": sessions_opened,

@@ -1,6 +1,6 @@
 """Benchmarks of the runner on this machine, each comparison measured side by side in one run.
 
-    python scripts/bench.py [--quick | --smoke] [--json FILE]
+    python scripts/bench.py [--quick | --smoke] [--hostile-only] [--json FILE]
 
 Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
 Two sides of a comparison alternate within each repetition; figures are medians. The machine
@@ -16,9 +16,13 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 9. render cache, latency 0: the same job twice, cold cache then warm: wall ratio, hit rate, same files
 10. Dask, latency 0: the local pool vs a scheduler and two single-thread workers on this machine, for
    56 and 2,100 charts; Dask's per-task overhead; a projection for 4, 16 and 64 worker cores
-8. hostile: a server that never answers, one that exits mid-run, junk on stdout (before a real
-   server, or alone), a 60 MB result (JSON text, structured, plain text), /dev/zero, a 10 MB
-   merchants file and a 54 MB pack: each run's wall and coordinator peak RSS
+8. hostile: a server that never answers (seven charts, and one), one that exits mid-run, junk on
+   stdout (before a real server, or alone), a 60 MB result (JSON text, structured, plain text),
+   /dev/zero, a 10 MB merchants file and a 54 MB pack: each run's wall and coordinator peak RSS
+11. agent mode against a bad Messages API (the project's fake), the default job of 21 charts and
+   default settings: persistent 429 (retry-after 5 s), never answers, broken tool input, wrong
+   argument names, refused base URL, unknown host, a gateway's HTML page, 429 twice then fine, a
+   context budget of 1,200 tokens: each run's exit code, wall, requests the API received, outcome
 
 --quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
 finish in under a minute; the full run takes about five.
@@ -30,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +53,7 @@ from loguru import logger
 from runner.charts import BUILTIN_PACK
 from runner.config import RunnerConfig, load_config
 from runner.demo.data import DORMANT_INDEX, build_database
+from runner.demo.fake_claude import FakeClaude, QueuedError, ToolFault
 from runner.demo.launch import embedded_server
 from runner.demo.server import CHART_TOOLS, Warehouse
 from runner.files import write_atomically
@@ -597,6 +603,7 @@ _DEMO_STDIO = f"{sys.executable} -m runner demo-server"
 _AOV = "--fault-tool get_aov_by_month"
 HOSTILE_CASES = (
     ("never_answers", ["--demo-server-arg=--hang"], 45.0, 300.0),
+    ("never_answers_one_chart", ["--demo-server-arg=--hang", "--charts", "aov_by_month"], 45.0, 300.0),
     ("exits_mid_run", ["--demo-server-arg=--crash-after=4"], 15.0, 300.0),
     ("junk_then_a_server", ["--server-command", f"sh -c 'echo junk; exec {_DEMO_STDIO}'"], 15.0, 300.0),
     ("junk_only", ["--server-command", "sh -c 'echo junk; exec sleep 600'"], 15.0, 300.0),
@@ -652,7 +659,7 @@ def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
         args = [a.replace("{folder}", str(folder)) for a in extra]
         if "--merchants-file" not in args:
             args += ["--merchant", token]
-        if sizes is SMOKE and name == "never_answers":
+        if sizes is SMOKE and name.startswith("never_answers"):
             args += ["--tool-timeout-seconds", "2"]
         (folder / name).mkdir()
         command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder / name / "out"), "--quiet"]
@@ -666,6 +673,91 @@ def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
                      "last_line": stderr.strip().splitlines()[-1][:200] if stderr.strip() else ""}
         log(f"  {name}: exit {code}, {wall:.1f} s, coordinator {rss} MB")
     return out
+
+
+AGENT_RETRY_AFTER_S = 5.0
+AGENT_KEY = "sk-ant-api03-bench" + "x" * 32
+
+
+def _agent_cases(sizes: Sizes) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """(name, the fake's faults or an ANTHROPIC_BASE_URL, extra CLI args); --smoke shortens the waits."""
+    retry_after = "0.2" if sizes is SMOKE else f"{AGENT_RETRY_AFTER_S:g}"
+    rate_limited = QueuedError(429, "rate_limit_error", "rate limited", (("retry-after", retry_after),))
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    cases = [
+        ("persistent_429", {"always": rate_limited}, []),
+        ("never_answers", {"hang": True}, ["--llm-timeout-seconds", "2"] if sizes is SMOKE else []),
+        ("broken_tool_input", {"tool_faults": {"*": ToolFault.BROKEN_INPUT}}, []),
+        ("wrong_argument_names", {"tool_faults": {"*": ToolFault.WRONG_ARGUMENTS}}, []),
+        ("refused_base_url", {"base_url": f"http://127.0.0.1:{closed}"}, []),
+        ("unknown_host", {"base_url": "http://no-such-host.invalid"}, []),
+        ("gateway_html_page", {"always": QueuedError(502, "api_error", "Bad Gateway", html=True)}, []),
+        ("429_twice_then_fine", {"errors": [rate_limited] * 2}, []),
+        ("context_budget_1200", {}, ["--context-token-budget", "1200"]),
+    ]
+    # Each run costs a runner start: the smoke size keeps only the two rows the goals read.
+    return cases[:2] if sizes is SMOKE else cases
+
+
+def scenario_agent(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    log("11. agent mode against a bad Messages API")
+    folder.mkdir(parents=True, exist_ok=True)
+    merchants = _merchant_args(merchant_tokens(1)) if sizes is SMOKE else []  # else the default job: 21 charts
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALAPAY_", "ANTHROPIC_"))}
+    out = {}
+    for name, faults, extra in _agent_cases(sizes):
+        with FakeClaude() as fake:
+            base_url = faults.pop("base_url", fake.url)
+            for attribute, value in faults.items():
+                setattr(fake, attribute, value)
+            command = [sys.executable, "-m", "runner", "--retrieval", "agent", *merchants, *extra, "--output-dir",
+                       str(folder / name), "--quiet"]
+            started = time.perf_counter()
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=folder, env={
+                **env, "ANTHROPIC_API_KEY": AGENT_KEY, "ANTHROPIC_BASE_URL": base_url})
+            wall = time.perf_counter() - started
+            requests = len(fake.requests) if base_url == fake.url else 0
+        lines = proc.stdout.strip().splitlines()
+        report = json.loads(Path(lines[-1]).read_text()) if lines and lines[-1].endswith("report.json") else {}
+        outcomes: dict[str, int] = {}
+        for chart in report.get("charts", []):
+            key = chart["error_type"] or "ok"
+            outcomes[key] = outcomes.get(key, 0) + 1
+        errors = [c["error"] for c in report.get("charts", []) if c["error"]]
+        out[name] = {"exit_code": proc.returncode, "wall_s": round(wall, 2), "requests": requests,
+                     "charts": outcomes, "traceback": "Traceback" in proc.stderr,
+                     "llm_retries": report.get("metrics", {}).get("retrieval", {}).get("llm_retries", 0),
+                     "max_batch_context_tokens": report.get("metrics", {}).get("tokens", {}).get(
+                         "max_batch_context_tokens", 0),
+                     "first_error": errors[0][:300] if errors else ""}
+        log(f"  {name}: exit {proc.returncode}, {wall:.1f} s, {requests} requests, {outcomes}")
+    return out
+
+
+def agent_goals(agent: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """The issue's goals, with default settings: a never-answering API ends a 21-chart run within
+    90 s; a persistent 429 within 30 s past its first retry-after."""
+    hang, limited = agent["never_answers"], agent["persistent_429"]
+    return [
+        ("agent: API never answers", f"{hang['wall_s']:.1f} s, {hang['requests']} requests", "<= 90 s, exit 4",
+         hang["wall_s"] <= 90 and hang["exit_code"] == 4 and not hang["traceback"]),
+        ("agent: persistent 429", f"{limited['wall_s']:.1f} s, {limited['requests']} requests",
+         f"<= {AGENT_RETRY_AFTER_S + 30:g} s, exit 4", limited["wall_s"] <= AGENT_RETRY_AFTER_S + 30
+         and limited["exit_code"] == 4 and not limited["traceback"]),
+    ]
+
+
+def print_agent_table(agent: dict[str, Any]) -> None:
+    print("\n11. agent mode against a bad Messages API: exit, wall, requests to the API, charts by outcome")
+    for name, row in agent.items():
+        outcome = ", ".join(f"{k} {v}" for k, v in row["charts"].items())
+        print(f"   {name:<22} exit {row['exit_code']}, {row['wall_s']:>6.1f} s, {row['requests']:>3} requests, "
+              f"model API retries {row['llm_retries']}, peak context {row['max_batch_context_tokens']}, {outcome}"
+              f"{', TRACEBACK' if row['traceback'] else ''}")
+        if row["first_error"]:
+            print(f"   {'':<22} {row['first_error'][:160]}")
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -708,6 +800,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
            f"<= {case['wall_goal_s']:g} s, <= {case['rss_goal_mb']:g} MB, no traceback",
            case["wall_s"] <= case["wall_goal_s"] and (case["peak_rss_mb"] or 0) <= case["rss_goal_mb"]
            and not case["traceback"]) for name, case in results["hostile"].items()],
+        *agent_goals(results["agent"]),
         ("--help / config import heavy packages",
          f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
          not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
@@ -737,6 +830,7 @@ def print_table(results: dict[str, Any]) -> None:
           f"{d['wall_s']['no_decks']} s; deck CPU {d['deck_cpu_ms']} ms vs render CPU {d['render_cpu_ms']} ms; "
           f"p50 build {d['p50_build_ms']} ms; KB per deck "
           + ", ".join(f"{k} {v}" for k, v in d["kb_per_deck"].items()))
+    print_agent_table(results["agent"])
     print(f"\n{'figure':<48} {'measured':>18}  {'goal':<36} met")
     for figure, value, goal, met in goals(results):
         print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
@@ -748,12 +842,32 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="The smallest run of every scenario: its figures "
                         "mean nothing, it only shows the bench still works (the tests use it).")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    parser.add_argument("--hostile-only", action="store_true", help="Only scenario 8 (hostile servers and inputs).")
+    parser.add_argument("--agent-only", action="store_true", help="Only scenario 11 (agent mode, a bad API).")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     logger.remove()  # the runner's own progress lines would bury the bench's
     logger.add(sys.stderr, level="WARNING")
     config = load_config(env={})  # the defaults, whatever this shell exports
     started = time.perf_counter()
+    if args.hostile_only:
+        with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+            hostile = scenario_hostile(sizes, Path(tmp))
+        for name, case in hostile.items():
+            print(f"hostile: {name:<32} exit {case['exit_code']}, {case['wall_s']:.1f} s (goal <= "
+                  f"{case['wall_goal_s']:g} s), {case['peak_rss_mb']} MB, traceback {case['traceback']}")
+        if args.json:
+            args.json.write_text(json.dumps({"hostile": hostile}, indent=2) + "\n")
+        return
+    if args.agent_only:
+        with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+            agent = scenario_agent(sizes, Path(tmp))
+        print_agent_table(agent)
+        for figure, value, goal, met in agent_goals(agent):
+            print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
+        if args.json:
+            args.json.write_text(json.dumps({"agent": agent}, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         folder = Path(tmp)
         results: dict[str, Any] = {
@@ -774,6 +888,7 @@ def main() -> None:
         results["cache"] = scenario_cache(sizes, folder)
         results["dask"] = scenario_dask(sizes, folder)
         results["hostile"] = scenario_hostile(sizes, folder)
+        results["agent"] = scenario_agent(sizes, folder / "agent")
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
-import httpx2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.config import load_config
-from runner.demo.fake_claude import FakeClaude, QueuedError
+from runner.demo.fake_claude import FakeClaude, QueuedError, ToolFault
 from runner.errors import ChartError
-from runner.retrieval.agent import call_with_retries, extract_answer, truncate_result
+from runner.retrieval.agent import extract_answer, tool_call_problem, truncate_result
+from runner.retrieval.model_api import MessagesClient, ModelApi
 from runner.retry import RetryPolicy
 from tests.helpers import CHART_IDS, assert_every_chart_once, assert_no_processes_left, run_cli
 
-API_KEY = "sk-ant-test-DO-NOT-LEAK-4f9a"
+# A key shaped like a real one: a short one would mask ordinary words wherever it is scrubbed.
+API_KEY = "sk-ant-api03-Qx7mZ2vK9pL4wT8nR3yB6cH1dF5gJ0sA"
 
 
 @pytest.fixture
@@ -126,15 +130,20 @@ def test_token_budget_stops_a_runaway_conversation(tmp_path, fake, demo_url, dem
     assert "context budget" in runaway_batch["error"]
 
 
-def test_rate_limit_is_retried_after_retry_after(tmp_path, fake, demo_url, demo_tokens):
-    fake.errors.append(QueuedError(429, "rate_limit_error", "slow down", (("retry-after", "1"),)))
+def test_rate_limit_is_retried_after_retry_after_and_the_retries_are_counted(tmp_path, fake, demo_url, demo_tokens):
+    """429 twice, then fine: the run is ok, and the summary says two model calls were sent again."""
+    fake.errors.extend([QueuedError(429, "rate_limit_error", "slow down", (("retry-after", "1"),))] * 2)
     started = time.monotonic()
     result = agent_run(tmp_path, fake, demo_url, [demo_tokens[0]], "--batch-size", "7",
                        "--max-concurrent-batches", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(fake.requests) == 3  # the refused call, its retry, the answer
-    assert time.monotonic() - started >= 1.0
-    assert "retry 1/2 in 1.0s" in result.stderr
+    assert len(fake.requests) == 4  # two refused calls, the retry that worked, the answer
+    assert time.monotonic() - started >= 2.0
+    assert "retry 1/2 in 1.0s" in result.stderr and "retry 2/2 in 1.0s" in result.stderr
+    assert f"429 RateLimitError from the Messages API at {fake.url}: slow down" in result.stderr
+    assert result.report["metrics"]["retrieval"]["llm_retries"] == 2
+    assert [b["attempts"] for b in result.report["batches"]] == [3]
+    assert "model API retries 2" in result.stderr
 
 
 def test_auth_error_fails_the_batch_at_once_without_leaking_the_key(tmp_path, fake, demo_url, demo_tokens):
@@ -145,6 +154,134 @@ def test_auth_error_fails_the_batch_at_once_without_leaking_the_key(tmp_path, fa
     assert {(c["status"], c["error_type"]) for c in result.report["charts"]} == {("failed", "llm_error")}
     assert "401" in result.report["charts"][0]["error"]
     assert_key_never_written(result, tmp_path)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assert_one_line_errors(result, where: str) -> None:
+    """Each chart's error names the API's address, in one line; nothing came out as a traceback."""
+    assert "Traceback" not in result.stderr
+    assert not any(line.lstrip().startswith(("<", "</")) for line in result.stderr.splitlines()), "raw HTML"
+    for chart in result.report["charts"]:
+        assert (chart["status"], chart["error_type"]) == ("failed", "llm_error"), chart
+        assert where in chart["error"] and "\n" not in chart["error"] and len(chart["error"]) <= 500, chart
+
+
+RATE_LIMITED = QueuedError(429, "rate_limit_error", "rate limited by the fake", (("retry-after", "0.01"),))
+
+# (row, how the fake misbehaves, what the chart's error says): every one a failure of the API
+# itself, which counts against its health.
+API_FAULTS = [
+    ("persistent_429", {"always": RATE_LIMITED}, "429 RateLimitError"),
+    ("persistent_5xx", {"always": QueuedError(500, "api_error", "boom")}, "500 InternalServerError"),
+    ("gateway_html_page", {"always": QueuedError(502, "api_error", "Bad Gateway", html=True)},
+     "an HTML page titled '502 Bad Gateway'"),
+    ("web_server_answering_200", {"always": QueuedError(200, "", "It works", html=True)}, "is not a message"),
+    ("never_answers", {"hang": True}, "no answer within 2 s"),
+]
+
+
+@pytest.mark.parametrize(("row", "faults", "said"), API_FAULTS, ids=[row for row, _, _ in API_FAULTS])
+def test_an_api_that_keeps_failing_is_given_up_after_the_failure_limit(tmp_path, fake, demo_url, demo_tokens,
+                                                                      row, faults, said):
+    """Three failed calls in a row, whatever the batch, and the API is not called again: the
+    last batch fails at once with the last reason, though each call had retries left (an
+    answer that is not a message is not tried again, but counts the same)."""
+    for name, value in faults.items():
+        setattr(fake, name, value)
+    merchants = demo_tokens[:4]
+    result = agent_run(tmp_path, fake, demo_url, merchants, "--batch-size", "7", "--max-concurrent-batches",
+                       "1", "--retry-attempts", "5", "--llm-failure-limit", "3", "--llm-timeout-seconds", "2")
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert len(fake.requests) == 3
+    assert_every_chart_once(result, merchants)
+    assert_one_line_errors(result, fake.url)
+    assert all(said in c["error"] for c in result.report["charts"])
+    last = [c["error"] for c in result.report["charts"] if c["merchant"] == merchants[-1]]
+    assert all(e.startswith(f"not called: the Messages API at {fake.url} failed 3 times in a row; last: ")
+               for e in last)
+    assert f"giving up on the Messages API at {fake.url}" in result.stderr
+    assert_key_never_written(result, tmp_path)
+
+
+def test_an_unreachable_api_is_named_without_its_credentials(tmp_path, demo_url, demo_tokens):
+    rows = ((f"http://apiuser:hunter2pass@127.0.0.1:{closed_port()}", "refused"),
+            ("http://no-such-host.invalid", ""))
+    for i, (base_url, reason) in enumerate(rows):
+        env = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": base_url}
+        (tmp_path / str(i)).mkdir()
+        result = run_cli(["--retrieval", "agent", "--server-url", demo_url, "--merchant", demo_tokens[0],
+                          "--max-concurrent-batches", "1"], tmp_path / str(i), env=env)
+        assert result.returncode == 4, result.stderr[-3000:]
+        where = base_url.replace("apiuser:hunter2pass", "***")
+        assert_one_line_errors(result, f"cannot reach the Messages API at {where}: ")
+        assert reason in result.report["charts"][0]["error"].lower()
+        assert "hunter2pass" not in result.stderr + json.dumps(result.report)
+        # Three batches: the first spends the three failures, the other two are not called.
+        assert sum("not called: the Messages API" in c["error"] for c in result.report["charts"]) == 4
+
+
+def test_the_batch_time_budget_ends_a_call_that_would_outlast_it(tmp_path, fake, demo_url, demo_tokens):
+    """A call cut short by the batch's own budget is not the API's failure: both batches make
+    their call, and their charts fail for the budget."""
+    fake.hang = True
+    result = agent_run(tmp_path, fake, demo_url, demo_tokens[:2], "--batch-size", "7", "--max-concurrent-batches",
+                       "1", "--llm-batch-seconds", "2", "--llm-failure-limit", "1")
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert {(c["error_type"], "time budget of 2 s ran out" in c["error"]) for c in result.report["charts"]} == {
+        ("budget_exceeded", True)}
+    assert len(fake.requests) <= 2 and "giving up" not in result.stderr
+
+
+TOOL_FAULTS = [
+    (ToolFault.BROKEN_INPUT, "must be a JSON object, not '{\"merchant_token\": "),
+    (ToolFault.WRONG_ARGUMENTS, "unknown argument(s) merchant, from, to; missing merchant_token, start_date, "
+                                "end_date; get_"),
+    (ToolFault.UNKNOWN_TOOL, "there is no tool named 'fetch_"),
+]
+
+
+@pytest.mark.parametrize(("fault", "said"), TOOL_FAULTS, ids=[f.value for f, _ in TOOL_FAULTS])
+def test_tool_calls_the_model_gets_wrong_fail_their_charts_and_say_why(tmp_path, fake, demo_url, demo_tokens,
+                                                                     fault, said):
+    merchant = demo_tokens[0]
+    fake.tool_faults[merchant] = fault
+    result = agent_run(tmp_path, fake, demo_url, [merchant, demo_tokens[1]], "--batch-size", "7")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for chart in result.report["charts"]:
+        if chart["merchant"] != merchant:
+            assert chart["status"] == "ok", chart
+            continue
+        assert chart["error_type"] == "bad_data", chart
+        assert "the model gave no data for this chart; its last failed tool call: " in chart["error"]
+        assert said in chart["error"], chart["error"]
+    batch = next(b for b in result.report["batches"] if b["merchant"] == merchant)
+    assert batch["steps"] == 2 and batch["input_tokens"] > 0  # the failed calls took a step, and tokens count
+    # The model saw why each call failed; the conversation it was sent stays valid (inputs are objects).
+    requests = next(r for p, r in conversations(fake).items() if merchant in p)
+    assert len(requests) == 2
+    echoed, results = requests[1]["messages"][1:3]
+    assert all(isinstance(b["input"], dict) for b in echoed["content"] if b["type"] == "tool_use")
+    assert results["content"] and all(b["is_error"] and said.split("; get_")[0] in b["content"]
+                                      for b in results["content"])
+    assert result.report["metrics"]["retrieval"]["tool_calls"] < 14  # the wrong calls never reached the server
+
+
+def test_context_budget_is_kept_before_the_call_that_would_exceed_it(tmp_path, fake, demo_url, demo_tokens):
+    budget = 1200
+    result = agent_run(tmp_path, fake, demo_url, demo_tokens[:2], "--context-token-budget", str(budget))
+    assert result.returncode in (1, 4), result.stderr[-3000:]
+    batches = result.report["batches"]
+    assert max(b["context_tokens"] for b in batches) <= budget
+    assert result.report["metrics"]["tokens"]["max_batch_context_tokens"] <= budget
+    assert "budget_exceeded" in {b["error_type"] for b in batches}
+    assert all(c["error_type"] in (None, "budget_exceeded") for c in result.report["charts"])
 
 
 def test_tool_errors_reach_the_model_and_big_results_are_truncated(tmp_path, fake, demo_url, demo_tokens):
@@ -186,33 +323,37 @@ def test_agent_mode_without_a_key_exits_2_before_any_work(tmp_path):
 # -- units --------------------------------------------------------------------------------------
 
 
-def test_retry_after_is_capped_and_uses_the_sdk_over_httpx2():
-    import anthropic
-
-    calls = []
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        calls.append(time.monotonic())
-        if len(calls) == 1:
-            return httpx2.Response(529, headers={"retry-after": "3600"},
-                                   json={"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
-        return httpx2.Response(200, json={
-            "id": "m", "type": "message", "role": "assistant", "model": "x", "stop_reason": "end_turn",
-            "content": [{"type": "text", "text": "{}"}], "usage": {"input_tokens": 1, "output_tokens": 1}})
-
-    config = load_config(env={"SCALAPAY_LLM_RETRY_MAX_WAIT_SECONDS": "0.2", "ANTHROPIC_API_KEY": "k"})
+def test_retry_after_is_capped(fake):
+    fake.errors.append(QueuedError(529, "overloaded_error", "busy", (("retry-after", "3600"),)))
+    config = load_config(env={"SCALAPAY_LLM_RETRY_MAX_WAIT_SECONDS": "0.2", "ANTHROPIC_API_KEY": API_KEY,
+                              "ANTHROPIC_BASE_URL": fake.url})
 
     async def go():
-        client = anthropic.AsyncAnthropic(api_key="k", max_retries=0,
-                                          http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-        request = {"model": "x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         from loguru import logger
 
-        return await call_with_retries(client, request, config, RetryPolicy.from_config(config), logger)
+        client = MessagesClient(ModelApi(config), RetryPolicy.from_config(config), logger, time.monotonic() + 60)
+        try:
+            request = {"model": "x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+            return await client.create(request), client.retries
+        finally:
+            await client.close()
 
-    response = asyncio.run(go())
-    assert response.stop_reason == "end_turn" and len(calls) == 2
-    assert 0.15 <= calls[1] - calls[0] < 5  # waited the cap, not an hour
+    started = time.monotonic()
+    response, retries = asyncio.run(go())
+    assert response.stop_reason == "end_turn" and len(fake.requests) == 2 and retries == 1
+    assert time.monotonic() - started < 30  # waited the cap, not an hour
+
+
+@given(name=st.text(max_size=30), arguments=st.one_of(
+    st.dictionaries(st.text(max_size=12), st.one_of(st.none(), st.integers(), st.text(max_size=20)), max_size=5),
+    st.text(max_size=40), st.lists(st.integers(), max_size=3), st.integers(), st.none()))
+def test_any_tool_call_the_model_makes_is_checked_without_raising(name, arguments):
+    schemas = {"get_aov": {"type": "object", "properties": {"merchant_token": {"type": "string"}},
+                           "required": ["merchant_token"]}}
+    problem = tool_call_problem(name, arguments, schemas)
+    fine = name == "get_aov" and isinstance(arguments, dict) and set(arguments) == {"merchant_token"}
+    assert (problem is None) == fine
+    assert problem is None or ("\n" not in problem and len(problem) < 400)
 
 
 def test_truncate_result_and_extract_answer():

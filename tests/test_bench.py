@@ -35,7 +35,7 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
     for scenario in ("render", "cpu", "retrieval", "end_to_end", "scale", "light_commands", "decks", "hostile",
-                     "cache", "dask"):
+                     "cache", "dask", "agent"):
         assert figures[scenario], scenario
     # Every figure is a number; all but the two signed figures (how much less wall the default run
     # takes than toggles off, and the time the cache saves: at smoke size, under load, either can be
@@ -44,6 +44,6 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
     bad = {path: n for path, n in _numbers(figures) if not math.isfinite(n) or (n < 0 and path not in signed)}
     assert not bad, bad
     assert figures["scale"]["charts_ok"] == figures["scale"]["charts"] == 3 * 7
-    assert len(figures["goals"]) == 27
+    assert len(figures["goals"]) == 30
     for goal in figures["goals"]:  # each one printed in the table
         assert goal["figure"] in proc.stdout and goal["measured"] in proc.stdout

@@ -7,7 +7,10 @@ are derived from the size of each request (about 4 characters per token), with t
 prompt and tools counted as a cache write the first time and a cache read after.
 
 Tests steer it per merchant (`runaway`: never stop calling tools; `garbage`: answer with
-prose) and can queue HTTP errors. It records every request it receives.
+prose; `tool_faults`: call tools wrongly, "*" for every merchant), queue HTTP errors (JSON
+or an HTML page) answered in turn before anything else, set one answered to every request
+(`always`), or have it accept requests and never answer them (`hang`). It records every
+request it receives, answered or not.
 
 Run on its own: `python scripts/fake_claude.py [--port N]` prints `READY <base url>`.
 """
@@ -20,6 +23,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,6 +38,24 @@ class QueuedError:
     error_type: str
     message: str
     headers: tuple[tuple[str, str], ...] = ()
+    html: bool = False  # the body is a web server's HTML page, not the API's JSON error
+
+    def body(self) -> tuple[str, bytes]:
+        if self.html:
+            page = (f"<!DOCTYPE html>\n<html>\n<head><title>{self.status} {self.message}</title></head>\n"
+                    f"<body>\n<center><h1>{self.status} {self.message}</h1></center>\n<hr><center>nginx</center>\n"
+                    "</body>\n</html>\n")
+            return "text/html", page.encode()
+        payload = {"type": "error", "error": {"type": self.error_type, "message": self.message}}
+        return "application/json", json.dumps(payload).encode()
+
+
+class ToolFault(StrEnum):
+    """Ways the fake model gets its tool calls wrong."""
+
+    BROKEN_INPUT = "broken-input"  # the input is a string of cut-off JSON, not an object
+    WRONG_ARGUMENTS = "wrong-arguments"  # the right tool with argument names it made up
+    UNKNOWN_TOOL = "unknown-tool"  # a tool the server does not have
 
 
 @dataclass
@@ -46,7 +68,10 @@ class Recorded:
 class FakeClaude:
     runaway: set[str] = field(default_factory=set)  # merchants whose conversations never end
     garbage: set[str] = field(default_factory=set)  # merchants whose answers are not JSON
+    tool_faults: dict[str, ToolFault] = field(default_factory=dict)  # merchant (or "*") -> how its calls go wrong
     errors: list[QueuedError] = field(default_factory=list)  # returned, in order, before any answer
+    always: QueuedError | None = None  # returned to every request once `errors` is empty
+    hang: bool = False  # accept every request and never answer it
     requests: list[Recorded] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -54,6 +79,7 @@ class FakeClaude:
         self._seen_prefixes: set[str] = set()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
+        self._closing = threading.Event()  # ends the hanging handlers, so stop() does not wait for them
 
     # -- serving ------------------------------------------------------------------------------
     @property
@@ -71,10 +97,14 @@ class FakeClaude:
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                status, headers, payload = fake.handle(self.path, dict(self.headers.items()), body)
-                data = json.dumps(payload).encode()
+                answer = fake.handle(self.path, dict(self.headers.items()), body)
+                if answer is None:  # hang: hold the connection until the fake stops
+                    fake._closing.wait()
+                    self.close_connection = True
+                    return
+                status, headers, content_type, data = answer
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))
                 for name, value in headers:
                     self.send_header(name, value)
@@ -89,6 +119,7 @@ class FakeClaude:
         return self
 
     def stop(self) -> None:
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -101,21 +132,24 @@ class FakeClaude:
 
     # -- the model ------------------------------------------------------------------------------
     def handle(self, path: str, headers: dict[str, str], body: dict[str, Any]
-               ) -> tuple[int, tuple[tuple[str, str], ...], dict[str, Any]]:
+               ) -> tuple[int, tuple[tuple[str, str], ...], str, bytes] | None:
+        """(status, headers, content type, body) for one request; None: never answer it."""
         with self._lock:
             self.requests.append(Recorded({k.lower(): v for k, v in headers.items()}, body))
-            queued = self.errors.pop(0) if self.errors else None
+            queued = self.errors.pop(0) if self.errors else self.always
+        if self.hang:
+            return None
         if queued is not None:
-            return queued.status, queued.headers, {"type": "error", "error": {"type": queued.error_type,
-                                                                              "message": queued.message}}
+            return queued.status, queued.headers, *queued.body()
         if not path.rstrip("/").endswith("/v1/messages"):
-            return 404, (), {"type": "error", "error": {"type": "not_found_error", "message": path}}
+            return 404, (), *QueuedError(404, "not_found_error", path).body()
         content, stop_reason = self._reply(body)
-        return 200, (), {
+        message = {
             "id": f"msg_fake_{next(self._ids)}", "type": "message", "role": "assistant",
             "model": body.get("model", "fake"), "content": content, "stop_reason": stop_reason,
             "stop_sequence": None, "usage": self._usage(body, content),
         }
+        return 200, (), "application/json", json.dumps(message).encode()
 
     def _usage(self, body: dict[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         prefix = json.dumps([body.get("system"), body.get("tools")], sort_keys=True)
@@ -147,13 +181,13 @@ class FakeClaude:
             return [{"type": "text", "text": "Let me check the merchant list again."}, tool_use], "tool_use"
         if tools_allowed and not results and window:
             tools = body.get("tools") or []
+            fault = self.tool_faults.get(merchant) or self.tool_faults.get("*")
             uses = []
             for request in charts.values():
                 tool = _best_tool(request, tools)
                 if tool:
-                    uses.append({"type": "tool_use", "id": f"toolu_{next(self._ids)}", "name": tool,
-                                 "input": {"merchant_token": merchant, "start_date": window[1],
-                                           "end_date": window[2]}})
+                    uses.append({"type": "tool_use", "id": f"toolu_{next(self._ids)}",
+                                 **_tool_call(tool, merchant, window[1], window[2], fault)})
             return [{"type": "text", "text": "Fetching the data."}, *uses], "tool_use"
         if merchant in self.garbage:
             return [{"type": "text", "text": "I am sorry, the numbers look fine to me."}], "end_turn"
@@ -170,6 +204,17 @@ class FakeClaude:
                 answer[chart_id] = {"data": data, "paragraph": _paragraph(request, data)}
         text = "```json\n" + json.dumps({"charts": answer}) + "\n```"
         return [{"type": "text", "text": text}], "end_turn"
+
+
+def _tool_call(tool: str, merchant: str, start: str, end: str, fault: ToolFault | None) -> dict[str, Any]:
+    arguments = {"merchant_token": merchant, "start_date": start, "end_date": end}
+    if fault is ToolFault.BROKEN_INPUT:
+        return {"name": tool, "input": json.dumps(arguments)[:30]}
+    if fault is ToolFault.WRONG_ARGUMENTS:
+        return {"name": tool, "input": {"merchant": merchant, "from": start, "to": end}}
+    if fault is ToolFault.UNKNOWN_TOOL:
+        return {"name": tool.replace("get_", "fetch_", 1) + "_v2", "input": arguments}
+    return {"name": tool, "input": arguments}
 
 
 def _field(prompt: str, name: str) -> str:

@@ -1,18 +1,23 @@
 """Agent mode: one fresh Claude conversation per retrieval batch, over the MCP server's tools.
 
-The conversation is bounded three ways: `data_retrieval_max_steps` model calls, a context
-budget in tokens (input + cache reads + cache writes of a response), and tool results cut
-to `tool_result_max_chars`. When a bound is reached, pending tool calls are answered with
-an error and one last call, with tools disabled, collects whatever the model can answer.
+The conversation is bounded four ways: `data_retrieval_max_steps` model calls, a context
+budget in tokens (input + cache reads + cache writes of a response), `llm_batch_seconds`,
+and tool results cut to `tool_result_max_chars`. When the steps or the context run out,
+pending tool calls are answered with an error and one last call, with tools disabled,
+collects whatever the model can answer. The context budget is kept before a call, from an
+estimate (see `_Conversation.next_context`). A tool call the model gets wrong (no such
+tool, input that is not an object, wrong argument names) is answered with an error it can
+read, and a chart whose data never comes names the last failed call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,15 +25,19 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.decks import paragraphs
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import Batch, BatchResult, Retrieval, batch_status
 from runner.retrieval.direct import Emit
+from runner.retrieval.model_api import MessagesClient, model_api
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.results import decode_json_text
 from runner.retrieval.sessions import Slot
 from runner.retry import RetryPolicy
 
-CHARS_PER_TOKEN = 4  # a rough size estimate, used only to decide whether a next call still fits
+# Characters per token for estimating what a call will cost before it is made: English and
+# JSON run at 3.5-4, so 3.5 errs on the side of stopping early. Figures (long digit runs) can
+# cost more tokens per character; keep some headroom in --context-token-budget for them.
+CHARS_PER_TOKEN = 3.5
 
 SYSTEM_PROMPT = (
     "You retrieve data for the charts of a merchant business review. Use the tools to fetch each "
@@ -124,69 +133,100 @@ def extract_answer(text: str) -> dict[str, Any]:
     return charts
 
 
+def tool_call_problem(name: str, arguments: Any, schemas: dict[str, dict[str, Any]]) -> str | None:
+    """What is wrong with a tool call the model made, in words it can act on; None if nothing."""
+    schema = schemas.get(name)
+    if schema is None:
+        return f"there is no tool named {one_line(name, 80)!r}; the tools are: {', '.join(sorted(schemas))}"
+    if not isinstance(arguments, dict):
+        return f"the input of {name} must be a JSON object, not {one_line(repr(arguments), 120)}"
+    properties = schema.get("properties")
+    unknown = ([k for k in arguments if k not in properties]
+               if isinstance(properties, dict) and schema.get("additionalProperties") is not True else [])
+    missing = [k for k in schema.get("required") or [] if k not in arguments]
+    if not unknown and not missing:
+        return None
+    wrong = ([f"unknown argument(s) {', '.join(one_line(k, 40) for k in unknown)}"] if unknown else []) + (
+        [f"missing {', '.join(missing)}"] if missing else [])
+    return f"{'; '.join(wrong)}; {name} takes {', '.join(properties or {}) or 'no arguments'}"
+
+
 class _Conversation:
     """One batch's conversation and its counters (lives on the slot's event loop)."""
 
-    def __init__(self, batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolicy) -> None:
-        self.batch, self.slot, self.config, self.policy = batch, slot, config, policy
+    def __init__(self, batch: Batch, slot: Slot, config: RunnerConfig) -> None:
+        self.batch, self.slot, self.config = batch, slot, config
         self.log = logger.bind(batch=batch.batch_id)
+        self.system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
+        self.tools: list[dict[str, Any]] = []
+        self.schemas: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = [{"role": "user", "content": batch_prompt(batch)}]
         self.steps = 0
         self.input_tokens = self.output_tokens = self.peak_context = 0
         self.last: Usage | None = None
         self.stopped: str | None = None  # why the conversation was cut short, if it was
+        self.last_failed_call: str | None = None  # the model's last tool call that did not work, and why
 
-    async def run(self, client: Any) -> str:
+    async def run(self, client: MessagesClient) -> str:
         """Drive the loop; returns the model's final text."""
         config = self.config
-        tools = tool_definitions(await self.slot.list_tools(config.tool_timeout_seconds),
-                                 config.use_simplified_schemas)
-        system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
+        client.api.health.check()  # a down API costs no MCP call either
+        listed = await self.slot.list_tools(config.tool_timeout_seconds)
+        self.tools = tool_definitions(listed, config.use_simplified_schemas)
+        self.schemas = {tool.name: tool.input_schema for tool in listed}
+        if not self._fits(None):
+            self.stopped = f"context budget of {config.context_token_budget:,} tokens reached by the first request"
+            return ""
         while True:
-            response = await self._call(client, system, tools, final=False)
-            uses = [b for b in response.content if b.type == "tool_use"]
+            response = await self._call(client, final=False)
+            uses = [b for b in response.content if getattr(b, "type", None) == "tool_use"]
             if response.stop_reason != "tool_use" or not uses:
                 return _text_of(response)
             if self.steps >= config.data_retrieval_max_steps:
                 self.stopped = f"step limit of {config.data_retrieval_max_steps} reached"
             else:
                 results = await asyncio.gather(*(self._run_tool(use) for use in uses))
-                if self._next_context(results) > config.context_token_budget:
-                    self.stopped = f"context budget of {config.context_token_budget:,} tokens reached"
-                else:
-                    self.messages.append({"role": "user", "content": list(results)})
+                message = {"role": "user", "content": list(results)}
+                if self._fits(message):
+                    self.messages.append(message)
                     continue
-            return await self._finish(client, system, tools, uses)
+                self.stopped = f"context budget of {config.context_token_budget:,} tokens reached"
+            return await self._finish(client, uses)
 
-    async def _finish(self, client: Any, system: list[dict[str, Any]], tools: list[dict[str, Any]],
-                      pending: list[Any]) -> str:
+    async def _finish(self, client: MessagesClient, pending: list[Any]) -> str:
         self.log.warning("{}; asking for a final answer without tools", self.stopped)
         note = f"Not run: {self.stopped}. Answer now with the data you already have."
-        self.messages.append({"role": "user", "content": [
+        message = {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": use.id, "is_error": True, "content": note} for use in pending
-        ]})
-        if self._next_context([note] * len(pending)) > self.config.context_token_budget:
+        ]}
+        if not self._fits(message):
             return ""
-        response = await self._call(client, system, tools, final=True)
-        return _text_of(response)
+        self.messages.append(message)
+        return _text_of(await self._call(client, final=True))
 
-    def _next_context(self, new_results: list[Any]) -> int:
-        assert self.last is not None
-        added = sum(len(json.dumps(r)) for r in new_results) // CHARS_PER_TOKEN
-        return self.last.context + self.last.output_tokens + added
+    def next_context(self, message: dict[str, Any] | None) -> int:
+        """The context of the next call if `message` is added: the last response's context and
+        output (now part of the conversation) plus the new text at CHARS_PER_TOKEN; before the
+        first call, the whole request at that rate."""
+        added = [message] if message else []
+        if self.last is None:
+            return math.ceil(len(json.dumps([self.system, self.tools, self.messages, *added])) / CHARS_PER_TOKEN)
+        return self.last.context + self.last.output_tokens + math.ceil(len(json.dumps(added)) / CHARS_PER_TOKEN)
 
-    async def _call(self, client: Any, system: list[dict[str, Any]], tools: list[dict[str, Any]],
-                    final: bool) -> Any:
+    def _fits(self, message: dict[str, Any] | None) -> bool:
+        return self.next_context(message) <= self.config.context_token_budget
+
+    async def _call(self, client: MessagesClient, final: bool) -> Any:
         request: dict[str, Any] = {
             "model": self.config.anthropic_model,
             "max_tokens": self.config.max_output_tokens,
-            "system": system,
-            "tools": tools,
+            "system": self.system,
+            "tools": self.tools,
             "messages": self.messages,
         }
         if final:
             request["tool_choice"] = {"type": "none"}
-        response = await call_with_retries(client, request, self.config, self.policy, self.log)
+        response = await client.create(request)
         self.steps += 1
         usage = response.usage
         context = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
@@ -196,95 +236,70 @@ class _Conversation:
         self.output_tokens += usage.output_tokens
         self.peak_context = max(self.peak_context, context)
         self.log.debug("step {}: {} context tokens, stop {}", self.steps, context, response.stop_reason)
-        self.messages.append({"role": "assistant",
-                              "content": [b.model_dump(exclude_none=True) for b in response.content]})
+        self.messages.append({"role": "assistant", "content": [_echo(b) for b in response.content]})
         return response
 
     async def _run_tool(self, use: Any) -> dict[str, Any]:
-        limit = self.config.tool_result_max_chars
-        self.log.debug("call {} {}", use.name, use.input)
-        try:
-            result = await self.slot.call_tool(use.name, dict(use.input or {}), self.config.tool_timeout_seconds)
-            text, is_error = _tool_result_text(result), bool(result.is_error)
-        except ChartError as exc:
-            text, is_error = f"{exc.error_type}: {exc.message}", True
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id,
-                                 "content": truncate_result(text, limit) or "(empty result)"}
+        arguments = getattr(use, "input", None)
+        arguments = {} if arguments is None else arguments
+        self.log.debug("call {} {}", use.name, arguments)
+        problem = tool_call_problem(use.name, arguments, self.schemas)
+        if problem is not None:
+            text, is_error = problem, True
+        else:
+            try:
+                result = await self.slot.call_tool(use.name, dict(arguments), self.config.tool_timeout_seconds)
+                text, is_error = _tool_result_text(result), bool(result.is_error)
+            except ChartError as exc:
+                if exc.final:  # the MCP server is down or refused us: not the model's doing
+                    raise
+                text, is_error = f"{exc.error_type}: {exc.message}", True
+        text = truncate_result(text, self.config.tool_result_max_chars) or "(empty result)"
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id, "content": text}
         if is_error:
             block["is_error"] = True
+            shown = json.dumps(arguments) if isinstance(arguments, dict) else repr(arguments)
+            self.last_failed_call = f"{one_line(use.name, 80)}({one_line(shown, 160)}): {one_line(text, 200)}"
         return block
 
 
+def _echo(block: Any) -> dict[str, Any]:
+    """A response block as it goes back in the conversation; a tool_use input that is not an
+    object becomes {} (the API accepts nothing else), its tool result says what it was."""
+    echoed: dict[str, Any] = block.model_dump(exclude_none=True, warnings=False)
+    if echoed.get("type") == "tool_use" and not isinstance(echoed.get("input"), dict):
+        echoed["input"] = {}
+    return echoed
+
+
 def _text_of(response: Any) -> str:
-    return "".join(b.text for b in response.content if b.type == "text")
-
-
-async def call_with_retries(client: Any, request: dict[str, Any], config: RunnerConfig, policy: RetryPolicy,
-                            log: Any) -> Any:
-    """The project's capped retry loop (the SDK's own is off): rate limits, 5xx, overload, network."""
-    import anthropic
-
-    tries = 0
-    while True:
-        tries += 1
-        try:
-            return await client.messages.create(**request)
-        except (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError) as exc:
-            capped = replace(policy, max_delay_seconds=config.llm_retry_max_wait_seconds)
-            delay = capped.next_delay(tries, hint=_retry_after(exc))
-            if delay is None:
-                raise ChartError(ErrorType.LLM_ERROR, f"Messages API still failing after {tries} tries: "
-                                                      f"{_describe_api_error(exc, config)}") from None
-            log.info("Messages API: {}; retry {}/{} in {:.1f}s", _describe_api_error(exc, config), tries,
-                     policy.retries, delay)
-            await asyncio.sleep(delay)
-        except anthropic.APIStatusError as exc:  # 400, 401, 403, 404...: retrying cannot help
-            raise ChartError(ErrorType.LLM_ERROR, f"Messages API refused the request: "
-                                                  f"{_describe_api_error(exc, config)}") from None
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _describe_api_error(exc: Exception, config: RunnerConfig) -> str:
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    detail = body.get("error", {}).get("message") if isinstance(body, dict) and isinstance(
-        body.get("error"), dict) else None
-    text = f"{status} {type(exc).__name__}: {detail or exc}" if status else f"{type(exc).__name__}: {exc}"
-    if config.anthropic_api_key:
-        text = text.replace(config.anthropic_api_key, "***")
-    return text[:300]
+    return "".join(b.text for b in response.content if getattr(b, "type", None) == "text")
 
 
 def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolicy, emit: Emit) -> BatchResult:
     """Run one batch as one fresh conversation; emit every chart's outcome."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    conversation = _Conversation(batch, slot, config, policy)
+    api = model_api(config)
+    conversation = _Conversation(batch, slot, config)
     log = conversation.log
     log.info("start agent conversation for {}: {}", batch.merchant, ", ".join(j.spec.id for j in batch.jobs))
+    retries = 0
 
     async def converse(s: Slot) -> str:
-        import anthropic
-
-        client = anthropic.AsyncAnthropic(api_key=config.anthropic_api_key, base_url=config.anthropic_base_url,
-                                          max_retries=0, timeout=max(60.0, config.tool_timeout_seconds))
+        nonlocal retries
+        client = MessagesClient(api, policy, log, time.monotonic() + config.llm_batch_seconds)
         try:
             return await conversation.run(client)
         finally:
+            retries = client.retries
             await client.close()
 
     failure: ChartError | None = None
     answers: dict[str, Any] = {}
     try:
-        answers = extract_answer(slot.run(converse))
+        text = slot.run(converse)
+        answers = extract_answer(text) if text or not conversation.stopped else {}
     except ChartError as exc:
         failure = exc
     elapsed = (time.perf_counter() - started) * 1000
@@ -294,10 +309,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
         data = None
         entry = answers.get(job.spec.id)
         if error is None and not isinstance(entry, dict):
-            error = (ChartError(ErrorType.BUDGET_EXCEEDED,
-                                f"{job.spec.id}: no answer before the {conversation.stopped}")
-                     if conversation.stopped else
-                     ChartError(ErrorType.BAD_DATA, f"{job.spec.id}: the model gave no data for this chart"))
+            error = _no_answer(job.spec.id, conversation)
         if error is None and isinstance(entry, dict):
             paragraph = entry.get("paragraph")
             paragraph = paragraphs.trimmed(paragraph) if isinstance(paragraph, str) else None
@@ -309,14 +321,14 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
             failed.append(error)
         emit(Retrieval(job, batch.batch_id, data, error.error_type if error else None,
                        error.message if error else None, 1, elapsed))
-    log.info("done in {:.0f} ms: {} steps, peak context {:,} tokens, {} ok, {} failed", elapsed,
-             conversation.steps, conversation.peak_context, len(batch.jobs) - len(failed), len(failed))
+    log.info("done in {:.0f} ms: {} steps, {} model API retries, peak context {:,} tokens, {} ok, {} failed", elapsed,
+             conversation.steps, retries, conversation.peak_context, len(batch.jobs) - len(failed), len(failed))
     return BatchResult(
         batch_id=batch.batch_id,
         merchant=batch.merchant,
         chart_ids=batch.chart_ids,
         status=batch_status(len(batch.jobs), len(failed)),
-        attempts=1,
+        attempts=1 + retries,  # model calls sent again count as the batch's retries
         started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         wall_ms=round(elapsed, 1),
         steps=conversation.steps,
@@ -326,3 +338,12 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
         error_type=failed[0].error_type if failed else None,
         error=failed[0].message if failed else None,
     )
+
+
+def _no_answer(chart_id: str, conversation: _Conversation) -> ChartError:
+    if conversation.stopped:
+        return ChartError(ErrorType.BUDGET_EXCEEDED, f"{chart_id}: no answer before the {conversation.stopped}")
+    if conversation.last_failed_call:
+        return ChartError(ErrorType.BAD_DATA, f"{chart_id}: the model gave no data for this chart; its last failed "
+                                              f"tool call: {conversation.last_failed_call}")
+    return ChartError(ErrorType.BAD_DATA, f"{chart_id}: the model gave no data for this chart")
