@@ -8,10 +8,11 @@ one are accepted (tokens and dates are validated before any work; params at pack
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import UsageError
@@ -121,12 +122,13 @@ def used_values(query: str, values: Mapping[str, Param]) -> dict[str, Param]:
 
 @dataclass(frozen=True)
 class QueryTool:
-    """The server's tool that runs SQL, the argument that takes it, and the argument (if
-    any) that takes an object of bound parameters."""
+    """The server's tool that runs SQL, the argument that takes it, the argument (if any) that
+    takes an object of bound parameters, and why this tool was picked (for the log and errors)."""
 
     name: str
     argument: str
     params_argument: str | None = None
+    reason: str = field(default="", compare=False)
 
     def arguments(self, query: str, values: Mapping[str, Param]) -> dict[str, Any]:
         if self.params_argument:
@@ -135,7 +137,45 @@ class QueryTool:
 
     def describe(self) -> str:
         how = f"parameters bound through {self.params_argument!r}" if self.params_argument else "values inlined"
-        return f"{self.name}({self.argument}) with {how}"
+        why = f" ({self.reason}; {OVERRIDE})" if self.reason else ""
+        return f"{self.name}({self.argument}) with {how}{why}"
+
+
+class Role(enum.Enum):
+    """What a tool that takes SQL is for, by its annotations and, failing those, its name."""
+
+    READS = "reads"  # marked read-only, or named for reading
+    RUNS = "runs"  # neither marked nor named either way (execute_sql, run_sql)
+    WRITES = "writes"  # marked destructive, or named for writing or DDL
+    EXPLAINS = "explains"  # named for query plans: its answer is never rows
+
+
+OVERRIDE = "another with --query-tool and --query-argument"
+_READING = {"read", "select", "query"}
+_WRITING = {"write", "create", "insert", "update", "delete", "drop", "alter"}
+_EXPLAINING = {"explain", "plan"}
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _words(name: str) -> set[str]:
+    """A tool name's words, whatever its case style: readQuery, read_query, READ-QUERY."""
+    return {word.lower() for word in _WORD.findall(name)}
+
+
+def _hint(tool: Any, name: str) -> bool | None:
+    value = getattr(getattr(tool, "annotations", None), name, None)
+    return value if isinstance(value, bool) else None
+
+
+def role(tool: Any) -> Role:
+    words = _words(str(tool.name))
+    if _hint(tool, "destructive_hint") is True or words & _WRITING:
+        return Role.WRITES
+    if words & _EXPLAINING:
+        return Role.EXPLAINS
+    if _hint(tool, "read_only_hint") is True or words & _READING:
+        return Role.READS
+    return Role.RUNS
 
 
 def _schema(tool: Any) -> tuple[dict[str, Any], list[str]]:
@@ -156,21 +196,50 @@ def _takes(prop: Any, kind: str) -> bool:
 
 
 def _query_argument(tool: Any) -> str | None:
-    """The tool's SQL argument, when it has exactly one required argument, a string named like one."""
+    """The tool's SQL argument: a string named like one that is its one required argument, or
+    its only argument at all (postgres-mcp's execute_sql gives `sql` a default). An optional
+    argument beside others (explain_query's `analyze`, mcp-alchemy's `params`) never is."""
     properties, required = _schema(tool)
-    if len(required) == 1 and required[0] in QUERY_ARGUMENTS and _takes(properties.get(required[0]), "string"):
-        return str(required[0])
+    names = required if required else list(properties)
+    if len(names) == 1 and names[0] in QUERY_ARGUMENTS and _takes(properties.get(names[0]), "string"):
+        return str(names[0])
     return None
 
 
-def _as_query_tool(tool: Any, argument: str) -> QueryTool:
+def _as_query_tool(tool: Any, argument: str, reason: str) -> QueryTool:
     properties, _ = _schema(tool)
     objects = [name for name, prop in properties.items() if name != argument and _takes(prop, "object")]
-    return QueryTool(tool.name, argument, objects[0] if len(objects) == 1 else None)
+    return QueryTool(tool.name, argument, objects[0] if len(objects) == 1 else None, reason)
+
+
+def _choose(candidates: list[Any]) -> tuple[Any, str]:
+    """The tool a person would pick among those that take SQL, and why; UsageError if none is clear.
+
+    Exactly one marked read-only wins; else exactly one left once the tools marked destructive
+    or named for writing, DDL or query plans are set aside. Such a tool is never picked on its own.
+    """
+    names = ", ".join(sorted(t.name for t in candidates))
+    read_only = [t for t in candidates if _hint(t, "read_only_hint") is True and role(t) is not Role.WRITES]
+    if len(candidates) > 1 and len(read_only) == 1:
+        return read_only[0], f"the only one of {names} marked read-only"
+    usable = [t for t in candidates if role(t) in (Role.READS, Role.RUNS)]
+    if len(usable) == 1:
+        (tool,) = usable
+        if len(candidates) == 1:
+            return tool, "the only tool that takes SQL"
+        named = "named for reading" if role(tool) is Role.READS else "not named for writing, DDL or query plans"
+        return tool, f"the only one of {names} {named}; the others write, change tables or explain"
+    if usable:
+        raise UsageError(f"several tools could run SQL: {', '.join(sorted(t.name for t in usable))}; "
+                         "pick one with --query-tool")
+    kinds = ", ".join(f"{t.name} ({role(t).value})" for t in sorted(candidates, key=lambda t: t.name))
+    raise UsageError(f"the tools that take SQL are marked destructive or named for writing, DDL or query plans: "
+                     f"{kinds}; the runner never picks such a tool on its own: name one with --query-tool")
 
 
 def pick_query_tool(tools: list[Any], name: str | None, argument: str | None) -> QueryTool:
-    """The query tool named by the settings, or the one tool whose schema says it runs SQL."""
+    """The query tool named by the settings, or the one a person would pick from the schemas,
+    annotations and names of the server's tools."""
     by_name = {tool.name: tool for tool in tools}
     if name:
         tool = by_name.get(name)
@@ -185,17 +254,15 @@ def pick_query_tool(tools: list[Any], name: str | None, argument: str | None) ->
         if not chosen:
             raise UsageError(f"tool {name}: cannot tell which argument takes the SQL; pass --query-argument "
                              f"(it has: {', '.join(properties) or 'none'})")
-        return _as_query_tool(tool, chosen)
+        return _as_query_tool(tool, chosen, "named by --query-tool")
     if argument:
-        fits = [t for t in tools if argument in _schema(t)[0] and _takes(_schema(t)[0][argument], "string")]
-        candidates = {t.name: argument for t in fits}
+        arguments = {t.name: argument for t in tools
+                     if argument in _schema(t)[0] and _takes(_schema(t)[0][argument], "string")}
     else:
-        candidates = {t.name: arg for t in tools if (arg := _query_argument(t))}
-    if len(candidates) == 1:
-        (tool_name, arg), = candidates.items()
-        return _as_query_tool(by_name[tool_name], arg)
-    if not candidates:
+        arguments = {t.name: arg for t in tools if (arg := _query_argument(t))}
+    if not arguments:
         raise UsageError("no tool of the server takes a SQL query (one required string argument named "
                          f"{', '.join(QUERY_ARGUMENTS)}); its tools: {', '.join(sorted(by_name)) or 'none'}; "
                          "pass --query-tool and --query-argument")
-    raise UsageError(f"several tools could run SQL: {', '.join(sorted(candidates))}; pick one with --query-tool")
+    tool, reason = _choose([by_name[tool_name] for tool_name in arguments])
+    return _as_query_tool(tool, arguments[tool.name], reason)

@@ -1,8 +1,10 @@
 """The SQL chart pack through the real CLI, against real SQL MCP servers over stdio and HTTP.
 
 mcp-server-motherduck (DuckDB, third party, installed by the test extra) over a DuckDB file
-built from `demo-data --csv`; tests/sql_server.py over `demo-data --sqlite` for every result
-format real servers use, bound parameters, credentials in the environment and in headers.
+built from `demo-data --csv`; mcp-alchemy over SQLite and over a PostgreSQL cluster the tests
+start (tests/postgres.py), the reference SQLite server and postgres-mcp, each from its own venv
+(tests/thirdparty.py); tests/sql_server.py over `demo-data --sqlite` for every result format
+real servers use, bound parameters, credentials in the environment and in headers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 
 from runner.charts import BUILTIN_PACK
+from tests import thirdparty
 from tests.helpers import REPO, assert_every_chart_once, clean_env, run_cli
+from tests.postgres import Cluster, postgres_cluster  # noqa: F401 (the postgres fixture)
 
 SQL_SERVER = REPO / "tests" / "sql_server.py"
 TOKENS = ["LIICIEWKV6BK", "UVQ455UK5O7B", "KDR8WQMUUYRF"]  # the demo data's first three merchants
@@ -174,6 +178,88 @@ def test_tool_arguments_with_placeholders_suit_a_strict_tool(tmp_path, warehouse
     (chart,) = refused.report["charts"]
     assert chart["error_type"] == "tool_error" and "merchant_token" in chart["error"]
     assert chart["attempts"] == 2  # an answer, not a fault: tried twice, not 1 + retries + fallback
+
+
+@pytest.fixture(scope="session")
+def postgres_demo(postgres: Cluster, warehouse_files: dict[str, Path]) -> str:
+    """The demo warehouse in a Postgres database, loaded with psql the way the README says."""
+    url = postgres.create_database("demo")
+    postgres.psql("demo", "-f", "csv/schema.sql", "-c", "\\copy orders FROM 'csv/orders.csv' CSV HEADER",
+                  "-c", "\\copy merchants FROM 'csv/merchants.csv' CSV HEADER", cwd=warehouse_files["csv"].parent)
+    return url
+
+
+ALCHEMY_PICK = "SQL charts run through tool execute_query(query) with parameters bound through 'params' " \
+               "(the only tool that takes SQL; another with --query-tool and --query-argument)"
+
+
+@pytest.mark.xdist_group("postgres")
+def test_mcp_alchemy_over_pg_draws_the_seven_charts_with_the_demo_servers_numbers(tmp_path, postgres_demo,
+                                                                                       demo_answers):
+    alchemy = thirdparty.server("mcp-alchemy")
+    result = run_cli(["--pack", "business-review-sql", "--server-command", str(alchemy.command), "--server-env",
+                      "DB_URL", "--server-env", "EXECUTE_QUERY_MAX_CHARS=1000000", *merchants()], tmp_path,
+                     env={"DB_URL": postgres_demo})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_every_chart_once(result, TOKENS)
+    assert ALCHEMY_PICK in result.stderr
+    assert_data_matches_demo(result.report, demo_answers)
+
+
+def test_mcp_alchemy_over_sqlite_draws_the_demo_servers_numbers(tmp_path, warehouse_files, demo_answers):
+    alchemy = thirdparty.server("mcp-alchemy")
+    result = run_cli(["--pack", "business-review-sql", "--server-command", str(alchemy.command), "--server-env",
+                      f"DB_URL=sqlite:///{warehouse_files['sqlite']}", "--server-env",
+                      "EXECUTE_QUERY_MAX_CHARS=1000000", "--deck", "none", *merchants(TOKENS[2:])], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_every_chart_once(result, TOKENS[2:])
+    assert_data_matches_demo(result.report, demo_answers)
+
+
+def test_a_cut_mcp_alchemy_answer_is_bad_data_naming_its_setting(tmp_path, warehouse_files):
+    """Two years of orders by user type is ~4,400 characters, past mcp-alchemy's default 4,000."""
+    alchemy = thirdparty.server("mcp-alchemy")
+    result = run_cli(["--pack", "business-review-sql", "--charts", "orders_by_user_type,aov_by_product_type",
+                      "--server-command", str(alchemy.command), "--server-env",
+                      f"DB_URL=sqlite:///{warehouse_files['sqlite']}", "--deck", "none", *merchants(TOKENS[:1])],
+                     tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    charts = {chart["chart_id"]: chart for chart in result.report["charts"]}
+    assert charts["aov_by_product_type"]["status"] == "ok"
+    cut = charts["orders_by_user_type"]
+    assert (cut["status"], cut["error_type"], cut["attempts"]) == ("failed", "bad_data", 1)
+    assert "output truncated" in cut["error"] and "--server-env EXECUTE_QUERY_MAX_CHARS=" in cut["error"]
+
+
+def test_the_reference_sqlite_server_needs_no_query_tool_flag(tmp_path, warehouse_files, demo_answers):
+    sqlite = thirdparty.server("mcp-server-sqlite")
+    result = run_cli(["--pack", "business-review-sql", "--server-command",
+                      f"{sqlite.command} --db-path {warehouse_files['sqlite']}", "--deck", "none",
+                      *merchants(TOKENS[:1])], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("SQL charts run through tool read_query(query) with values inlined (the only one of create_table, "
+            "read_query, write_query named for reading") in result.stderr
+    assert_every_chart_once(result, TOKENS[:1])
+    assert_data_matches_demo(result.report, demo_answers)
+
+
+@pytest.mark.xdist_group("postgres")
+def test_pg_mcp_runs_execute_sql_not_explain_query(tmp_path, postgres_demo, demo_answers):
+    server = thirdparty.server("postgres-mcp")
+    args = ["--pack", "business-review-sql", "--server-command", f"{server.command} --access-mode=restricted",
+            "--server-env", "DATABASE_URI", "--deck", "none", *merchants(TOKENS[:1])]
+    result = run_cli(args, tmp_path, env={"DATABASE_URI": postgres_demo})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("SQL charts run through tool execute_sql(sql) with values inlined (the only one of execute_sql, "
+            "explain_query not named for writing, DDL or query plans") in result.stderr
+    assert_data_matches_demo(result.report, demo_answers)
+    plans = run_cli([*args, "--charts", "aov_by_month", "--query-tool", "explain_query"], tmp_path,
+                    env={"DATABASE_URI": postgres_demo})
+    assert plans.returncode == 4, plans.stderr[-3000:]
+    (chart,) = plans.report["charts"]
+    assert chart["error_type"] == "bad_data"
+    assert "tool explain_query answered a query plan, not rows" in chart["error"]
+    assert "explain_query(sql) with values inlined (named by --query-tool" in plans.stderr
 
 
 SECRET = "hunter2-correct-horse"

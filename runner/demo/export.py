@@ -25,9 +25,10 @@ ORDERS_COLUMNS = (
     ("product_type", "VARCHAR(16) NOT NULL"),  # pay_in_3 | pay_in_4
     ("user_type", "VARCHAR(16) NOT NULL"),  # network | returning | new
     ("customer_id", "INTEGER NOT NULL"),
-    ("customer_age", "INTEGER NOT NULL"),
-    ("customer_gender", "VARCHAR(16) NOT NULL"),  # female | male | undisclosed
-    ("card_type", "VARCHAR(16) NOT NULL"),  # credit | debit | prepaid
+    # A customer's attributes may be unknown (NULL, or empty text): the SQL pack counts them as "Unknown".
+    ("customer_age", "INTEGER"),
+    ("customer_gender", "VARCHAR(16)"),  # female | male | undisclosed
+    ("card_type", "VARCHAR(16)"),  # credit | debit | prepaid
 )
 MERCHANTS_COLUMNS = (("merchant_token", "VARCHAR(64) NOT NULL"), ("name", "VARCHAR(100) NOT NULL"),
                      ("category", "VARCHAR(32) NOT NULL"))
@@ -71,8 +72,16 @@ def write_sqlite(path: Path, merchants: int) -> None:
     os.replace(partial, path)
 
 
+def schema_sql() -> str:
+    """CREATE TABLE statements for `orders` and `merchants`, in SQL that Postgres, DuckDB,
+    SQLite and Snowflake all take."""
+    return "".join(f"{_create(table, columns)};\n" for table, columns in
+                   (("orders", ORDERS_COLUMNS), ("merchants", MERCHANTS_COLUMNS)))
+
+
 def write_csv(folder: Path, merchants: int) -> list[Path]:
-    """orders.csv and merchants.csv, with a header row."""
+    """orders.csv and merchants.csv with a header row, and schema.sql to create their tables
+    (for a database that loads CSV into tables it has: psql's \\copy, for one)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for table, columns, rows in _tables(merchants):
@@ -84,4 +93,8 @@ def write_csv(folder: Path, merchants: int) -> list[Path]:
             writer.writerows(rows)
         os.replace(partial, path)
         written.append(path)
-    return written
+    schema = folder / "schema.sql"
+    partial = schema.with_name(f".{schema.name}.partial")
+    partial.write_text(schema_sql(), encoding="utf-8")
+    os.replace(partial, schema)
+    return [*written, schema]
