@@ -262,7 +262,7 @@ def _parse_list(raw: Any, bad: Any) -> tuple[str, ...]:
 MAX_CONFIG_BYTES = 1_000_000
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"  # names the config file when --config does not
 # Keys a config file may hold besides the settings: the job itself (runner/job.py).
-JOB_KEYS = ("merchants", "merchants_file", "start_date", "end_date", "pack", "charts", "csv")
+JOB_KEYS = ("merchants", "merchants_file", "start_date", "end_date", "pack", "charts", "csv", "today")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class JobRequest:
     pack: str | None = None
     charts: str | None = None
     csv: bool | None = None
+    today: str | None = None  # YYYY-MM-DD: the day relative dates count from (default: the real today)
 
     def over(self, base: JobRequest) -> JobRequest:
         """This request, with `base` filling what it leaves out."""
@@ -74,8 +75,12 @@ def _shift_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
-def _relative(value: str, today: date) -> date | None:
-    """A relative form's date, or None if `value` is none; ValueError or OverflowError past the calendar."""
+def _relative(value: str, today: date, end: bool) -> date | None:
+    """A relative form's date, or None if `value` is none; ValueError or OverflowError past the calendar.
+
+    A month or year offset lands on a month's edge (the first day for a start, the last for an
+    end), so a window such as "-24 months" to "last month end" stays the same all month and a
+    nightly run's render cache keeps hitting."""
     def last_month_end() -> date:
         return today.replace(day=1) - timedelta(days=1)
 
@@ -90,11 +95,12 @@ def _relative(value: str, today: date) -> date | None:
         count, unit = int(offset.group(1)), offset.group(2)
         if unit in ("day", "week"):
             return today + timedelta(days=count * (7 if unit == "week" else 1))
-        return _shift_months(today, count * (12 if unit == "year" else 1))
+        month = _shift_months(today.replace(day=1), count * (12 if unit == "year" else 1))
+        return month.replace(day=calendar.monthrange(month.year, month.month)[1]) if end else month
     return None
 
 
-def resolve_date(text: str, today: date, where: str) -> str:
+def resolve_date(text: str, today: date, where: str, end: bool = False) -> str:
     """A date as YYYY-MM-DD, from an absolute or a relative form."""
     value = " ".join(text.strip().lower().split())
     if _DATE.fullmatch(value):
@@ -103,7 +109,7 @@ def resolve_date(text: str, today: date, where: str) -> str:
         except ValueError:
             raise UsageError(f"{where} {text!r} is not a calendar date") from None
     try:
-        resolved = _relative(value, today)
+        resolved = _relative(value, today, end)
     except (ValueError, OverflowError):  # before year 1 or after 9999
         raise UsageError(f"{where} {text!r} is out of range: dates run from {date.min} to {date.max}") from None
     if resolved is None:
@@ -159,13 +165,27 @@ def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
     csv = values.get("csv")
     if csv is not None and not isinstance(csv, bool):
         raise UsageError(f"invalid csv {where}: expected true or false, got {csv!r}")
+    today = values.get("today")
+    if isinstance(today, date):  # TOML's own date type: today = 2026-03-05
+        today = today.isoformat()
     pack = text("pack")
     if pack is not None and ("/" in pack or pack.endswith((".toml", ".json"))):
         pack = beside(pack)  # a file, not a built-in pack's name
     return JobRequest(
         merchants=tuple(check_merchant_token(m, f"merchants {where}") for m in merchants) if merchants else None,
         merchants_file=beside(text("merchants_file")), start_date=text("start_date"), end_date=text("end_date"),
-        pack=pack, charts=charts, csv=csv)
+        pack=pack, charts=charts, csv=csv, today=parse_today(today, where) if today is not None else None)
+
+
+def parse_today(value: object, where: str = "") -> str:
+    """The job's `today`, as YYYY-MM-DD."""
+    if isinstance(value, str) and _DATE.fullmatch(value.strip()):
+        try:
+            return date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    place = f" {where}" if where else ""
+    raise UsageError(f"invalid today{place}: expected a calendar date as YYYY-MM-DD, got {value!r}")
 
 
 def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
@@ -176,8 +196,11 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     charts = select_charts(load_pack(request.pack) if request.pack else BUILTIN_PACK, request.charts)
     given = tuple((key, value) for key, value in (("start_date", request.start_date), ("end_date", request.end_date))
                   if value is not None and not _DATE.fullmatch(value.strip()))
+    if request.today:  # the day relative dates count from, fixed by the job (a replayed night, a test)
+        today = date.fromisoformat(parse_today(request.today))
+        given += (("today", request.today),)
     start = resolve_date(request.start_date, today, "start_date") if request.start_date else DEFAULT_START
-    end = resolve_date(request.end_date, today, "end_date") if request.end_date else DEFAULT_END
+    end = resolve_date(request.end_date, today, "end_date", end=True) if request.end_date else DEFAULT_END
     check_dates(start, end)
     pack = request.pack or "business-review"
     if pack not in BUILTIN_PACK_NAMES:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.errors import UsageError
 from runner.job import resolve_date
@@ -21,14 +23,40 @@ pytestmark = pytest.mark.timeout(180)
     ("last month start", "2026-02-01"),
     ("this month start", "2026-03-01"),
     ("last year end", "2025-12-31"),
-    ("-24 months", "2024-03-31"),
-    ("-1 month", "2026-02-28"),  # the same day, or the month's last
-    ("-2 years", "2024-03-31"),
+    ("-24 months", "2024-03-01"),  # a month offset lands on the month's first day as a start
+    ("-1 month", "2026-02-01"),
+    ("-2 years", "2024-03-01"),
+    ("+1 month", "2026-04-01"),
     ("-7 days", "2026-03-24"),
     ("  Last   Month  End ", "2026-02-28"),
 ])
 def test_relative_dates(text, expected):
     assert resolve_date(text, date(2026, 3, 31), "start_date") == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("-1 month", "2026-02-28"),  # and on its last day as an end
+    ("-13 months", "2025-02-28"),
+    ("-1 year", "2025-03-31"),
+    ("last month end", "2026-02-28"),
+    ("-3 days", "2026-03-28"),
+])
+def test_relative_end_dates(text, expected):
+    assert resolve_date(text, date(2026, 3, 31), "end_date", end=True) == expected
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2900, 12, 31)), st.integers(min_value=0, max_value=27))
+def test_a_month_aligned_window_is_the_same_every_day_of_a_month(day, later):
+    """The README's nightly window: every night of a month asks for the same dates, so an
+    unchanged month hits the render cache night after night."""
+    first = day.replace(day=1)
+    other = first + timedelta(days=later)
+    for text, end in (("-24 months", False), ("last month end", True), ("-1 month", True)):
+        assert resolve_date(text, first, "x", end=end) == resolve_date(text, other, "x", end=end)
+    start = date.fromisoformat(resolve_date("-24 months", other, "start_date"))
+    end_day = date.fromisoformat(resolve_date("last month end", other, "end_date", end=True))
+    assert start.day == 1 and (end_day + timedelta(days=1)).day == 1
+    assert (end_day.year * 12 + end_day.month) - (start.year * 12 + start.month) == 23  # 24 whole months
 
 
 @pytest.mark.parametrize("text", ["next tuesday", "2025-02-30", "-24", "months -3", ""])
@@ -48,7 +76,7 @@ def test_the_job_in_a_file_named_by_the_environment_runs_with_no_flags(tmp_path,
     report = check_report(result, demo_tokens[:2], chart_ids=["aov_by_month"])
     today = date.today()
     assert report["run"]["start_date"] == resolve_date("-24 months", today, "start_date")
-    assert report["run"]["end_date"] == resolve_date("last month end", today, "end_date")
+    assert report["run"]["end_date"] == resolve_date("last month end", today, "end_date", end=True)
     assert report["run"]["dates_given"] == {"start_date": "-24 months", "end_date": "last month end"}
     assert {d["format"] for d in report["decks"]} == {"pdf"}
     assert (result.report_path.parent / "charts.csv").exists()
@@ -64,6 +92,8 @@ def test_the_job_in_a_file_named_by_the_environment_runs_with_no_flags(tmp_path,
     ("start_date = 'next tuesday'", "start_date 'next tuesday' is not a date"),
     ("merchants = 'AAAA'", "invalid merchants in"),
     ("charts = ['nope']", "nope"),
+    ("today = 'soon'", "invalid today in"),
+    ("today = 2026-02-30", "is not valid TOML"),
 ])
 def test_a_bad_job_file_gets_one_line(tmp_path, line, expected):
     job = tmp_path / "job.toml"
