@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import BuiltDeck, DeckTask, RenderedChart, RenderTask
 
 Key = tuple[str, str]  # (merchant, chart id), or (merchant, DECK) for a merchant's deck
@@ -57,7 +57,7 @@ def settle_result(key: Key, future: Future[Output]) -> Settled:
     if isinstance(error, ChartError):
         return RenderFailed(key, error.error_type, error.message)
     failure = ErrorType.DECK_ERROR if key[1] == DECK else ErrorType.RENDER_ERROR
-    return RenderFailed(key, failure, f"{type(error).__name__}: {error}"[:300])
+    return RenderFailed(key, failure, one_line(f"{type(error).__name__}: {error}", 300))
 
 
 class RenderSupervisor(Protocol):
