@@ -128,8 +128,6 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from runner.job import JobRequest, job_inputs, request_from_file
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
-    from runner.render.dask_pool import ExecutorUnavailable
-    from runner.report import ReportWriteError
     from runner.run import execute
 
     log_format = options.get("log_format")
@@ -159,12 +157,6 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     except RunEndingError as exc:  # a usage error, the embedded server not starting, ...: one line, its code
         _error_line(str(exc), log_format)
         sys.exit(exc.exit_code)
-    except ReportWriteError as exc:  # these two are RunnerErrors of report.py and dask_pool.py, not yet
-        _error_line(str(exc), log_format)  # based on RunEndingError
-        sys.exit(ExitCode.INTERNAL)
-    except ExecutorUnavailable as exc:
-        _error_line(str(exc), log_format)
-        sys.exit(ExitCode.NOTHING)
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.
         click.echo("interrupted", err=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.errors import ErrorType, RunnerError
+from runner.errors import ErrorType, RunEndingError
 from runner.files import write_atomically
 from runner.redaction import scrubbed
-from runner.status import ChartStatus
+from runner.status import ChartStatus, ExitCode
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
@@ -109,8 +109,10 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
     return list(rows.values())
 
 
-class ReportWriteError(RunnerError):
+class ReportWriteError(RunEndingError):
     """The report could not be written (a full disk, a vanished folder): exit 3, one line."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import ChartError, ErrorType, RunnerError, one_line
+from runner.errors import ChartError, ErrorType, RunEndingError, one_line
 from runner.jobs import RenderedChart, RenderTask
 from runner.redaction import Secrets, address_credentials, redact_address
 from runner.render.outcomes import (
@@ -37,6 +37,7 @@ from runner.render.outcomes import (
     settle_result,
 )
 from runner.render.supervisor import TASKS_PER_WORKER
+from runner.status import ExitCode
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 LOST_GRACE_SECONDS = 10.0  # how long the client may be reconnecting before the scheduler counts as gone
@@ -46,8 +47,10 @@ class _Lost(Exception):
     """A task's result went with its worker: render it again."""
 
 
-class ExecutorUnavailable(RunnerError):
+class ExecutorUnavailable(RunEndingError):
     """The Dask scheduler cannot be reached at the start: one line, exit 4, no work done."""
+
+    exit_code = ExitCode.NOTHING
 
 
 @dataclass
