@@ -103,7 +103,7 @@ def test_a_server_that_never_answers_is_given_up_once(tmp_path):
     report = check_report(result)
     assert {(c["status"], c["error_type"]) for c in report["charts"]} <= {("failed", "server_unavailable"),
                                                                            ("failed", "timeout")}
-    assert any(c["error"].startswith("not called: the MCP server failed") for c in report["charts"])
+    assert any(c["error"].startswith("not called: the MCP server at http") for c in report["charts"])
     retrieval = report["metrics"]["retrieval"]
     # Without the health view: 21 charts x 3 tries, then the fallback, and a session per timeout.
     assert retrieval["tool_calls"] <= 12 and retrieval["mcp_sessions_opened"] <= 5, retrieval

@@ -39,8 +39,8 @@ class ServerHealth:
         """Raise the final error if the server is down: nothing is sent to it any more."""
         if self.down and self._last is not None:
             raise ChartError(self._error_type,
-                             f"not called: the {self._name} failed {self._failures} times in a row; last: "
-                             f"{self._last.message}", final=True)
+                             f"not called: the {self._name} at {self._where} failed {self._failures} times in a "
+                             f"row; last: {self._last.message}", final=True)
 
     def answered(self) -> None:
         with self._lock:
@@ -58,5 +58,5 @@ class ServerHealth:
             self._last = error
             if self._failures >= self.limit and not self.down:
                 self.down = True
-                logger.error("giving up on the {} {} after {} failures in a row: {}", self._name, self._where,
+                logger.error("giving up on the {} at {} after {} failures in a row: {}", self._name, self._where,
                              self._failures, error.message)

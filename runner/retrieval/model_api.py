@@ -34,7 +34,7 @@ class ModelApi:
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
         self.where = redact(config.anthropic_base_url or DEFAULT_BASE_URL)
-        self.health = ServerHealth(config.llm_failure_limit, self.where, name=f"Messages API at {self.where}",
+        self.health = ServerHealth(config.llm_failure_limit, self.where, name="Messages API",
                                    error_type=ErrorType.LLM_ERROR, counted=frozenset({ErrorType.LLM_ERROR}))
 
 
