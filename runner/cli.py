@@ -111,6 +111,9 @@ def cli() -> None:
 @click.option("--rerun-failed", "rerun_failed", default=None, metavar="REPORT",
               help="Run only the failed and cancelled charts of this report.json, with its dates and pack.")
 @click.option("--merge", is_flag=True, help="With --rerun-failed: fold the outcome into the original run's folder.")
+@click.option("--rerun-server-anyway", "server_anyway", is_flag=True,
+              help="With --rerun-failed: rerun against another server than the run's (or a report that does "
+                   "not record one).")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
@@ -118,8 +121,8 @@ def cli() -> None:
 @click.pass_obj
 def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
                 end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool | None,
-                rerun_failed: str | None, merge: bool, quiet: bool, demo_server_args: tuple[str, ...],
-                **options: Any) -> None:
+                rerun_failed: str | None, merge: bool, server_anyway: bool, quiet: bool,
+                demo_server_args: tuple[str, ...], **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
     from dataclasses import replace
     from datetime import date
@@ -138,8 +141,8 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         setup_logging(config.log_format, config.verbose_logging, quiet)
         flags = JobRequest(merchants=merchants or None, merchants_file=merchants_file, start_date=start_date,
                            end_date=end_date, pack=pack, charts=chart_ids, csv=write_csv)
-        if rerun_failed or merge:
-            outcome = _rerun(config, flags, rerun_failed, merge, demo_server_args, quiet, seams)
+        if rerun_failed or merge or server_anyway:
+            outcome = _rerun(config, flags, rerun_failed, (merge, server_anyway), demo_server_args, quiet, seams)
             signals.ignore()
             click.echo(str(outcome.report_path))
             sys.exit(outcome.exit_code)
@@ -169,18 +172,22 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     sys.exit(outcome.exit_code)
 
 
-def _rerun(config: RunnerConfig, flags: Any, report: str | None, merge: bool, demo_server_args: tuple[str, ...],
-           quiet: bool, seams: RunSeams | None) -> Any:
-    """--rerun-failed [--merge]: the job comes from the report, never from flags or a job file."""
+def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool, bool],
+           demo_server_args: tuple[str, ...], quiet: bool, seams: RunSeams | None) -> Any:
+    """--rerun-failed [--merge] [--rerun-server-anyway]: the job comes from the report, never from
+    flags or a job file; the settings (the server, its credentials) from flags, environment and
+    the job file as for any run, and the server must be the run's."""
     from dataclasses import fields, replace
 
+    from runner.merge import finish
     from runner.progress import stderr_is_terminal
-    from runner.rerun import finish, merge_target, read_rerun, rerun_inputs
+    from runner.rerun import check_server, merge_target, read_rerun, rerun_inputs
     from runner.run import RunOutcome, execute
     from runner.status import ExitCode
 
+    merge, server_anyway = how
     if not report:
-        raise UsageError("--merge goes with --rerun-failed REPORT")
+        raise UsageError(f"{'--merge' if merge else '--rerun-server-anyway'} goes with --rerun-failed REPORT")
     given = [f.name for f in fields(flags) if getattr(flags, f.name) is not None]
     if given:
         raise UsageError(f"--rerun-failed takes the job from the report; drop --{given[0].replace('_', '-')}")
@@ -188,10 +195,12 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, merge: bool, de
     if not rerun.pairs:
         click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
         return RunOutcome(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
-    target = merge_target(rerun, config.deck_template) if merge else None  # checked before any work
+    check_server(rerun, config.server_url, config.server_command, server_anyway)  # before any work
+    target = merge_target(rerun, config.deck_template, config.junit_xml) if merge else None
     keep_runs = config.keep_runs
-    # A merchant's deck needs all its charts: --merge rebuilds them. Pruning waits for the merge.
-    config = replace(config, deck="none", keep_runs=None)
+    # A merchant's deck needs all its charts: --merge rebuilds them. Pruning waits for the merge,
+    # and the JUnit file gets the merged state, never the rerun's own few cases.
+    config = replace(config, deck="none", keep_runs=None, junit_xml=None if merge else config.junit_xml)
     live = stderr_is_terminal() and not quiet and config.log_format == "human"
     outcome = execute(config, rerun_inputs(rerun, demo_server_args), progress_live=live,
                       render=seams.render if seams else None)

@@ -162,6 +162,8 @@ class Coordinator:
             self._loop()
         finally:
             self.retrieval.close()
+            if self.metrics.retrieval_started is not None and self.metrics.retrieval_finished is None:
+                self.metrics.retrieval_finished = time.perf_counter()  # stopped: retrieval ended now
             self.render.close(terminate=self._stopping)
         return self._result()
 
@@ -212,9 +214,9 @@ class Coordinator:
 
     def _begin_stop(self) -> None:
         """Stop new work; renders already running get a short grace, everything else is cancelled."""
-        logger.warning("stop requested: no new work; unfinished charts will be reported as cancelled")
         self._stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-        self.retrieval.cancel()
+        self.retrieval.cancel(lambda: logger.warning("stop requested: no new work; unfinished charts will be "
+                                                     "reported as cancelled"))
         self.render.cancel_pending()
 
     def progress(self) -> Progress:
@@ -225,6 +227,8 @@ class Coordinator:
             queued=self._states[ChartState.QUEUED] - rendering, rendering=rendering,
             done=self._states[ChartState.OK], failed=self._states[ChartState.FAILED],
             cancelled=self._states[ChartState.CANCELLED],
+            running=tuple(f"{b.batch_id} {b.merchant}: {', '.join(j.spec.id for j in b.jobs)}"
+                          for b in self.retrieval.running()),
         )
 
     # -- retrieval -----------------------------------------------------------------------------------
@@ -361,10 +365,10 @@ class Coordinator:
         if chart.state in FINAL:
             return
         chart.error_type, chart.error = error_type, message
-        self.metrics.errors_by_type[error_type] += 1
-        if error_type is ErrorType.CANCELLED:
+        if error_type is ErrorType.CANCELLED:  # not an error: counted as cancelled (runner.metrics)
             self._move(chart, ChartState.CANCELLED)
             return
+        self.metrics.errors_by_type[error_type] += 1
         if not quiet:
             logger.bind(batch=chart.batch_id, merchant=chart.job.merchant, chart=chart.job.spec.id,
                         error_type=error_type).warning("{} {} failed ({}): {}", chart.job.merchant, chart.job.spec.id,
@@ -381,6 +385,7 @@ class Coordinator:
                            error=self._charts[b.jobs[0].key].error)
             for b in self.request.batches
         )
+        self.metrics.count_batches(batch.status for batch in batches)
         render = self.render
         self.metrics.set_render_pool(render.workers, render.start_method, render.restarts, render.recycles)
         counters = self.retrieval.sessions.counters

@@ -1,7 +1,10 @@
 """The run as JUnit XML, for CI dashboards: one test case per (merchant, chart) and per deck.
 
 The class name is the merchant; a failed chart or deck is a <failure> whose type is its
-error_type; a cancelled or skipped one is <skipped>. Times are in seconds.
+error_type; a cancelled or skipped one is <skipped>. Times are in seconds: a chart's is its own
+work, its retrieval and its render (not the wait for a worker: queued charts would add up to many
+times the run), a deck's its build (one build makes all of a merchant's formats: each format gets
+an equal share); a chart or deck from the render cache took no render time.
 
 A JUnit file that cannot be written does not lose the run: the report is still written and
 `latest` still moves, and the run exits 3 where it would have exited 0 or 1 (runner.run.junit_failed).
@@ -9,6 +12,7 @@ A JUnit file that cannot be written does not lose the run: the report is still w
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -30,16 +34,27 @@ def _case(suite: ElementTree.Element, merchant: str, name: str, status: str, err
     return status
 
 
+def chart_seconds(chart: dict[str, Any]) -> float:
+    """The chart's own time: retrieve_ms + render_ms of its row, in seconds."""
+    return ((chart["retrieve_ms"] or 0) + (chart["render_ms"] or 0)) / 1000
+
+
+def deck_seconds(decks: list[dict[str, Any]]) -> list[float]:
+    """Each deck row's share of its merchant's build, in seconds."""
+    built = Counter(d["merchant"] for d in decks if d.get("build_ms"))
+    return [(d.get("build_ms") or 0) / 1000 / (built[d["merchant"]] or 1) for d in decks]
+
+
 def junit_xml(report: dict[str, Any]) -> bytes:
     run = report["run"]
     suites = ElementTree.Element("testsuites", name="runner")
     suite = ElementTree.SubElement(suites, "testsuite", name=f"runner {run['run_id']}",
                                    timestamp=run["started_at"].removesuffix("Z"), hostname="localhost")
     statuses = [_case(suite, c["merchant"], c["chart_id"], c["status"], c["error_type"], c["error"],
-                      (c["total_ms"] or c["retrieve_ms"] or 0) / 1000) for c in report["charts"]]
+                      chart_seconds(c)) for c in report["charts"]]
     statuses += [_case(suite, d["merchant"], f"deck.{d['format']}", "ok" if d["status"] in ("ok", "partial")
-                       else d["status"], d["error_type"], d["error"], (d.get("build_ms") or 0) / 1000)
-                 for d in report["decks"]]
+                       else d["status"], d["error_type"], d["error"], seconds)
+                 for d, seconds in zip(report["decks"], deck_seconds(report["decks"]), strict=True)]
     counts = {"tests": len(statuses), "failures": statuses.count("failed"), "errors": 0,
               "skipped": statuses.count("cancelled") + statuses.count("skipped"),
               "time": f"{run['wall_ms'] / 1000:.3f}"}

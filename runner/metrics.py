@@ -1,10 +1,19 @@
-"""Counting what happened during a run, in the shapes the report publishes."""
+"""Counting what happened during a run, in the shapes the report publishes.
+
+`errors_by_type` counts failures only: each failed chart by its error_type, and deck errors
+(one per merchant whose deck could not be built, one per document that could not be written;
+a deck with no chart to show adds none, its charts' failures are counted). A cancelled chart,
+batch or deck is no error, the run was stopped: `run.charts_cancelled`,
+`metrics.retrieval.batches_cancelled` and `metrics.decks.decks_cancelled` count those, and the
+closing summary prints the same counts.
+"""
 
 from __future__ import annotations
 
 import math
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,6 +56,16 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[rank - 1], 1)
 
 
+def batch_counts(statuses: Iterable[str]) -> dict[str, int]:
+    """The report's batch counts from every planned batch's final status. A partial batch ran
+    (its failed charts are counted as charts); one stopped before or while it ran is cancelled."""
+    counts = Counter(BatchStatus(status) for status in statuses)
+    return {"batches_total": sum(counts.values()),
+            "batches_ok": counts[BatchStatus.OK] + counts[BatchStatus.PARTIAL],
+            "batches_failed": counts[BatchStatus.FAILED],
+            "batches_cancelled": counts[BatchStatus.CANCELLED]}
+
+
 class Gauge:
     """A thread-safe in-flight counter that remembers its peak."""
 
@@ -70,9 +89,10 @@ class Gauge:
 class RunMetrics:
     """Mutated by the coordinator's main thread only (the gauges excepted)."""
 
-    batches_total: int = 0
+    batches_total: int = 0  # every planned batch, set at the end (count_batches)
     batches_ok: int = 0
     batches_failed: int = 0
+    batches_cancelled: int = 0
     batch_retries: int = 0
     llm_retries: int = 0  # agent mode: model calls sent again
     sequential_fallbacks: int = 0
@@ -100,17 +120,18 @@ class RunMetrics:
     errors_by_type: Counter[str] = field(default_factory=Counter)
 
     def record_batch(self, result: BatchResult) -> None:
-        self.batches_total += 1
-        if result.status == BatchStatus.FAILED:
-            self.batches_failed += 1
-        else:
-            self.batches_ok += 1
+        """A batch that ran to its end (a stopped one never gets here)."""
         self.batch_ms.append(result.wall_ms)
         self.input_tokens += result.input_tokens or 0
         self.output_tokens += result.output_tokens or 0
         self.max_batch_context_tokens = max(self.max_batch_context_tokens, result.context_tokens or 0)
         if result.steps is not None:  # an agent batch: its attempts are its model calls sent again
             self.llm_retries += result.attempts - 1
+
+    def count_batches(self, statuses: Iterable[str]) -> None:
+        counts = batch_counts(statuses)
+        self.batches_total, self.batches_ok = counts["batches_total"], counts["batches_ok"]
+        self.batches_failed, self.batches_cancelled = counts["batches_failed"], counts["batches_cancelled"]
 
     def render_submitted(self, now: float, in_flight: int, workers: int) -> None:
         if self.render_started is None:
@@ -150,6 +171,7 @@ class RunMetrics:
                 "batches_total": self.batches_total,
                 "batches_ok": self.batches_ok,
                 "batches_failed": self.batches_failed,
+                "batches_cancelled": self.batches_cancelled,
                 "batch_retries": self.batch_retries,
                 "llm_retries": self.llm_retries,
                 "sequential_fallbacks": self.sequential_fallbacks,

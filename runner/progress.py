@@ -25,6 +25,7 @@ class Progress:
     done: int
     failed: int
     cancelled: int = 0
+    running: tuple[str, ...] = ()  # the batches under way: "batch-003 MERCHANT: chart, chart"
 
     def summary(self) -> str:
         cancelled = f", cancelled {self.cancelled}" if self.cancelled else ""
@@ -74,24 +75,35 @@ class ProgressReporter:
         if self._live is not None:
             if now - self._last_shown >= 0.1:
                 self._last_shown = now
-                self._live.update(self._render(progress))
+                self._live.update(self.display(progress))
         elif now - self._last_shown >= self._interval:
             self._last_shown = now
             logger.info("progress: {}", progress.summary())
 
     @staticmethod
-    def _render(p: Progress) -> Any:
+    def display(p: Progress) -> Any:
+        """One line per row at any terminal width: the bars give way first, then text is cut
+        with an ellipsis (merchant tokens and chart ids can be long), never wrapped."""
+        from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table.grid(padding=(0, 1))
+        def line(label: str, text: str) -> Text:
+            return Text(f"{label:<9} {text}", no_wrap=True, overflow="ellipsis")
+
+        bars = Table.grid(padding=(0, 1))
+        bars.add_column(no_wrap=True, width=9)
+        bars.add_column(max_width=40)
+        bars.add_column(no_wrap=True, overflow="ellipsis")
         finished = p.done + p.failed + p.cancelled
-        table.add_row("charts", ProgressBar(total=max(p.charts_total, 1), completed=finished, width=40),
-                      f"{finished}/{p.charts_total}  done {p.done}  failed {p.failed}")
-        table.add_row("batches", ProgressBar(total=max(p.batches_total, 1), completed=p.batches_done, width=40),
-                      f"{p.batches_done}/{p.batches_total}")
-        table.add_row("in flight", "", f"retrieving {p.retrieving}  queued {p.queued}  rendering {p.rendering}")
-        return table
+        cancelled = f"  cancelled {p.cancelled}" if p.cancelled else ""
+        bars.add_row("charts", ProgressBar(total=max(p.charts_total, 1), completed=finished, width=None),
+                     f"{finished}/{p.charts_total}  done {p.done}  failed {p.failed}{cancelled}")
+        bars.add_row("batches", ProgressBar(total=max(p.batches_total, 1), completed=p.batches_done, width=None),
+                     f"{p.batches_done}/{p.batches_total}")
+        return Group(bars, line("in flight", f"retrieving {p.retrieving}  queued {p.queued}  rendering {p.rendering}"),
+                     line("now", "; ".join(p.running) or "-"))
 
 
 def stderr_is_terminal() -> bool:

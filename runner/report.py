@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from importlib import metadata
@@ -18,7 +19,7 @@ from runner import __version__
 from runner.errors import ErrorType, RunEndingError
 from runner.files import write_atomically
 from runner.redaction import scrubbed
-from runner.status import ChartStatus, ExitCode
+from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
@@ -91,6 +92,54 @@ def environment() -> dict[str, Any]:
 def batch_row(batch: Any) -> dict[str, Any]:
     row = asdict(batch)
     return {key: row[key] for key in BATCH_COLUMNS}
+
+
+def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
+                  decks_failed: int = 0) -> tuple[RunStatus, ExitCode]:
+    """A deck that could not be built counts like a failed chart."""
+    if interrupted:
+        return RunStatus.INTERRUPTED, ExitCode.INTERRUPTED
+    if unreachable or ok == 0:
+        return RunStatus.FAILED, ExitCode.NOTHING
+    if ok == total and not decks_failed:
+        return RunStatus.OK, ExitCode.OK
+    return RunStatus.PARTIAL, ExitCode.FAILED
+
+
+def chart_counts(charts: list[dict[str, Any]], decks: list[dict[str, Any]], interrupted: bool = False,
+                 unreachable: bool = False) -> dict[str, Any]:
+    """The run's status, exit code and chart counts, from its chart and deck rows: what a run
+    reports and what a merge reports again once rows have changed."""
+    counts = Counter(c["status"] for c in charts)
+    decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
+    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
+    return {"status": status, "exit_code": code, "charts_total": len(charts),
+            **{f"charts_{s.value}": counts[s] for s in ChartStatus}}
+
+
+def deck_counts(decks: list[dict[str, Any]]) -> dict[str, int]:
+    """metrics.decks' counts from the deck rows."""
+    counts = Counter(d["status"] for d in decks)
+    return {"decks_total": len(decks), **{f"decks_{s.value}": counts[s] for s in DeckStatus}}
+
+
+def errors_by_type(charts: list[dict[str, Any]], decks: list[dict[str, Any]]) -> dict[str, int]:
+    """metrics.errors_by_type from the rows, as runner.metrics counts them while a run goes:
+    each failed chart by its error type; a merchant's deck that could not be built once
+    (deck_error, for all its formats), each document that could not be written once; a deck
+    with no chart to show adds nothing (its charts' failures are counted); cancelled is no error."""
+    counts = Counter(str(c["error_type"]) for c in charts if c["status"] == ChartStatus.FAILED and c["error_type"])
+    shown = {c["merchant"] for c in charts if c["status"] == ChartStatus.OK}
+    built_failed = set()
+    for deck in decks:
+        if deck["status"] != DeckStatus.FAILED or not deck["error_type"] or deck["merchant"] not in shown:
+            continue
+        if deck["error_type"] == ErrorType.DECK_ERROR:
+            built_failed.add(deck["merchant"])
+        else:
+            counts[str(deck["error_type"])] += 1
+    counts.update({str(ErrorType.DECK_ERROR): len(built_failed)} if built_failed else {})
+    return dict(sorted(counts.items()))
 
 
 def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],

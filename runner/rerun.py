@@ -1,4 +1,4 @@
-"""Rerun only what failed, and merge the outcome back into the original run.
+"""Rerun only what failed (the merge back into the original run is runner.merge).
 
 `--rerun-failed PATH/report.json` runs exactly the (merchant, chart) pairs that were failed or
 cancelled there, with that run's dates and pack; the rerun's own folder holds no decks (a
@@ -13,18 +13,21 @@ in (so a moved or copied run reads its own files), and every file read back is b
 read through a link, and checked (a PNG against its recorded hash, data against its chart's
 shape): one that fails fails its chart, not the merge. A folder of the run that is a link is
 refused before any work, as is a run folder that cannot be written.
+
+A rerun reads the server the run read (`run.server`, runner.server_record): the server comes
+from the flags, environment and job file as for any run (the report holds no credential) and
+must be the one recorded; another, or none for a run that read a real server, is refused before
+any work. A report from before the record is refused unless --rerun-server-anyway, with which
+the rerun reads whatever server it is given (the embedded demo server when given none).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 import tempfile
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,19 +35,18 @@ from typing import Any
 from loguru import logger
 
 from runner.charts import ChartSpec, load_pack
-from runner.decks.book import DECK_NAME, DeckBook, DeckResult
-from runner.errors import ChartError, ErrorType, UsageError, one_line
-from runner.files import read_input, write_atomically
+from runner.decks.book import DeckResult
+from runner.errors import ErrorType, UsageError, one_line
+from runner.files import read_input
 from runner.job import JobInputs, check_dates
-from runner.jobs import ChartData, ChartJob, check_merchant_token, safe_part
-from runner.report import CHART_COLUMNS, ReportWriteError, merchant_rows, write_report
-from runner.run import MAX_TEMPLATE_BYTES, RunOutcome, exit_code_for
-from runner.runs import is_run_id, point_latest, prune_runs
-from runner.status import ChartStatus, DeckStatus, ExitCode
+from runner.jobs import check_merchant_token, safe_part
+from runner.report import BATCH_COLUMNS, CHART_COLUMNS
+from runner.run import MAX_TEMPLATE_BYTES
+from runner.runs import is_run_id
+from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record
+from runner.status import BatchStatus, ChartStatus, DeckStatus, ExitCode
 
 MAX_REPORT_BYTES = 200_000_000
-MAX_PNG_BYTES = 50_000_000
-MAX_DATA_BYTES = 10_000_000  # a chart's data is at most 50 series of 1,000 values
 RERUN = (ChartStatus.FAILED, ChartStatus.CANCELLED)
 DECK_FORMATS = ("pdf", "pptx")
 DECK_COLUMNS = tuple(f.name for f in fields(DeckResult))
@@ -58,6 +60,7 @@ class Rerun:
     report: dict[str, Any]  # checked: its charts and decks rows hold exactly the report's columns
     specs: dict[str, ChartSpec]  # the run's pack, by chart id
     pairs: tuple[tuple[str, str], ...]  # (merchant, chart id) to run again, in the report's order
+    server: ServerRecord | None  # the server the run read; None in a report from before the record
 
     @property
     def run_dir(self) -> Path:
@@ -70,6 +73,7 @@ class MergeTarget:
 
     rerun: Rerun
     template: bytes | None  # the PPTX template its decks are rebuilt with
+    junit_xml: Path | None  # a JUnit file named now (flag, environment, job file): the merged state goes there too
 
 
 class _Bad(ValueError):
@@ -145,15 +149,53 @@ def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSp
         raise _Bad(f"its dates: {exc}") from None
     _member(ExitCode, _field(run, "exit_code", int, "run"), "run.exit_code")
     merged = run.get("merged", [])
-    if not isinstance(merged, list) or not all(isinstance(m, str) and is_run_id(m) for m in merged):
-        raise _Bad("run.merged is not a list of run ids")
+    if not isinstance(merged, list):
+        raise _Bad("run.merged is not a list")
     pack = run.get("pack") or "business-review"
     if not isinstance(pack, str) or one_line(pack) != pack:
         raise _Bad(f"run.pack is {one_line(repr(pack), 60)}")
     specs = {spec.id: spec for spec in load_pack(pack)}
-    checked = {**report, "charts": _rows(report, "charts", CHART_COLUMNS, where, _chart_row(specs, where)),
-               "decks": _rows(report, "decks", DECK_COLUMNS, where, _deck_row)}
+    checked = {**report, "run": {**run, "merged": [_merge_entry(entry) for entry in merged]},
+               "charts": _rows(report, "charts", CHART_COLUMNS, where, _chart_row(specs, where)),
+               "decks": _rows(report, "decks", DECK_COLUMNS, where, _deck_row),
+               "batches": [_batch_row(row, f"batches[{i}]") for i, row in enumerate(_field(report, "batches", list,
+                                                                                          "report"))]}
     return checked, specs
+
+
+def _merge_entry(entry: Any) -> Any:
+    """One entry of run.merged: a rerun's run id (reports before the record), or the record of a merge."""
+    if isinstance(entry, str) and is_run_id(entry):
+        return entry
+    if not isinstance(entry, dict) or not isinstance(entry.get("rerun_run_id"), str) or not is_run_id(
+            entry["rerun_run_id"]) or not isinstance(entry.get("at"), str) or not isinstance(entry.get("charts"), list):
+        raise _Bad(f"run.merged holds {one_line(repr(entry), 60)}")
+    return {"at": one_line(entry["at"], 40), "rerun_run_id": entry["rerun_run_id"],
+            "charts": [_field({"chart": chart}, "chart", str, "run.merged[].charts") for chart in entry["charts"]],
+            "charts_ok": _field(entry, "charts_ok", int, "run.merged[]"),
+            "server": _entry_server(entry)}
+
+
+def _as_report(server: ServerRecord | None) -> dict[str, str] | None:
+    return server.as_report() if server else None
+
+
+def _entry_server(entry: dict[str, Any]) -> dict[str, str] | None:
+    try:
+        return _as_report(recorded_server({"server": entry.get("server")}))
+    except UsageError as exc:
+        raise _Bad(f"run.merged[].server: {exc}") from None
+
+
+def _batch_row(raw: Any, here: str) -> dict[str, Any]:
+    """A batches row, cut to the report's columns; a merge recounts its status from its charts."""
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(column), _SCALAR) for column in BATCH_COLUMNS):
+        raise _Bad(f"{here} is not a flat object")
+    row = {column: raw.get(column) for column in BATCH_COLUMNS}
+    for key in ("batch_id", "merchant", "chart_ids"):
+        _field(row, key, str, here)
+    row["status"] = _member(BatchStatus, row["status"], f"{here}.status")
+    return row
 
 
 def read_rerun(path: str) -> Rerun:
@@ -165,8 +207,43 @@ def read_rerun(path: str) -> Rerun:
         report, specs = _checked(json.loads(raw.decode("utf-8-sig")), where)
     except (_Bad, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UsageError(f"{where}: not a runner report ({one_line(str(exc), 200)})") from None
+    try:
+        server = recorded_server(report["run"])
+    except UsageError as exc:
+        raise UsageError(f"{where}: not a runner report ({exc})") from None
     pairs = tuple((c["merchant"], c["chart_id"]) for c in report["charts"] if c["status"] in RERUN)
-    return Rerun(report_path, raw, report, specs, pairs)
+    return Rerun(report_path, raw, report, specs, pairs, server)
+
+
+def check_server(rerun: Rerun, url: str | None, command: str | None, anyway: bool) -> None:
+    """Before any work: the rerun's server (as its flags, environment and job file give it) is
+    the one the run read, with the same pack. One line (exit 2) naming both if not, unless
+    `anyway`; never the embedded demo server for a run that read another."""
+    run_id = rerun.report["run"]["run_id"]
+    recorded, pack = rerun.server, rerun.report["run"].get("pack") or "business-review"
+    how = ("give it as the run had it: SCALAPAY_CONFIG=job.toml (or --config job.toml) with the job file, or "
+           "--server-url / --server-command with its credentials")
+    if recorded is None:
+        if not anyway:
+            raise UsageError(f"--rerun-failed: the report of run {run_id} does not say which MCP server it read "
+                             "(it predates the record); rerun with that server and --rerun-server-anyway")
+        logger.warning("the report of run {} does not say which MCP server it read: --rerun-server-anyway", run_id)
+        return
+    if recorded.kind is not ServerKind.EMBEDDED and not (url or command):
+        raise UsageError(f"--rerun-failed: run {run_id} read {recorded.describe()}, and this rerun is given no "
+                         f"server (it would start the embedded demo server); {how}")
+    now = server_record(url, command, pack)
+    if now.fingerprint == recorded.fingerprint:
+        return
+    if (now.kind, now.target) == (recorded.kind, recorded.target):
+        line = (f"run {run_id} read {recorded.describe()} with pack {pack} as it was then, and that pack "
+                "has changed since")
+    else:
+        line = f"run {run_id} read {recorded.describe()}; this rerun would read {now.describe()}"
+    if not anyway:
+        raise UsageError(f"--rerun-failed: {line}: refusing to merge numbers from another source ({how}; or "
+                         "--rerun-server-anyway)")
+    logger.warning("{} (--rerun-server-anyway)", line)
 
 
 def rerun_inputs(rerun: Rerun, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
@@ -190,7 +267,7 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"--merge: cannot write into {folder}: {exc.strerror or exc}") from None
 
 
-def merge_target(rerun: Rerun, deck_template: str | None) -> MergeTarget:
+def merge_target(rerun: Rerun, deck_template: str | None, junit_xml: str | None) -> MergeTarget:
     """The original run as a place to merge into, checked before any work: its folder and the
     folders of the merchants it will touch are real, writable folders (a link there could send
     files outside the run), and the deck template can build its decks. The template is the one
@@ -221,194 +298,4 @@ def merge_target(rerun: Rerun, deck_template: str | None) -> MergeTarget:
             check_template(template, charts, path)
         except UsageError as exc:
             raise UsageError(f"--merge: {exc}{hint}") from None
-    return MergeTarget(rerun, template)
-
-
-# -- reading back what was written --------------------------------------------------------------------
-
-
-def _read_back(path: Path, limit: int, error_type: ErrorType) -> bytes:
-    """A file the runner wrote, read again: a regular file, never through a link, at most `limit`
-    bytes. One that is not fails its chart (the report's schema has no write_error for charts,
-    so a PNG is a render_error, a data file bad_data)."""
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        reason = "a symbolic link" if path.is_symlink() else exc.strerror or str(exc)
-        raise ChartError(error_type, f"{path}: {reason}") from None
-    with os.fdopen(handle, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise ChartError(error_type, f"{path}: not a regular file")
-        content = file.read(limit + 1)
-    if len(content) > limit:
-        raise ChartError(error_type, f"{path}: larger than {limit:,} bytes")
-    return content
-
-
-def _png(path: Path, sha256: Any) -> bytes:
-    png = _read_back(path, MAX_PNG_BYTES, ErrorType.RENDER_ERROR)
-    if hashlib.sha256(png).hexdigest() != sha256:
-        raise ChartError(ErrorType.RENDER_ERROR, f"{path}: not the PNG the report records (its sha256 differs)")
-    return png
-
-
-def _data(path: Path, spec: ChartSpec, merchant: str) -> tuple[bytes, ChartData]:
-    """A chart's data file, read back and validated as a tool's result is."""
-    from runner.retrieval.parse import chart_data_from_json
-
-    content = _read_back(path, MAX_DATA_BYTES, ErrorType.BAD_DATA)
-    try:
-        document = json.loads(content)
-        if not isinstance(document, dict) or (document.get("merchant"), document.get("chart_id")) != (merchant,
-                                                                                                      spec.id):
-            raise ValueError(f"not the data of chart {spec.id} of merchant {merchant}")
-        paragraph = document.get("paragraph")
-        if not isinstance(paragraph, str | None):
-            raise ValueError("its paragraph is not text")
-        return content, chart_data_from_json(spec, merchant, document, paragraph)
-    except ChartError as exc:
-        raise ChartError(ErrorType.BAD_DATA, f"{path}: {exc.message}") from None
-    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        raise ChartError(ErrorType.BAD_DATA, f"{path}: {type(exc).__name__}: {exc}") from None
-
-
-def _failed(row: dict[str, Any], error: ChartError) -> dict[str, Any]:
-    logger.warning("{} {} fails in the merge ({}): {}", row["merchant"], row["chart_id"], error.error_type,
-                   error.message)
-    return {**row, "status": ChartStatus.FAILED, "error_type": error.error_type, "error": error.message,
-            "output": None, "data_output": None, "bytes": None, "sha256": None}
-
-
-def _write(path: Path, content: bytes, run_dir: Path) -> None:
-    try:
-        write_atomically(path, content)
-    except OSError as exc:
-        raise ReportWriteError(f"cannot merge into {run_dir}: {path}: {exc.strerror or exc}") from None
-
-
-# -- the merge ----------------------------------------------------------------------------------------
-
-
-def _base(run_dir: Path, merchant: str, chart_id: str) -> Path:
-    """Where a run keeps a chart's files, less their suffix (.png, .json)."""
-    return run_dir / safe_part(merchant) / safe_part(chart_id)
-
-
-@dataclass(frozen=True)
-class _Chart:
-    """A chart's merged row, and its data when its deck will show it."""
-
-    row: dict[str, Any]
-    data: ChartData | None = None
-
-
-def _place(rerun: Rerun, row: dict[str, Any], rerun_dir: Path) -> _Chart:
-    """The rerun's outcome of one chart, its files copied from the rerun's folder to where the
-    original run would have put them."""
-    spec = rerun.specs[row["chart_id"]]
-    source, target = _base(rerun_dir, row["merchant"], spec.id), _base(rerun.run_dir, row["merchant"], spec.id)
-    ok = row["status"] == ChartStatus.OK
-    try:
-        data = _data(source.with_suffix(".json"), spec, row["merchant"]) if ok or row["data_output"] else None
-        png = _png(source.with_suffix(".png"), row["sha256"]) if ok else None
-    except ChartError as exc:
-        # A failed chart's data file is a courtesy: without it, it is still failed.
-        return _Chart(_failed(row, exc) if ok else {**row, "output": None, "data_output": None})
-    row = {**row, "output": None, "data_output": None}
-    if data is not None:
-        _write(target.with_suffix(".json"), data[0], rerun.run_dir)
-        row["data_output"] = str(target.with_suffix(".json"))
-    if png is not None:
-        _write(target.with_suffix(".png"), png, rerun.run_dir)
-        row["output"] = str(target.with_suffix(".png"))
-    return _Chart(row, data[1] if data and png else None)
-
-
-def _in_place(rerun: Rerun, row: dict[str, Any], read: bool) -> _Chart:
-    """An original chart, its paths recomputed from the run folder; when its deck is rebuilt
-    (`read`), its files read back and checked."""
-    target = _base(rerun.run_dir, row["merchant"], row["chart_id"])
-    row = {**row, "output": str(target.with_suffix(".png")) if row["output"] else None,
-           "data_output": str(target.with_suffix(".json")) if row["data_output"] else None}
-    if not read or row["status"] != ChartStatus.OK:
-        return _Chart(row)
-    try:
-        _png(target.with_suffix(".png"), row["sha256"])
-        _, data = _data(target.with_suffix(".json"), rerun.specs[row["chart_id"]], row["merchant"])
-    except ChartError as exc:
-        return _Chart(_failed(row, exc))
-    return _Chart(row, data)
-
-
-def _rebuilt_decks(target: MergeTarget, charts: list[_Chart], touched: set[str]) -> list[dict[str, Any]]:
-    """The original run's deck rows (paths recomputed), those of the touched merchants rebuilt by
-    the run's own deck ledger from the charts checked on disk."""
-    from runner.decks.build import build_deck
-
-    rerun = target.rerun
-    decks = [{**d, "output": str(rerun.run_dir / safe_part(d["merchant"]) / f"{DECK_NAME}.{d['format']}")
-              if d["output"] else None} for d in rerun.report["decks"]]
-    formats = tuple(dict.fromkeys(d["format"] for d in decks))
-    if not formats or not touched:
-        return decks
-    run = rerun.report["run"]
-    mine = [chart for chart in charts if chart.row["merchant"] in touched]
-    jobs = [ChartJob(c.row["merchant"], rerun.specs[c.row["chart_id"]], run["start_date"], run["end_date"],
-                     str(_base(rerun.run_dir, c.row["merchant"], c.row["chart_id"]).with_suffix(".png"))) for c in mine]
-    book = DeckBook(jobs, formats, target.template, run["started_at"][:10])
-    for merchant in sorted(touched):
-        charts_of = [c for c in mine if c.row["merchant"] == merchant]
-        data: dict[str, ChartData | None] = {c.row["chart_id"]: c.data for c in charts_of}
-        errors: dict[str, str | None] = {c.row["chart_id"]: f"{c.row['error_type']}: {c.row['error']}"
-                                         for c in charts_of if c.row["error"]}
-        task = book.task(merchant, data, errors)
-        if task is None:
-            continue
-        try:
-            book.built(merchant, build_deck(task))
-        except ChartError as exc:
-            logger.warning("deck for {} failed ({}): {}", merchant, exc.error_type, exc.message)
-            book.failed(merchant, ErrorType.DECK_ERROR, exc.message)
-    rebuilt = {(d.merchant, d.format): asdict(d) for d in book.results()}
-    return [rebuilt.get((d["merchant"], d["format"]), d) for d in decks]
-
-
-def merge(target: MergeTarget, outcome: RunOutcome) -> tuple[Path, dict[str, Any]]:
-    """The original run with the rerun's outcome folded in; returns (report path, report)."""
-    rerun = target.rerun
-    rerun_report, rerun_dir = outcome.report, outcome.report_path.parent
-    redone = {(c["merchant"], c["chart_id"]): c for c in rerun_report["charts"]}
-    touched = {merchant for merchant, _ in redone}
-    charts = [_place(rerun, redone[key], rerun_dir) if (key := (c["merchant"], c["chart_id"])) in redone
-              else _in_place(rerun, c, c["merchant"] in touched) for c in rerun.report["charts"]]
-    decks = _rebuilt_decks(target, charts, touched)
-    rows = [chart.row for chart in charts]
-    counts = Counter(c["status"] for c in rows)
-    decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
-    run_status, code = exit_code_for(len(rows), counts[ChartStatus.OK], False, False, decks_failed)
-    run = {**rerun.report["run"], "status": run_status, "exit_code": int(code), "charts_ok": counts[ChartStatus.OK],
-           "charts_failed": counts[ChartStatus.FAILED], "charts_cancelled": counts[ChartStatus.CANCELLED],
-           "charts_skipped": counts[ChartStatus.SKIPPED], "error": None, "output_dir": str(rerun.run_dir),
-           "merged": [*rerun.report["run"].get("merged", []), rerun_report["run"]["run_id"]]}
-    formats = tuple(dict.fromkeys(d["format"] for d in decks))
-    report = {**rerun.report, "run": run, "charts": rows, "decks": decks,
-              "merchants": merchant_rows(rows, decks, formats)}
-    _write(rerun.run_dir / f"report.before-{rerun_report['run']['run_id']}.json", rerun.raw, rerun.run_dir)
-    path = write_report(rerun.run_dir, report, with_csv=(rerun.run_dir / "charts.csv").exists())
-    logger.info("merged into {}: {} chart(s) ok of {} (exit {})", path, counts[ChartStatus.OK], len(rows),
-                ExitCode(code).value)
-    return path, report
-
-
-def finish(rerun: Rerun, outcome: RunOutcome, target: MergeTarget | None, keep_runs: int | None) -> RunOutcome:
-    """After the rerun: the merge (when asked), then --keep-runs, which spares every run this
-    process read, wrote or merged into."""
-    rerun_dir = outcome.report_path.parent
-    if target is not None:
-        path, merged = merge(target, outcome)
-        if rerun.run_dir.parent == rerun_dir.parent:  # `latest` is ours only in our output folder
-            point_latest(rerun.run_dir)  # the merged run is the one to look at now
-        outcome = RunOutcome(path, ExitCode(merged["run"]["exit_code"]), merged)
-    if keep_runs is not None:
-        prune_runs(rerun_dir.parent, keep_runs, rerun_dir, rerun.run_dir)
-    return outcome
+    return MergeTarget(rerun, template, Path(junit_xml).expanduser().absolute() if junit_xml else None)

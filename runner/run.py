@@ -6,7 +6,6 @@ import concurrent.futures as concurrent_futures
 import shutil
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -33,14 +32,17 @@ from runner.report import (
     ChartResult,
     ReportWriteError,
     batch_row,
+    chart_counts,
     environment,
+    exit_code_for,  # noqa: F401  (kept importable from here)
     iso_time,
     merchant_rows,
     write_report,
 )
 from runner.runs import new_run_dir, point_latest, prune_runs
+from runner.server_record import server_record
 from runner.signals import stop_on_signals
-from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
+from runner.status import ChartStatus, DeckStatus, ExitCode
 
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
@@ -140,10 +142,11 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     elif config.server_env or config.server_headers:
         raise UsageError("--server-env and --server-header are for your own server: give --server-command "
                          "or --server-url")
+    server = server_record(config.server_url, config.server_command, inputs.pack)  # for a rerun to compare
     claim_cache(config, create=False)  # an existing folder that is not the runner's cache: refused now
     dask = _dask_cluster(config, render)  # reached now: one that cannot be, and no work is done
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
-    run_id, run_dir = new_run_dir(config.output_dir)
+    run_id, run_dir = new_run_dir(config.output_dir, inputs.reruns)
     try:
         claim_cache(config)  # a new cache folder is made only now, once the output folder is known good
     except UsageError:
@@ -234,14 +237,16 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             stopped_by = ", ".join(dict.fromkeys(received)) if stop.is_set() else None
             report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
                                   (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by)
-            report["run"]["server_pid"] = server_pid
+            report["run"].update(server_pid=server_pid, server=server.as_report(), junit_xml=None)
             report["metrics"]["render"].update(executor=config.executor, scheduler=dask.address if dask else None,
                                                dask_workers_seen=len(dask.workers_seen) if dask else None)
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             if config.junit_xml:  # before the report: a report on disk means everything was written
                 try:
-                    write_junit(Path(config.junit_xml).expanduser(), report)
+                    junit = Path(config.junit_xml).expanduser().absolute()
+                    write_junit(junit, report)
+                    report["run"]["junit_xml"] = str(junit)  # where a merge finds it again
                 except ReportWriteError as exc:
                     junit_failed(report, str(exc))
             return write_report(run_dir, report, inputs.write_csv), report
@@ -270,18 +275,6 @@ def junit_failed(report: dict[str, Any], message: str) -> None:
     run["error"] = f"{run['error']}; {message}" if run["error"] else message
     if run["exit_code"] in (ExitCode.OK, ExitCode.FAILED):
         run["exit_code"] = ExitCode.INTERNAL
-
-
-def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
-                  decks_failed: int = 0) -> tuple[RunStatus, ExitCode]:
-    """A deck that could not be built counts like a failed chart."""
-    if interrupted:
-        return RunStatus.INTERRUPTED, ExitCode.INTERRUPTED
-    if unreachable or ok == 0:
-        return RunStatus.FAILED, ExitCode.NOTHING
-    if ok == total and not decks_failed:
-        return RunStatus.OK, ExitCode.OK
-    return RunStatus.PARTIAL, ExitCode.FAILED
 
 
 def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[ChartSpec, ...], interrupted: bool,
@@ -325,23 +318,14 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
                           None, len(inputs.charts), None,
                           ErrorType.CANCELLED if interrupted else ErrorType.DECK_ERROR, "no chart was planned"))
         for merchant in merchants for fmt in config.deck_formats]
-    counts = Counter(c["status"] for c in charts)
-    decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
-    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
     metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)
     run = {
         "run_id": run_id,
         "started_at": iso_time(started_at),
         "finished_at": iso_time(finished_at),
-        "status": status,
-        "exit_code": code,
+        **chart_counts(charts, decks, interrupted, unreachable),  # status, exit_code, charts_*
         "retrieval_mode": config.retrieval_mode,
         "merchants": len(merchants),
-        "charts_total": len(charts),
-        "charts_ok": counts[ChartStatus.OK],
-        "charts_failed": counts[ChartStatus.FAILED],
-        "charts_skipped": counts[ChartStatus.SKIPPED],
-        "charts_cancelled": counts[ChartStatus.CANCELLED],
         "wall_ms": round(wall_ms, 1),
         "output_dir": str(run_dir),
         "start_date": inputs.start_date,
@@ -375,9 +359,10 @@ def log_closing_block(report: dict[str, Any]) -> None:
     lines = [
         "=== Concurrency Metrics ===",
         f"status: {run['status']} (exit {run['exit_code']}), total time {run['wall_ms'] / 1000:.2f}s",
-        f"batches: {retrieval['batches_total']} ({retrieval['batches_ok']} ok, {retrieval['batches_failed']} failed),"
-        f" peak concurrent {retrieval['peak_concurrent_batches']}, retries {retrieval['batch_retries']},"
-        f" sequential fallbacks {retrieval['sequential_fallbacks']}, retrieval wall {retrieval['wall_ms']:.0f} ms",
+        f"batches: {retrieval['batches_total']} ({retrieval['batches_ok']} ok, {retrieval['batches_failed']} failed,"
+        f" {retrieval['batches_cancelled']} cancelled), peak concurrent {retrieval['peak_concurrent_batches']},"
+        f" retries {retrieval['batch_retries']}, sequential fallbacks {retrieval['sequential_fallbacks']},"
+        f" retrieval wall {retrieval['wall_ms']:.0f} ms",
         f"MCP: {retrieval['tool_calls']} tool calls over {retrieval['mcp_sessions_opened']} session(s)",
         f"charts: {run['charts_ok']} ok, {run['charts_failed']} failed, {run['charts_cancelled']} cancelled"
         f" of {run['charts_total']}",

@@ -2,6 +2,11 @@
 
 A run is finished once its report.json is on disk (it is written last). Only then does
 `latest` point at it, and only finished runs are ever removed by --keep-runs.
+
+--keep-runs counts nights, not folders. A rerun (--rerun-failed) is part of the night of the run
+it repairs: its folder holds a RERUN_OF file naming that night's run id, written when the folder
+is made, and a rerun of a rerun names the first run. A rerun merged into its run is removed
+once merged (runner.merge); one not merged stays with its night, and goes with it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,10 +24,12 @@ from loguru import logger
 from runner.errors import UsageError
 
 LATEST = "latest"
+RERUN_OF = "RERUN_OF"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
-def new_run_dir(output_dir: str) -> tuple[str, Path]:
+def new_run_dir(output_dir: str, reruns: str | None = None) -> tuple[str, Path]:
+    """A new run folder; `reruns`, the report a rerun repairs, makes it part of that run's night."""
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     base = Path(output_dir).expanduser()
     try:
@@ -31,6 +39,9 @@ def new_run_dir(output_dir: str) -> tuple[str, Path]:
         probe = run_dir / ".write-test"
         probe.write_text("")
         probe.unlink()
+        night = night_of(Path(reruns).parent) if reruns else None
+        if night is not None:
+            (run_dir / RERUN_OF).write_text(night + "\n")
     except OSError as exc:
         raise UsageError(f"output directory {str(base)!r} is not writable: {exc.strerror or exc}") from None
     return run_id, run_dir.resolve()
@@ -59,18 +70,39 @@ def finished_runs(base: Path) -> list[Path]:
                   if is_run_id(p.name) and p.is_dir() and not p.is_symlink() and (p / "report.json").exists())
 
 
+def night_of(run: Path) -> str | None:
+    """The run id of the night a run folder belongs to: the run it reruns, else its own (None for
+    a folder not named as a run). The RERUN_OF file is read as input: at most a line, never
+    through a link, used only when it holds a run id."""
+    try:
+        handle = os.open(run / RERUN_OF, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        handle = None
+    if handle is not None:
+        with os.fdopen(handle, "rb") as file:
+            named = file.read(64).decode("ascii", "replace").strip() if stat.S_ISREG(os.fstat(file.fileno()).st_mode) \
+                else ""
+        if is_run_id(named):
+            return named
+    return run.name if is_run_id(run.name) else None
+
+
 def prune_runs(base: Path, keep: int, current: Path, *also: Path) -> list[Path]:
-    """Remove the oldest finished runs beyond `keep`; never the current run, the one `latest`
-    names, nor any run in `also` (those this process read or merged into). Returns what was removed."""
+    """Remove the finished runs of all but the newest `keep` nights (a night: a run and the reruns
+    of it); never the current run, the one `latest` names, nor any run in `also` (those this
+    process read or merged into). Returns what was removed."""
     latest = (base / LATEST).resolve() if (base / LATEST).is_symlink() else None
     spared = {current.resolve(), latest, *(run.resolve() for run in also)}
-    runs = finished_runs(base)
+    nights: dict[str, list[Path]] = {}
+    for run in finished_runs(base):
+        nights.setdefault(night_of(run) or run.name, []).append(run)
+    older = sorted(nights)[:max(0, len(nights) - keep)]  # run ids sort by their start time
     removed = []
-    for run in runs[:max(0, len(runs) - keep)]:
+    for run in (run for night in older for run in nights[night]):
         if run.resolve() in spared:
             continue
         shutil.rmtree(run, ignore_errors=True)
         removed.append(run)
     if removed:
-        logger.info("removed {} older run(s) beyond --keep-runs {}", len(removed), keep)
+        logger.info("removed {} older run folder(s) beyond --keep-runs {} (nights)", len(removed), keep)
     return removed

@@ -1,6 +1,6 @@
 """Benchmarks of the runner on this machine, each comparison measured side by side in one run.
 
-    python scripts/bench.py [--quick | --smoke] [--hostile-only] [--json FILE]
+    python scripts/bench.py [--quick | --smoke] [--hostile-only | --agent-only | --cache-only] [--json FILE]
 
 Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
 Two sides of a comparison alternate within each repetition; figures are medians. The machine
@@ -13,7 +13,9 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
 5. scale: 300 merchants x 7 charts through the CLI, latency 0: throughput, memory, fds
 6. light commands: what `--help` and `config` import
 7. decks, latency 200 ms: deck-building CPU as a share of render CPU; wall with decks vs without
-9. render cache, latency 0: the same job twice, cold cache then warm: wall ratio, hit rate, same files
+9. render cache, latency 0: the same job twice, cold cache then warm: wall ratio, hit rate, same files;
+   and the README's nightly recipe over two simulated nights (the job's `today`): the second night's
+   hit rate on unchanged data, two days of one month, and across a month's end (expected misses)
 10. Dask, latency 0: the local pool vs a scheduler and two single-thread workers on this machine, for
    56 and 2,100 charts; Dask's per-task overhead; a projection for 4, 16 and 64 worker cores
 8. hostile: a server that never answers (seven charts, and one), one that exits mid-run, junk on
@@ -334,13 +336,15 @@ class CliRun:
     peak_rss_mb: dict[str, float]  # "coordinator" and one entry per worker pid, in start order
 
 
-def run_cli(args: list[str], folder: Path, cache: bool = False) -> CliRun:
+def run_cli(args: list[str], folder: Path, cache: bool = False, env: dict[str, str] | None = None) -> CliRun:
     """`python -m runner` in a subprocess, sampling the memory of it and its workers. The render
-    cache is off unless asked for: a scenario's repetitions must each render."""
+    cache is off unless asked for: a scenario's repetitions must each render. `env` is added to
+    this process's environment."""
     command = [sys.executable, "-m", "runner", *args, "--output-dir", str(folder), "--quiet",
                *([] if cache else ["--no-cache"])]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env} if env else None)
     peaks: dict[str, float] = {}
     done = threading.Event()
 
@@ -512,6 +516,8 @@ def scenario_cache(sizes: Sizes, folder: Path) -> dict[str, Any]:
             warm.append(run_cli(args, folder / f"warm-{rep}", cache=True))
             walls = [run.report["run"]["wall_ms"] / 1000 for run in (cold[-1], warm[-1])]
             log(f"  cold {walls[0]:.3f}, warm {walls[1]:.3f}")
+        nightly = {case: nightly_recipe(url, tokens, days, folder / f"nightly-{case.replace(' ', '-')}")
+                   for case, days in NIGHTS.items()}
 
     def files(run: CliRun) -> dict[str, bytes]:
         run_dir = Path(run.report["run"]["output_dir"])
@@ -530,6 +536,50 @@ def scenario_cache(sizes: Sizes, folder: Path) -> dict[str, Any]:
         "hit_rate": round(median(cached) / charts, 3),
         "rendered_when_warm": max(r.report["metrics"]["render"]["charts_rendered"] for r in warm),
         "identical_files": all(files(c) == files(w) for c, w in zip(cold, warm, strict=True)),
+        "nightly": nightly,
+    }
+
+
+# Two nights of the README recipe each: consecutive days of one month (its window is the same:
+# every chart should hit), and the last day of a month then the first of the next (the window
+# moves a month: every chart is new, expected misses). The demo's data end in December 2025.
+NIGHTS = {"same month": ("2026-01-14", "2026-01-15"), "month boundary": ("2026-01-31", "2026-02-01")}
+
+NIGHTLY_JOB = """merchants_file = "merchants.txt"
+start_date = "-24 months"
+end_date = "last month end"
+pack = "business-review"
+csv = true
+deck = "pdf"
+server_url = "{url}"
+keep_runs = 14
+today = "{today}"
+"""
+
+
+def nightly_recipe(url: str, tokens: list[str], days: tuple[str, str], folder: Path) -> dict[str, Any]:
+    """The README's nightly recipe (`SCALAPAY_CONFIG=job.toml python -m runner --junit-xml
+    results.xml`, the render cache at its default place in the output folder) on two nights,
+    each night's date faked through the job's `today`: the second night's chart hit rate."""
+    folder.mkdir(parents=True)
+    (folder / "merchants.txt").write_text("\n".join(tokens) + "\n")
+    job = folder / "job.toml"
+    nights = []
+    for today in days:
+        job.write_text(NIGHTLY_JOB.format(url=url, today=today))
+        nights.append(run_cli(["--junit-xml", str(folder / "results.xml")], folder / "runner-output", cache=True,
+                              env={"SCALAPAY_CONFIG": str(job)}).report)
+    second = nights[1]
+    log(f"  nightly {days[0]} then {days[1]}: windows "
+        + ", ".join(f"{n['run']['start_date']}..{n['run']['end_date']}" for n in nights)
+        + f", night 2 cached {second['metrics']['render']['charts_cached']} of {second['run']['charts_total']}")
+    return {
+        "nights": list(days),
+        "windows": [f"{n['run']['start_date']}..{n['run']['end_date']}" for n in nights],
+        "charts": second["run"]["charts_total"],
+        "exit_codes": [n["run"]["exit_code"] for n in nights],
+        "wall_s": [round(n["run"]["wall_ms"] / 1000, 3) for n in nights],
+        "night_2_hit_rate": round(second["metrics"]["render"]["charts_cached"] / second["run"]["charts_total"], 3),
     }
 
 
@@ -763,6 +813,18 @@ def print_agent_table(agent: dict[str, Any]) -> None:
 # -- the table -----------------------------------------------------------------------------------
 
 
+def cache_goals(k: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    same_month = k["nightly"]["same month"]["night_2_hit_rate"]
+    return [
+        ("cache: warm run wall / cold run wall", f"{k['warm_vs_cold']:.2f}x", "<= 0.35x", k["warm_vs_cold"] <= 0.35),
+        ("cache: warm run hit rate, charts rendered, same files",
+         f"{k['hit_rate']:.0%}, {k['rendered_when_warm']}, {'yes' if k['identical_files'] else 'NO'}", "100%, 0, yes",
+         k["hit_rate"] == 1 and k["rendered_when_warm"] == 0 and k["identical_files"]),
+        ("cache: README nightly recipe, night 2 hit rate", f"{same_month:.0%}", "100% (same month)",
+         same_month == 1),
+    ]
+
+
 def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(figure, value, goal, met) rows."""
     r, c, q, e, s, d, k = (results[name] for name in ("render", "cpu", "retrieval", "end_to_end", "scale", "decks",
@@ -791,10 +853,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("dask: charts/s vs local pool, 56 / 2,100 charts (2 workers)",
          f"{results['dask']['small']['dask_vs_local']:.2f}x / {results['dask']['large']['dask_vs_local']:.2f}x",
          ">= 0.85x", min(results["dask"]["small"]["dask_vs_local"], results["dask"]["large"]["dask_vs_local"]) >= 0.85),
-        ("cache: warm run wall / cold run wall", f"{k['warm_vs_cold']:.2f}x", "<= 0.35x", k["warm_vs_cold"] <= 0.35),
-        ("cache: warm run hit rate, charts rendered, same files",
-         f"{k['hit_rate']:.0%}, {k['rendered_when_warm']}, {'yes' if k['identical_files'] else 'NO'}", "100%, 0, yes",
-         k["hit_rate"] == 1 and k["rendered_when_warm"] == 0 and k["identical_files"]),
+        *cache_goals(k),
         ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.10x", d["wall_ratio"] <= 1.10),
         *[(f"hostile: {name}", f"{case['wall_s']:.1f} s, {case['peak_rss_mb'] or '-'} MB",
            f"<= {case['wall_goal_s']:g} s, <= {case['rss_goal_mb']:g} MB, no traceback",
@@ -805,6 +864,17 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
          not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
     ]
+
+
+def print_cache(cache: dict[str, Any]) -> None:
+    print(f"\n9. render cache, {cache['charts']} charts: cold {cache['wall_s']['cold']} s, warm "
+          f"{cache['wall_s']['warm']} s ({cache['warm_vs_cold']:.2f}x), warm hit rate {cache['hit_rate']:.0%}, "
+          f"rendered when warm {cache['rendered_when_warm']}, same files {'yes' if cache['identical_files'] else 'NO'}")
+    for case, night in cache["nightly"].items():
+        print(f"   README nightly recipe, {case} ({' then '.join(night['nights'])}; windows "
+              f"{', '.join(night['windows'])}; exit {'/'.join(map(str, night['exit_codes']))}): "
+              f"night 2 hit rate {night['night_2_hit_rate']:.0%} of {night['charts']} charts, walls "
+              f"{night['wall_s'][0]} / {night['wall_s'][1]} s")
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -831,9 +901,32 @@ def print_table(results: dict[str, Any]) -> None:
           f"p50 build {d['p50_build_ms']} ms; KB per deck "
           + ", ".join(f"{k} {v}" for k, v in d["kb_per_deck"].items()))
     print_agent_table(results["agent"])
+    print_cache(results["cache"])
     print(f"\n{'figure':<48} {'measured':>18}  {'goal':<36} met")
-    for figure, value, goal, met in goals(results):
+    print_goals(goals(results))
+
+
+def print_goals(rows: list[tuple[str, str, str, bool]]) -> None:
+    for figure, value, goal, met in rows:
         print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
+
+
+# The scenarios that run alone (--agent-only, --cache-only): how to run, show and judge each.
+ALONE: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], Callable[[dict[str, Any]], None],
+                       Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]]] = {
+    "agent": (scenario_agent, print_agent_table, agent_goals),
+    "cache": (scenario_cache, print_cache, cache_goals),
+}
+
+
+def run_alone(name: str, sizes: Sizes, json_path: Path | None) -> None:
+    scenario, show, judge = ALONE[name]
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        figures = scenario(sizes, Path(tmp))
+    show(figures)
+    print_goals(judge(figures))
+    if json_path:
+        json_path.write_text(json.dumps({name: figures}, indent=2) + "\n")
 
 
 def main() -> None:
@@ -844,6 +937,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--hostile-only", action="store_true", help="Only scenario 8 (hostile servers and inputs).")
     parser.add_argument("--agent-only", action="store_true", help="Only scenario 11 (agent mode, a bad API).")
+    parser.add_argument("--cache-only", action="store_true", help="Only scenario 9 (the render cache, and the "
+                        "README's nightly recipe over two simulated nights).")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     logger.remove()  # the runner's own progress lines would bury the bench's
@@ -859,14 +954,8 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"hostile": hostile}, indent=2) + "\n")
         return
-    if args.agent_only:
-        with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
-            agent = scenario_agent(sizes, Path(tmp))
-        print_agent_table(agent)
-        for figure, value, goal, met in agent_goals(agent):
-            print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
-        if args.json:
-            args.json.write_text(json.dumps({"agent": agent}, indent=2) + "\n")
+    if args.agent_only or args.cache_only:
+        run_alone("agent" if args.agent_only else "cache", sizes, args.json)
         return
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         folder = Path(tmp)

@@ -44,6 +44,6 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
     bad = {path: n for path, n in _numbers(figures) if not math.isfinite(n) or (n < 0 and path not in signed)}
     assert not bad, bad
     assert figures["scale"]["charts_ok"] == figures["scale"]["charts"] == 3 * 7
-    assert len(figures["goals"]) == 30
+    assert len(figures["goals"]) == 31
     for goal in figures["goals"]:  # each one printed in the table
         assert goal["figure"] in proc.stdout and goal["measured"] in proc.stdout

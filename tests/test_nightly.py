@@ -149,7 +149,7 @@ def test_junit_xml_parses_and_counts_every_chart_and_deck(tmp_path, demo_url, de
     by_case = {(c.classname, c.name): c.time for c in cases}
     for chart in report["charts"]:
         assert by_case[(chart["merchant"], chart["chart_id"])] == pytest.approx(
-            (chart["total_ms"] or chart["retrieve_ms"]) / 1000, abs=0.001)
+            ((chart["retrieve_ms"] or 0) + (chart["render_ms"] or 0)) / 1000, abs=0.001)  # its own work, no queue
         assert chart["started_at"] <= chart["finished_at"]
     assert report["merchants"] == [
         {"merchant": m, "charts_total": 7, "charts_ok": 6, "charts_failed": 1, "charts_skipped": 0,
@@ -251,14 +251,18 @@ def test_a_rerun_runs_only_the_failed_pairs_and_merge_makes_them_ok(tmp_path, de
     failed = {(c["merchant"], c["chart_id"]) for c in first.report["charts"] if c["status"] == "failed"}
     assert failed == {(m, "user_demographics") for m in demo_tokens[:2]}
     latest = tmp_path / "out" / "latest" / "report.json"
-    rerun = run_cli(["--server-url", demo_url, "--rerun-failed", str(latest)], tmp_path)  # a healthy server now
+    # The run read the embedded demo server: another server is refused, before any work.
+    other = run_cli(["--server-url", demo_url, "--rerun-failed", str(latest)], tmp_path)
+    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr[-2000:]
+    assert "read the embedded demo server; this rerun would read the MCP server at " + demo_url in other.stderr
+    rerun = run_cli(["--rerun-failed", str(latest)], tmp_path)  # the same server, without its faults now
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     report = rerun.report
     assert {(c["merchant"], c["chart_id"]) for c in report["charts"]} == failed  # exactly those pairs
     assert {c["status"] for c in report["charts"]} == {"ok"} and report["decks"] == []
     assert (report["run"]["start_date"], report["run"]["end_date"]) == ("2024-03-01", "2025-06-30")
     assert report["run"]["reruns"] == str(first.report_path)
-    merged = run_cli(["--server-url", demo_url, "--rerun-failed", str(first.report_path), "--merge"], tmp_path)
+    merged = run_cli(["--rerun-failed", str(first.report_path), "--merge"], tmp_path)
     assert merged.returncode == 0, merged.stderr[-2000:]
     assert merged.report_path == first.report_path  # the original run's folder
     report = check_report(merged, demo_tokens[:2])

@@ -63,9 +63,9 @@ class Setup:
     def rows(self, chart_id: str) -> list[dict]:
         return [c for c in self.report["charts"] if c["chart_id"] == chart_id]
 
-    def merge(self, demo_url: str, *extra: str):
-        return run_cli(["--server-url", demo_url, "--rerun-failed", str(self.report_path), "--merge", *extra],
-                       self.root)
+    def merge(self, *extra: str):
+        """--merge against the run's own server: the embedded demo server, without its faults now."""
+        return run_cli(["--rerun-failed", str(self.report_path), "--merge", *extra], self.root)
 
     def runs(self) -> list[str]:
         return sorted(p.name for p in self.out.iterdir())
@@ -108,17 +108,23 @@ def _all_ok_in_place(setup: Setup, result) -> dict:
 
 
 @pytest.mark.parametrize("merge", [True, False])
-def test_keep_runs_spares_the_run_a_rerun_reads_and_merges_into(tmp_path, original, demo_url, merge):
+def test_keep_runs_spares_the_run_a_rerun_reads_and_merges_into(tmp_path, original, merge):
     setup = Setup(tmp_path, original)
     older = setup.out / "20000101T000000Z-abcdef"  # a finished run older than the original: the one to prune
     shutil.copytree(original, older, symlinks=True)
     files = sorted(str(p.relative_to(setup.run)) for p in setup.run.rglob("*.png"))
-    result = run_cli(["--server-url", demo_url, "--rerun-failed", str(setup.report_path), "--keep-runs", "1",
+    result = run_cli(["--rerun-failed", str(setup.report_path), "--keep-runs", "1",
                       *(["--merge"] if merge else [])], setup.root)
     assert result.returncode == 0, result.stderr[-2000:]
-    rerun_dir = setup.out / result.report["run"]["merged"][-1] if merge else result.report_path.parent
     assert not older.exists()  # pruning still happens, after the merge
-    assert setup.run.exists() and rerun_dir.exists()
+    assert setup.run.exists()
+    if merge:  # the rerun's folder is merged into the run, and removed: one folder for the night
+        assert not (setup.out / result.report["run"]["merged"][-1]["rerun_run_id"]).exists()
+        assert setup.runs() == sorted([setup.run.name, ".cache", "latest"])
+    else:  # kept, as part of the run's night (keep 1 counts nights, not folders)
+        rerun_dir = result.report_path.parent
+        assert (rerun_dir / "RERUN_OF").read_text().strip() == setup.run.name
+        assert setup.runs() == sorted([setup.run.name, rerun_dir.name, ".cache", "latest"])
     assert sorted(str(p.relative_to(setup.run)) for p in setup.run.rglob("*.png")) == sorted(
         {*files, *(f"{m}/user_demographics.png" for m in {c["merchant"] for c in setup.report["charts"]})}
         if merge else files)
@@ -132,7 +138,7 @@ def test_keep_runs_spares_the_run_a_rerun_reads_and_merges_into(tmp_path, origin
 
 
 @pytest.mark.parametrize("forged", ["outside", "/etc/passwd"])
-def test_paths_in_the_report_are_never_used(tmp_path, original, demo_url, forged):
+def test_paths_in_the_report_are_never_used(tmp_path, original, forged):
     setup = Setup(tmp_path, original)
     outside = tmp_path / "userdir" / "forged"
     outside.mkdir()
@@ -150,7 +156,7 @@ def test_paths_in_the_report_are_never_used(tmp_path, original, demo_url, forged
 
     setup.before = tree_digest(setup.root, skip=(setup.out,))
     setup.rewrite(forge)
-    result = setup.merge(demo_url)
+    result = setup.merge()
     _all_ok_in_place(setup, result)
     pdf = setup.run / row["merchant"] / "business-review.pdf"
     assert "FORGED-PARAGRAPH-123" not in _pdf_text(pdf) and "root:" not in _pdf_text(pdf)
@@ -158,25 +164,26 @@ def test_paths_in_the_report_are_never_used(tmp_path, original, demo_url, forged
     setup.assert_untouched()
 
 
-def test_a_moved_run_merges_into_where_it_is_now(tmp_path, original, demo_url):
+def test_a_moved_run_merges_into_where_it_is_now(tmp_path, original):
     setup = Setup(tmp_path, original, where=tmp_path / "archive")
     text = setup.report_path.read_text().replace(str(original), str(tmp_path / "gone" / original.name))
     setup.report_path.write_text(text)  # what a moved run's report says: its files where they were
     setup.report = json.loads(text)
-    result = setup.merge(demo_url)
+    result = setup.merge()
     report = _all_ok_in_place(setup, result)
     assert report["run"]["output_dir"] == str(setup.run)
     assert not (tmp_path / "gone").exists() and not (tmp_path / "archive" / "latest").exists()
-    assert (setup.out / "latest").resolve() == setup.out / report["run"]["merged"][-1]  # the rerun: ours to name
+    # The rerun's folder stays where it is the newest run, and `latest` there names it.
+    assert (setup.out / "latest").resolve() == setup.out / report["run"]["merged"][-1]["rerun_run_id"]
     setup.assert_untouched()
 
 
-def test_a_copied_run_reads_and_writes_only_its_own_files(tmp_path, original, demo_url):
+def test_a_copied_run_reads_and_writes_only_its_own_files(tmp_path, original):
     setup = Setup(tmp_path, original)  # its report names the files of the run it was copied from
     row = setup.rows("aov_by_month")[0]
     own = setup.run / row["merchant"] / "aov_by_month.json"
     own.write_text(json.dumps({**json.loads(own.read_text()), "paragraph": "THE-COPY-OWN-PARAGRAPH"}))
-    result = setup.merge(demo_url)
+    result = setup.merge()
     _all_ok_in_place(setup, result)
     assert "THE-COPY-OWN-PARAGRAPH" in _pdf_text(setup.run / row["merchant"] / "business-review.pdf")
     setup.assert_untouched()  # the run it was copied from included
@@ -185,7 +192,7 @@ def test_a_copied_run_reads_and_writes_only_its_own_files(tmp_path, original, de
 # -- never through a link ------------------------------------------------------------------------------
 
 
-def test_a_merchant_folder_that_is_a_link_is_refused_before_any_work(tmp_path, original, demo_url):
+def test_a_merchant_folder_that_is_a_link_is_refused_before_any_work(tmp_path, original):
     setup = Setup(tmp_path, original)
     merchant = setup.report["charts"][0]["merchant"]
     outside = tmp_path / "userdir" / merchant
@@ -193,13 +200,13 @@ def test_a_merchant_folder_that_is_a_link_is_refused_before_any_work(tmp_path, o
     (setup.run / merchant).symlink_to(outside, target_is_directory=True)
     setup.before = tree_digest(setup.root, skip=(setup.out,))
     runs = setup.runs()
-    result = setup.merge(demo_url)
+    result = setup.merge()
     _one_line_usage_error(result, str(setup.run / merchant), "link")
     assert setup.runs() == runs  # no run folder left
     setup.assert_untouched()
 
 
-def test_files_that_are_links_are_replaced_or_refused_never_followed(tmp_path, original, demo_url):
+def test_files_that_are_links_are_replaced_or_refused_never_followed(tmp_path, original):
     setup = Setup(tmp_path, original)
     first, second = sorted({c["merchant"] for c in setup.report["charts"]})
     precious = tmp_path / "userdir" / "thesis-0.docx"
@@ -209,7 +216,7 @@ def test_files_that_are_links_are_replaced_or_refused_never_followed(tmp_path, o
     data = setup.run / second / "aov_by_month.json"
     data.unlink()
     data.symlink_to(precious)
-    result = setup.merge(demo_url)
+    result = setup.merge()
     assert result.returncode == 1, result.stderr[-2000:]
     report = check_report(result, chart_ids=CHARTS)
     statuses = {(c["merchant"], c["chart_id"]): (c["status"], c["error_type"]) for c in report["charts"]}
@@ -286,7 +293,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(section=st.sampled_from(["run", "charts", "decks"]), key=st.sampled_from(
     ["merchant", "chart_id", "status", "error_type", "error", "format", "run_id", "start_date", "end_date",
-     "started_at", "exit_code", "pack", "merged", "sha256", "output"]), value=_JSON | st.text())
+     "started_at", "exit_code", "pack", "merged", "server", "sha256", "output"]), value=_JSON | st.text())
 def test_whatever_a_report_field_holds_reading_it_is_a_rerun_or_one_usage_line(original, section, key, value):
     """A unit: read_rerun on the original report with one field replaced by any JSON value."""
     report = json.loads((original / "report.json").read_text())
@@ -338,13 +345,13 @@ def _no_png(data, png):
 @pytest.mark.parametrize("damages", [((_not_json, "bad_data"), (_truncated_png, "render_error")),
                                      ((_swapped, "bad_data"), (_no_png, "render_error")),
                                      ((_oversized, "bad_data"), (_not_its_shape, "bad_data"))])
-def test_a_bad_file_in_the_run_fails_its_chart_not_the_merge(tmp_path, original, demo_url, damages):
+def test_a_bad_file_in_the_run_fails_its_chart_not_the_merge(tmp_path, original, damages):
     """Each merchant's ok chart damaged one way: that chart fails, its deck is partial, the rest merges."""
     setup = Setup(tmp_path, original)
     merchants = [row["merchant"] for row in setup.rows("aov_by_month")]
     for merchant, (damage, _) in zip(merchants, damages, strict=True):
         damage(setup.run / merchant / "aov_by_month.json", setup.run / merchant / "aov_by_month.png")
-    result = setup.merge(demo_url)
+    result = setup.merge()
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     report = check_report(result, chart_ids=CHARTS)
@@ -380,23 +387,115 @@ def _read_only(folder: Path):
         folder.chmod(0o755)
 
 
-def test_merging_into_a_read_only_run_is_one_line_before_any_work(tmp_path, original, demo_url):
+def test_merging_into_a_read_only_run_is_one_line_before_any_work(tmp_path, original):
     setup = Setup(tmp_path, original)
     runs = setup.runs()
     with _read_only(setup.run):
-        result = setup.merge(demo_url)
+        result = setup.merge()
     _one_line_usage_error(result, str(setup.run), "cannot write")
     assert setup.runs() == runs
     setup.assert_untouched()
 
 
-def test_a_recorded_template_that_is_gone_is_one_line_naming_it(tmp_path, original, demo_url):
+def test_a_recorded_template_that_is_gone_is_one_line_naming_it(tmp_path, original):
     setup = Setup(tmp_path, original)
     missing = tmp_path / "templates" / "brand.pptx"
     runs = setup.runs()
     setup.rewrite(lambda report: report["config"].update(deck_template={"value": str(missing), "source": "cli"}))
-    _one_line_usage_error(setup.merge(demo_url), str(missing), "--deck-template")
+    _one_line_usage_error(setup.merge(), str(missing), "--deck-template")
     setup.rewrite(lambda report: report["config"].update(deck_template={"value": "/etc/passwd", "source": "cli"}))
-    _one_line_usage_error(setup.merge(demo_url), "/etc/passwd", "not a PowerPoint file")
+    _one_line_usage_error(setup.merge(), "/etc/passwd", "not a PowerPoint file")
     assert setup.runs() == runs
     setup.assert_untouched()
+
+
+# -- the server the run read ----------------------------------------------------------------------------
+
+
+def test_a_report_that_does_not_record_its_server_needs_the_flag(tmp_path, original):
+    """A report from before run.server: refused in one line, no folder; with --rerun-server-anyway the
+    rerun reads the server it is given (here none: the embedded demo server)."""
+    setup = Setup(tmp_path, original)
+    setup.rewrite(lambda report: report["run"].pop("server"))
+    runs = setup.runs()
+    _one_line_usage_error(setup.merge(), "does not say which MCP server it read", "--rerun-server-anyway")
+    assert setup.runs() == runs
+    report = _all_ok_in_place(setup, setup.merge("--rerun-server-anyway"))
+    assert "server" not in report["run"]  # still unknown; the merge records the server the rerun read
+    assert report["run"]["merged"][-1]["server"]["kind"] == "embedded"
+    setup.assert_untouched()
+
+
+@pytest.mark.parametrize(("server", "expected"), [
+    ({"kind": "url", "target": "http://127.0.0.1:9/mcp", "fingerprint": "0" * 64},
+     "read the MCP server at http://127.0.0.1:9/mcp, and this rerun is given no server"),
+    ({"kind": "embedded", "target": "the embedded demo server", "fingerprint": "0" * 64},
+     "refusing to merge numbers from another source"),
+    ({"kind": "ftp", "target": "x", "fingerprint": "0" * 64}, "not a runner report"),
+    ({"kind": "url", "target": "x\x1b[2J", "fingerprint": "0" * 64}, "not a runner report"),
+    ("http://127.0.0.1:9/mcp", "not a runner report"),
+])
+def test_a_recorded_server_that_is_not_this_one_is_refused_before_any_work(tmp_path, original, server, expected):
+    setup = Setup(tmp_path, original)
+    setup.rewrite(lambda report: report["run"].update(server=server))
+    runs = setup.runs()
+    _one_line_usage_error(setup.merge(), expected)
+    assert setup.runs() == runs
+    setup.assert_untouched()
+
+
+def test_a_pack_file_changed_since_the_run_is_another_source(tmp_path):
+    """A unit: the fingerprint holds a pack file's content, so the same server with an edited pack
+    is refused, naming the pack."""
+    from runner.rerun import Rerun, check_server
+    from runner.server_record import server_record
+
+    pack = tmp_path / "pack.toml"
+    pack.write_bytes((Path(__file__).parents[1] / "runner" / "packs" / "business-review-sql.toml").read_bytes())
+    recorded = server_record("http://127.0.0.1:9/mcp", None, str(pack))
+    rerun = Rerun(tmp_path / "report.json", b"", {"run": {"run_id": "20260101T000000Z-abcdef", "pack": str(pack)}},
+                  {}, (), recorded)
+    check_server(rerun, "http://127.0.0.1:9/mcp", None, anyway=False)  # the same: no error
+    with pytest.raises(UsageError, match="with its credentials"):
+        check_server(rerun, None, None, anyway=True)  # never the demo server for a run that read another
+    pack.write_text(pack.read_text() + "\n# edited\n")
+    with pytest.raises(UsageError, match=f"pack {pack} as it was then, and that pack has changed since"):
+        check_server(rerun, "http://127.0.0.1:9/mcp", None, anyway=False)
+    check_server(rerun, "http://127.0.0.1:9/mcp", None, anyway=True)  # told to: a WARNING, no error
+    assert server_record("http://user:pa55word-x@127.0.0.1:9/mcp", None, str(pack)).fingerprint == server_record(
+        "http://user:other-secret@127.0.0.1:9/mcp", None, str(pack)).fingerprint  # credentials are not in it
+
+
+# -- the run's JUnit file ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["ours", "link", "another run's", "gone"])
+def test_the_runs_junit_file_is_rewritten_only_while_it_holds_the_runs_results(tmp_path, original, state):
+    from junitparser import JUnitXml
+
+    from runner.junit import junit_xml
+
+    setup = Setup(tmp_path, original)
+    junit = setup.root / "ci" / "results.xml"
+    junit.parent.mkdir()
+    other = {**setup.report, "run": {**setup.report["run"], "run_id": "20000101T000000Z-ffffff"}}
+    if state == "link":
+        junit.symlink_to(tmp_path / "userdir" / "thesis-0.docx")
+    elif state != "gone":
+        junit.write_bytes(junit_xml(setup.report if state == "ours" else other))
+    setup.rewrite(lambda report: report["run"].update(junit_xml=str(junit)))
+    before = tree_digest(setup.root, skip=(setup.out, setup.run, tmp_path / "given"))
+    result = setup.merge("--junit-xml", str(tmp_path / "given" / "results.xml"))
+    _all_ok_in_place(setup, result)
+    (given,) = list(JUnitXml.fromfile(str(tmp_path / "given" / "results.xml")))  # merged, not the rerun's 2 cases
+    assert (given.tests, given.failures, given.skipped) == (8, 0, 0)
+    if state == "ours":
+        (suite,) = list(JUnitXml.fromfile(str(junit)))
+        assert (suite.tests, suite.failures, suite.name) == (8, 0, f"runner {setup.run.name}")
+        before.pop("ci/results.xml")
+    else:
+        assert "not rewritten" in result.stderr
+    after = tree_digest(setup.root, skip=(setup.out, setup.run, tmp_path / "given"))
+    if state == "ours":
+        after.pop("ci/results.xml")
+    assert_untouched(before, after)

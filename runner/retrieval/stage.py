@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from threading import Event as StopFlag
 
@@ -45,6 +47,12 @@ class RetrievalStage:
                                            thread_name_prefix="batch")
         self._fallback = (ThreadPoolExecutor(1, thread_name_prefix="fallback")
                           if concurrent and config.enable_fallback_to_sequential else None)
+        # A batch begins, and a stop is announced, under this lock. The stop flag is set by the
+        # signal before the coordinator's loop sees it, and a thread may have taken a batch from
+        # the pool's queue before the queue was emptied: such a batch ends cancelled, unstarted.
+        self._starting = threading.Lock()
+        self._cancelled = False
+        self._running: dict[str, Batch] = {}  # batches under way, in the order they started
 
     def preflight(self) -> ChartError | None:
         """Open the first session (with retries), so an unreachable server fails fast, once.
@@ -67,11 +75,29 @@ class RetrievalStage:
     def _batch_ended(self, batch: Batch, future: concurrent.futures.Future[BatchResult]) -> None:
         self._emit(BatchEnded(batch, future))
 
+    @contextmanager
+    def _started(self, batch: Batch) -> Iterator[None]:
+        """The batch as under way; CancelledError instead once the run is stopping."""
+        with self._starting:
+            if self._cancelled or self._stop.is_set():
+                raise concurrent.futures.CancelledError
+            self._running[batch.batch_id] = batch
+        try:
+            yield
+        finally:
+            with self._starting:
+                del self._running[batch.batch_id]
+
+    def running(self) -> tuple[Batch, ...]:
+        with self._starting:
+            return tuple(self._running.values())
+
     def _run_batch(self, batch: Batch) -> BatchResult:
         def emit(retrieval: Retrieval) -> None:
             self._emit(ChartRetrieved(retrieval))
 
-        with self.batch_gauge, self.sessions.acquire() as slot:
+        # The stop is checked at the last moment, with the session in hand: taking one may wait.
+        with self.sessions.acquire() as slot, self._started(batch), self.batch_gauge:
             if self.config.retrieval_mode == "agent":
                 from runner.retrieval.agent import run_agent_batch
 
@@ -112,8 +138,11 @@ class RetrievalStage:
         self._emit(ChartRetrieved(Retrieval(job, batch_id, again.data, again.error_type, again.error,
                                             held.attempts + again.attempts, held.retrieve_ms + again.retrieve_ms)))
 
-    def cancel(self) -> None:
-        """Stop: no new batch starts, and calls under way are cancelled."""
+    def cancel(self, announce: Callable[[], None] = lambda: None) -> None:
+        """Stop: `announce` it, then no new batch starts, and calls under way are cancelled."""
+        with self._starting:
+            self._cancelled = True
+            announce()
         for executor in (self._batches, self._fallback):
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
