@@ -256,7 +256,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             path, report = finish()  # the stop came while the report was written: say so in it
     if config.cache:
         render_cache(config).trim()
-    point_latest(run_dir)
+    if inputs.reruns is None:  # `latest` names the newest night; a rerun is part of its night, not a new one
+        point_latest(run_dir)
     if config.keep_runs is not None:
         prune_runs(run_dir.parent, config.keep_runs, run_dir)
     if received:

@@ -262,6 +262,7 @@ def test_a_rerun_runs_only_the_failed_pairs_and_merge_makes_them_ok(tmp_path, de
     assert {c["status"] for c in report["charts"]} == {"ok"} and report["decks"] == []
     assert (report["run"]["start_date"], report["run"]["end_date"]) == ("2024-03-01", "2025-06-30")
     assert report["run"]["reruns"] == str(first.report_path)
+    assert latest.resolve() == first.report_path  # a rerun is part of its night: `latest` still names the night
     merged = run_cli(["--rerun-failed", str(first.report_path), "--merge"], tmp_path)
     assert merged.returncode == 0, merged.stderr[-2000:]
     assert merged.report_path == first.report_path  # the original run's folder

@@ -124,7 +124,7 @@ def test_keep_runs_spares_the_run_a_rerun_reads_and_merges_into(tmp_path, origin
     else:  # kept, as part of the run's night (keep 1 counts nights, not folders)
         rerun_dir = result.report_path.parent
         assert (rerun_dir / "RERUN_OF").read_text().strip() == setup.run.name
-        assert setup.runs() == sorted([setup.run.name, rerun_dir.name, ".cache", "latest"])
+        assert setup.runs() == sorted([setup.run.name, rerun_dir.name, ".cache"])  # a rerun moves no `latest`
     assert sorted(str(p.relative_to(setup.run)) for p in setup.run.rglob("*.png")) == sorted(
         {*files, *(f"{m}/user_demographics.png" for m in {c["merchant"] for c in setup.report["charts"]})}
         if merge else files)
@@ -173,8 +173,9 @@ def test_a_moved_run_merges_into_where_it_is_now(tmp_path, original):
     report = _all_ok_in_place(setup, result)
     assert report["run"]["output_dir"] == str(setup.run)
     assert not (tmp_path / "gone").exists() and not (tmp_path / "archive" / "latest").exists()
-    # The rerun's folder stays where it is the newest run, and `latest` there names it.
-    assert (setup.out / "latest").resolve() == setup.out / report["run"]["merged"][-1]["rerun_run_id"]
+    # The rerun's folder stays where it was made; a rerun is no night of its own, so no `latest` names it.
+    assert (setup.out / report["run"]["merged"][-1]["rerun_run_id"]).is_dir()
+    assert not (setup.out / "latest").exists()
     setup.assert_untouched()
 
 
