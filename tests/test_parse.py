@@ -59,6 +59,13 @@ def test_valid_shapes_become_panels():
         (GROUPS, groups_payload([150, -30, -20])),  # shares outside 0-100
         (YOY, {"labels": ["x"] * 1001, "series": []}),  # too many labels
         (YOY, {"labels": ["Jan"], "series": [{"name": str(i), "values": [1]} for i in range(51)]}),
+        (BARS, {"labels": ["Pay in 3", "Pay in 4"], "values": [10 ** 400, 4]}),  # no float holds it
+        (YOY, series_payload([1, 1e16, 3])),  # beyond ±1e15
+        (YOY, {"labels": ["2024-12", "2024-13", "2025-01"], "series": [{"name": "2025", "values": [1, 2, 3]}]}),
+        (YOY, {"labels": ["Jan", "Feb", "Jan"], "series": [{"name": "2025", "values": [1, 2, 3]}]}),  # twice
+        (BARS, {"labels": ["x" * 80 + "1", "x" * 80 + "2"], "values": [1, 2]}),  # the same once cut
+        (YOY, {"labels": ["Jan"], "series": [{"name": "2025", "values": [1]}, {"name": "2025", "values": [2]}]}),
+        (GROUPS, {"groups": [groups_payload([50, 50, 0])["groups"][0]] * 2}),  # one group name twice
     ],
 )
 def test_wrong_shapes_are_bad_data(spec, payload):
@@ -86,6 +93,11 @@ def test_json_text_limits():
         decode_json_text(YOY.id, '{"values": [NaN]}')
     with pytest.raises(ChartError, match="exceeds"):
         decode_json_text(YOY.id, " " * (MAX_RESULT_CHARS + 1))
+
+
+def test_minus_zero_is_zero():
+    data = chart_data_from_json(BARS, "m1", {"labels": ["Pay in 3", "Pay in 4"], "values": [-0.0, 4]})
+    assert str(data.panels[0].series[0].values) == "(0.0, 4.0)"
 
 
 def test_labels_are_cleaned_of_control_characters():

@@ -117,6 +117,10 @@ def test_missing_months_are_filled_as_the_kind_requires():
     (_text(json.dumps([{"month": "2024-01", "aov": 1}, {"month": "2024-01-01", "aov": 2}])), "bad_data",
      "repeats"),
     (_text(json.dumps([{"month": "2024-01", "amount": 1}])), "bad_data", "no column 'AOV'"),
+    (_text(json.dumps([{"month": "2024-12-01", "aov": 1}, {"month": "2024-13-01", "aov": 2}])), "bad_data",
+     "row 1: column 'month' holds '2024-13-01', whose month is not 01-12"),
+    (_text(json.dumps([{"month": "2024-01", "aov": "1e999"}])), "bad_data", "('1e999') is inf, not a finite number"),
+    (_text('[{"month": "2024-01", "aov": ' + "9" * 400 + "}]"), "bad_data", "(an integer of 400 digits)"),
     (_text(json.dumps({"data_source": "x"})), "bad_data", "expected rows"),
 ])
 def test_bad_answers_fail_with_a_reason(result, error_type, fragment):

@@ -9,6 +9,7 @@ categories. Flat data is called flat; nothing is said that the numbers do not sh
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from runner.jobs import ChartData, Panel
 MAX_CHARS = 500  # what four lines under a chart hold
 STEADY_POINTS = 1.0  # a share moving less than this many points has held steady
 STEADY_CHANGE = 0.02  # a value changing less than 2% has held steady
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
 @dataclass(frozen=True)
@@ -28,29 +29,47 @@ class Text:
     paragraph: str
 
 
+def unsigned_zero(number: str) -> str:
+    """A formatted number that rounds to zero, written without its sign: "0.00", not "-0.00"."""
+    return number if any(ch in "123456789" for ch in number) else number.replace("-", "")
+
+
 def money(value: float, unit: str) -> str:
     """A value in the chart's unit, as a reader writes it: €12,345, €186.40, 1,234 orders, 55.9%."""
     if unit == "%":
-        return f"{value:.1f}%"
+        return _pct(value)
     if unit.upper() in ("EUR", "€"):
-        return f"€{value:,.0f}" if abs(value) >= 1000 else f"€{value:,.2f}"
+        return "€" + unsigned_zero(f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}")
     number = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.2f}"
-    return f"{number} {unit}".strip()
+    return f"{unsigned_zero(number)} {unit}".strip()
 
 
 def _pct(value: float) -> str:
-    return f"{value:.1f}%"
+    return unsigned_zero(f"{value:.1f}") + "%"
+
+
+def _share(part: float, whole: float) -> float:
+    """`part` in percent of `whole`; 0 of nothing. Validated parts of a whole are 0..whole."""
+    return 100 * part / whole if whole else 0.0
+
+
+def _growth(new: float, old: float) -> float | None:
+    """The change from `old` to `new` in percent; None where there is nothing to measure it by
+    (no `old`, or one so near zero that the ratio leaves the floats)."""
+    growth = (new - old) / abs(old) * 100 if old else math.inf
+    return growth if math.isfinite(growth) else None
 
 
 def _change(new: float, old: float) -> str:
-    if not old:
-        return "new"
-    return f"{(new - old) / abs(old) * 100:+.1f}%"
+    growth = _growth(new, old)
+    return "new" if growth is None else unsigned_zero(f"{growth:+.1f}") + "%"
 
 
 def month_name(label: str) -> str:
     match = _MONTH.match(label)
-    return f"{calendar.month_abbr[int(match[2])]} {match[1]}" if match else label
+    if match is None or not 1 <= int(match[2]) <= 12:
+        return label
+    return f"{calendar.month_abbr[int(match[2])]} {match[1]}"
 
 
 def _points(panel: Panel, series: int = 0) -> list[tuple[str, float]]:
@@ -66,19 +85,24 @@ def _yoy(spec: ChartSpec, data: ChartData) -> Text:
     best, worst = max(points, key=lambda p: p[1]), min(points, key=lambda p: p[1])
     extremes = f"The best month was {best[0]} ({money(best[1], unit)}) and the weakest {worst[0]} " \
                f"({money(worst[1], unit)})."
-    if len(years) < 2:
-        total = sum(v for _, v in points)
-        return Text(f"{spec.title}: {money(total, unit)} in {years[0].name}",
-                    f"{money(total, unit)} over {years[0].name}, the only year in the period. {extremes}")
-    last, previous = years[-1], years[-2]
-    common = [i for i, (a, b) in enumerate(zip(last.values, previous.values, strict=True))
-              if a is not None and b is not None]
+    last = years[-1]
+    common = [i for i, (a, b) in enumerate(zip(last.values, years[-2].values, strict=True))
+              if a is not None and b is not None] if len(years) > 1 else []
+    if not common:  # one year, or two with no month in common: nothing to compare like with like
+        total = sum(v for v in last.values if v is not None)
+        alone = "the only year in the period" if len(years) < 2 else f"no month of it also in {years[-2].name}"
+        return Text(f"{spec.title}: {money(total, unit)} in {last.name}",
+                    f"{money(total, unit)} over {last.name}, {alone}. {extremes}")
+    previous = years[-2]
     now, before = (sum(s.values[i] or 0.0 for i in common) for s in (last, previous))
     span = f"{panel.labels[common[0]]}–{panel.labels[common[-1]]}" if len(common) > 1 else panel.labels[common[0]]
-    if before and abs(now - before) / before < STEADY_CHANGE:
+    growth = _growth(now, before)
+    if growth is None:
+        trend = f"against {money(before, unit)} in the same months of {previous.name}"
+    elif abs(growth) < STEADY_CHANGE * 100:
         trend = f"level with {previous.name} ({money(before, unit)})"
     else:
-        trend = f"{'up' if now >= before else 'down'} {abs((now - before) / before * 100) if before else 0:.1f}% " \
+        trend = f"{'up' if growth > 0 else 'down'} {_pct(abs(growth))} " \
                 f"on the same months of {previous.name} ({money(before, unit)})"
     return Text(f"{spec.title}: {money(now, unit)} in {span} {last.name}, {_change(now, before)}",
                 f"{span} {last.name} came to {money(now, unit)}, {trend}. {extremes}")
@@ -87,7 +111,7 @@ def _yoy(spec: ChartSpec, data: ChartData) -> Text:
 def _shares(panel: Panel, months: slice) -> dict[str, float]:
     totals = {s.name: sum(v or 0.0 for v in s.values[months]) for s in panel.series}
     whole = sum(totals.values())
-    return {name: (100 * value / whole if whole else 0.0) for name, value in totals.items()}
+    return {name: _share(value, whole) for name, value in totals.items()}
 
 
 def _mix(spec: ChartSpec, data: ChartData) -> Text:
@@ -113,15 +137,17 @@ def _mix(spec: ChartSpec, data: ChartData) -> Text:
 
 def _trend(spec: ChartSpec, data: ChartData) -> Text:
     panel, unit = data.panels[0], data.unit
-    points = _points(panel)
+    shown = next(i for i, s in enumerate(panel.series) if any(v is not None for v in s.values))
+    points = _points(panel, shown)
     (first_label, first), (last_label, last) = points[0], points[-1]
     high, low = max(points, key=lambda p: p[1]), min(points, key=lambda p: p[1])
     mean = sum(v for _, v in points) / len(points)
-    if first and abs(last - first) / abs(first) < STEADY_CHANGE:
-        text = f"{panel.series[0].name} held steady around {money(mean, unit)}: {money(first, unit)} in " \
+    growth = _growth(last, first)
+    if growth is not None and abs(growth) < STEADY_CHANGE * 100:
+        text = f"{panel.series[shown].name} held steady around {money(mean, unit)}: {money(first, unit)} in " \
                f"{month_name(first_label)} and {money(last, unit)} in {month_name(last_label)}."
     else:
-        text = f"{panel.series[0].name} was {money(last, unit)} in {month_name(last_label)}, against " \
+        text = f"{panel.series[shown].name} was {money(last, unit)} in {month_name(last_label)}, against " \
                f"{money(first, unit)} in {month_name(first_label)} ({_change(last, first)})."
     if len(points) > 2:
         text += f" It peaked at {money(high[1], unit)} in {month_name(high[0])} and was lowest in " \
@@ -145,15 +171,16 @@ def _categories(spec: ChartSpec, data: ChartData) -> Text:
     unit = data.unit
     if spec.kind == "share_bars":
         total = sum(v for _, v in points)
-        listed = " and ".join(f"{label} {_pct(100 * v / total)} ({money(v, unit)})" for label, v in points) \
-            if len(points) <= 3 else ", ".join(f"{label} {_pct(100 * v / total)}" for label, v in points)
-        return Text(f"{spec.title}: {points[0][0]} {_pct(100 * points[0][1] / total)}",
+        listed = " and ".join(f"{label} {_pct(_share(v, total))} ({money(v, unit)})" for label, v in points) \
+            if len(points) <= 3 else ", ".join(f"{label} {_pct(_share(v, total))}" for label, v in points)
+        return Text(f"{spec.title}: {points[0][0]} {_pct(_share(points[0][1], total))}",
                     f"Of {money(total, unit)}: {listed}.")
     (top, high), (bottom, low) = points[0], points[-1]
     if len(points) == 1:
         return Text(f"{spec.title}: {money(high, unit)}", f"{top}: {money(high, unit)}.")
     listed = ", ".join(f"{label} {money(v, unit)}" for label, v in points)
-    if low and (high - low) / abs(low) < STEADY_CHANGE:
+    growth = _growth(high, low)
+    if growth is not None and growth < STEADY_CHANGE * 100:
         gap = f"{top} and {bottom} are level."
     else:
         gap = f"{top} is {money(high - low, unit)} ({_change(high, low)}) above {bottom}."

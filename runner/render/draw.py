@@ -15,10 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+from runner.decks.paragraphs import unsigned_zero
 from runner.jobs import ChartData, ChartJob
 
 PALETTE = ("#1b4f72", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 Formatter = Callable[..., str]  # (value, tick position=None) -> label, as matplotlib calls it
 
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -35,28 +36,34 @@ STYLE: dict[str, Any] = {
 }
 
 
+def plain(text: str) -> str:
+    """Text from the data drawn as it is: a pair of '$' would otherwise start math (and a
+    malformed formula fails the whole drawing)."""
+    return text.replace("$", r"\$")
+
+
 def _money(unit: str) -> Formatter:
     symbol = "€" if unit.upper() in ("EUR", "€") else ""
 
     def fmt(value: float, _pos: object = None) -> str:
         size = abs(value)
         if size >= 1e6:
-            return f"{symbol}{value / 1e6:.1f}M"
+            return symbol + unsigned_zero(f"{value / 1e6:.1f}") + "M"
         if size >= 1e4:
-            return f"{symbol}{value / 1e3:.0f}k"
+            return symbol + unsigned_zero(f"{value / 1e3:.0f}") + "k"
         if size >= 1e3:
-            return f"{symbol}{value / 1e3:.1f}k"
-        return f"{symbol}{value:,.0f}"
+            return symbol + unsigned_zero(f"{value / 1e3:.1f}") + "k"
+        return symbol + unsigned_zero(f"{value:,.0f}")
 
     return fmt
 
 
 def _value_formatter(unit: str) -> Formatter:
     if unit == "%":
-        return lambda v, _pos=None: f"{v:.0f}%"
+        return lambda v, _pos=None: unsigned_zero(f"{v:.0f}") + "%"
     if unit.upper() in ("EUR", "€"):
         return _money(unit)
-    return lambda v, _pos=None: f"{v:,.0f}"
+    return lambda v, _pos=None: unsigned_zero(f"{v:,.0f}")
 
 
 def _month_labels(labels: tuple[str, ...]) -> list[str]:
@@ -64,15 +71,15 @@ def _month_labels(labels: tuple[str, ...]) -> list[str]:
     out = []
     for i, label in enumerate(labels):
         match = _MONTH.match(label)
-        if not match:
-            return list(labels)
+        if not match or not 1 <= int(match[2]) <= 12:
+            return [plain(label) for label in labels]
         month = _MONTH_NAMES[int(match[2]) - 1]
         out.append(f"{month}\n{match[1]}" if i == 0 or match[2] == "01" else month)
     return out
 
 
 def _finish_axes(ax: Axes, spec_y_label: str, unit: str) -> None:
-    ax.set_ylabel(spec_y_label or unit)
+    ax.set_ylabel(spec_y_label or plain(unit))
     ax.yaxis.set_major_formatter(FuncFormatter(_value_formatter(unit)))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=7))
     ax.grid(axis="y", alpha=0.3)
@@ -86,7 +93,7 @@ def _draw_lines(ax: Axes, job: ChartJob, data: ChartData, highlight_last: bool) 
         ys = [float("nan") if v is None else v for v in series.values]
         last = i == len(panel.series) - 1
         ax.plot(x, ys, marker="o", markersize=5 if not last else 7, linewidth=3.0 if (last and highlight_last) else 2.0,
-                color=PALETTE[i % len(PALETTE)], label=series.name)
+                color=PALETTE[i % len(PALETTE)], label=plain(series.name))
     ax.set_xticks(list(x), _month_labels(panel.labels))
     ax.set_xlabel("Month")
     _finish_axes(ax, job.spec.y_label, data.unit)
@@ -107,7 +114,7 @@ def _draw_stacked(ax: Axes, job: ChartJob, data: ChartData) -> None:
     bottoms = [0.0] * len(x)
     for i, series in enumerate(panel.series):
         heights = [v or 0.0 for v in series.values]
-        ax.bar(x, heights, bottom=bottoms, width=0.75, color=PALETTE[i % len(PALETTE)], label=series.name)
+        ax.bar(x, heights, bottom=bottoms, width=0.75, color=PALETTE[i % len(PALETTE)], label=plain(series.name))
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     if len(x) <= 36:
         fmt = _value_formatter(data.unit)
@@ -128,9 +135,9 @@ def _draw_bars(ax: Axes, job: ChartJob, data: ChartData, with_shares: bool) -> N
     bars = ax.bar(x, values, width=0.55, color=[PALETTE[i % len(PALETTE)] for i in x])
     total = sum(values)
     fmt = _value_formatter(data.unit)
-    labels = [f"{fmt(v)}  ({100 * v / total:.1f}%)" if with_shares and total else fmt(v) for v in values]
+    labels = [f"{fmt(v)}  ({100 * v / total:.1f}%)" if with_shares and total > 0 else fmt(v) for v in values]
     ax.bar_label(bars, labels=labels, padding=6, fontsize=15, fontweight="bold")
-    ax.set_xticks(x, list(panel.labels), fontsize=14)
+    ax.set_xticks(x, [plain(label) for label in panel.labels], fontsize=14)
     _finish_axes(ax, job.spec.y_label, data.unit)
     ax.margins(y=0.15)
 
@@ -142,16 +149,16 @@ def _draw_breakdown(axes: list[Axes], job: ChartJob, data: ChartData) -> None:
         for i, (label, share) in enumerate(zip(panel.labels, values, strict=True)):
             ax.barh([0], [share], left=left, height=0.7, color=PALETTE[i % len(PALETTE)], edgecolor="white")
             if share >= 6:
-                ax.text(left + share / 2, 0, f"{label}\n{share:.1f}%", ha="center", va="center",
+                ax.text(left + share / 2, 0, f"{plain(label)}\n{share:.1f}%", ha="center", va="center",
                         color="white", fontsize=12, fontweight="bold")
             elif share > 0:
                 centre = left + share / 2
                 align = "right" if centre > 90 else ("left" if centre < 10 else "center")
-                ax.annotate(f"{label} {share:.1f}%", (centre, 0.38), xytext=(0, 4),
+                ax.annotate(f"{plain(label)} {share:.1f}%", (centre, 0.38), xytext=(0, 4),
                             textcoords="offset points", ha=align, fontsize=10)
             left += share
         ax.set_xlim(0, 100)
-        ax.set_yticks([0], [panel.title], fontsize=14)
+        ax.set_yticks([0], [plain(panel.title)], fontsize=14)
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
         for side in ("left", "top", "right"):
             ax.spines[side].set_visible(False)

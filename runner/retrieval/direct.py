@@ -13,6 +13,7 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.decks import paragraphs
+from runner.errors import ChartError, ErrorType
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
@@ -25,13 +26,22 @@ Emit = Callable[[Retrieval], None]
 
 def chart_data(job: ChartJob, result: Any) -> ChartData:
     """A tool's answer as the chart's validated data: a chart tool's JSON as it is, or a
-    query's rows pivoted into the chart's shape."""
+    query's rows pivoted into the chart's shape.
+
+    This is where one chart's answer ends: whatever in it upsets decoding, pivoting, validation
+    or the paragraph fails this chart as bad data, never the batch it came in."""
     spec = job.spec
-    payload = decode_tool_result(spec.id, job.call.tool if job.call else spec.source, result)
-    if spec.sql:
-        payload = chart_payload(spec, job, rows_of(spec, payload))
-    data = chart_data_from_json(spec, job.merchant, payload)
-    return replace(data, paragraph=paragraphs.write(spec, data).paragraph)
+    try:
+        payload = decode_tool_result(spec.id, job.call.tool if job.call else spec.source, result)
+        if spec.sql:
+            payload = chart_payload(spec, job, rows_of(spec, payload))
+        data = chart_data_from_json(spec, job.merchant, payload)
+        return replace(data, paragraph=paragraphs.write(spec, data).paragraph)
+    except ChartError:
+        raise
+    except Exception as exc:  # RecursionError and MemoryError included: they come of the answer too
+        raise ChartError(ErrorType.BAD_DATA, f"{spec.id}: the answer could not be read "
+                                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from runner.charts import ChartSpec
@@ -19,37 +20,66 @@ MAX_SERIES = 50
 MAX_GROUPS = 12
 MAX_TEXT = 80
 PERCENT_TOLERANCE = 1.5  # shares rounded to one decimal may miss 100 by a little
+# The largest magnitude a chart's number may have: past it no axis, sum or share means anything,
+# and every integer up to it is exact as a float.
+MAX_VALUE = 1e15
+_LIMIT = f"{MAX_VALUE:.0e}".replace("+", "")  # "1e15"
+MAX_SHOWN_DIGITS = 4000  # str() of a longer integer raises (Python's int/str conversion limit)
+_MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")  # what paragraphs and drawing read as a month
+PARTS_OF_A_WHOLE = frozenset({"stacked_bars", "share_bars"})  # kinds whose values are shares of a total
 
 
 def _bad(spec: ChartSpec, why: str) -> ChartError:
     return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
 
 
-def _text(spec: ChartSpec, value: Any, what: str) -> str:
+def show(value: Any, limit: int = 40) -> str:
+    """A short picture of a value from a tool, for an error line: bounded, and it never raises
+    (not on a 400-digit integer, not on a list nested a million deep)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        digits = len(str(abs(value))) if value.bit_length() < MAX_SHOWN_DIGITS * 3 else 0
+        if not digits:
+            return f"an integer of about {int(value.bit_length() * math.log10(2)):,} digits"
+        if digits > 20:
+            return f"{'-' if value < 0 else ''}{str(abs(value))[:12]}… (an integer of {digits:,} digits)"
+        return str(value)
+    if isinstance(value, float | str):
+        text = repr(value)
+    elif isinstance(value, list | tuple):
+        return f"a list of {len(value):,} items"
+    elif isinstance(value, dict):
+        return f"an object of {len(value):,} keys"
+    else:
+        text = type(value).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def label_text(spec: ChartSpec, value: Any, what: str) -> str:
+    """A label or a name as drawn: printable, stripped, at most MAX_TEXT characters."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _bad(spec, f"{what} must be text, got {type(value).__name__}")
+    too_long = isinstance(value, int) and abs(value) > 10 ** MAX_TEXT  # and str() of a huge one raises
+    if too_long or (isinstance(value, float) and not math.isfinite(value)):
+        raise _bad(spec, f"{what} is {show(value)}, not a label")
+    if isinstance(value, float):
+        value += 0.0  # -0.0 reads as 0.0
     text = "".join(ch for ch in str(value) if ch.isprintable()).strip()
-    return text[:MAX_TEXT]
+    return text[:MAX_TEXT].rstrip()  # read again, it stays the same
 
 
-def _number(spec: ChartSpec, value: Any, what: str, allow_null: bool) -> float | None:
-    if value is None and allow_null:
-        return None
+def number(spec: ChartSpec, value: Any, what: str) -> float:
+    """A value a chart can draw, add up and write: a finite number within ±MAX_VALUE; -0 is 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(spec, f"{what} must be a number, got {json.dumps(value)[:40] if _jsonable(value) else value!r}")
-    if not math.isfinite(value):
-        raise _bad(spec, f"{what} is {value}, not a finite number")
-    if spec.counts and value < 0:
-        raise _bad(spec, f"{what} is a negative count ({value:g})")
-    return float(value)
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        raise _bad(spec, f"{what} must be a number, got {show(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(spec, f"{what} is {show(value)}, not a finite number")
+    if abs(value) > MAX_VALUE:  # int against float compares exactly: no conversion, no overflow
+        raise _bad(spec, f"{what} is {show(value)}, beyond the ±{_LIMIT} a chart can show")
+    if value < 0 and (spec.counts or spec.kind in PARTS_OF_A_WHOLE):
+        raise _bad(spec, f"{what} is negative ({show(value)}), but a {'count' if spec.counts else 'share of a total'}")
+    return float(value) + 0.0
 
 
 def _list(spec: ChartSpec, value: Any, what: str, limit: int) -> list[Any]:
@@ -60,15 +90,37 @@ def _list(spec: ChartSpec, value: Any, what: str, limit: int) -> list[Any]:
     return value
 
 
-def _values(spec: ChartSpec, raw: Any, n: int, what: str, allow_null: bool) -> tuple[float | None, ...]:
+def _values(spec: ChartSpec, raw: Any, labels: tuple[str, ...], what: str, allow_null: bool,
+            ) -> tuple[float | None, ...]:
     values = _list(spec, raw, what, MAX_LABELS)
-    if len(values) != n:
-        raise _bad(spec, f"{what} has {len(values)} values for {n} labels")
-    return tuple(_number(spec, v, f"{what}[{i}]", allow_null) for i, v in enumerate(values))
+    if len(values) != len(labels):
+        raise _bad(spec, f"{what} has {len(values)} values for {len(labels)} labels")
+    return tuple(None if v is None and allow_null else number(spec, v, f"{what}[{i}] (at {show(labels[i], 30)})")
+                 for i, v in enumerate(values))
+
+
+def _distinct(spec: ChartSpec, texts: tuple[str, ...], raw: list[Any], what: str) -> tuple[str, ...]:
+    """Labels (or names) that a reader can tell apart: each once, after cleaning and cutting.
+    `what` names one of them: "labels[{}]"."""
+    first: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        j = first.setdefault(text, i)
+        if j != i:
+            cut = f" once cleaned and cut to {MAX_TEXT} characters" if raw[i] != raw[j] else ""
+            raise _bad(spec, f"{what.format(j)} and {what.format(i)} both read {show(text)}{cut}: each must differ")
+    return texts
 
 
 def _labels(spec: ChartSpec, raw: Any, what: str) -> tuple[str, ...]:
-    return tuple(_text(spec, v, f"{what}[{i}]") for i, v in enumerate(_list(spec, raw, what, MAX_LABELS)))
+    """Labels as drawn, each once; one that reads as a month (YYYY-MM) must be one, since the
+    paragraph and the axis name it."""
+    items = _list(spec, raw, what, MAX_LABELS)
+    texts = tuple(label_text(spec, v, f"{what}[{i}]") for i, v in enumerate(items))
+    for i, label in enumerate(texts):
+        match = _MONTH_LABEL.match(label)
+        if match and not 1 <= int(match[2]) <= 12:
+            raise _bad(spec, f"{what}[{i}] is {show(label)}, not a month (01-12)")
+    return _distinct(spec, texts, items, what + "[{}]")
 
 
 def _all_zero(panels: tuple[Panel, ...]) -> bool:
@@ -79,23 +131,25 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
     """Validate one chart's JSON against its spec's shape."""
     if not isinstance(payload, dict):
         raise _bad(spec, f"expected a JSON object, got {type(payload).__name__}")
-    unit = _text(spec, payload.get("unit") or "", "unit")[:20]
+    unit = label_text(spec, payload.get("unit") or "", "unit")[:20].rstrip()
     shape = spec.shape
     panels: tuple[Panel, ...]
     if shape == "series":
         labels = _labels(spec, payload.get("labels"), "labels")
         raw_series = _list(spec, payload.get("series"), "series", MAX_SERIES)
-        series = []
+        names, series = [], []
         for i, entry in enumerate(raw_series):
             if not isinstance(entry, dict):
                 raise _bad(spec, f"series[{i}] must be an object with name and values")
-            name = _text(spec, entry.get("name", f"series {i + 1}"), f"series[{i}].name")
-            series.append(Series(name, _values(spec, entry.get("values"), len(labels), f"series[{i}].values", True)))
+            names.append(label_text(spec, entry.get("name", f"series {i + 1}"), f"series[{i}].name"))
+            values = _values(spec, entry.get("values"), labels, f"series[{i}].values", True)
+            series.append(Series(names[-1], values))
+        _distinct(spec, tuple(names), [e.get("name") for e in raw_series], "series[{}].name")
         panels = (Panel("", labels, tuple(series)),)
         empty = not labels or not series
     elif shape == "categories":
         labels = _labels(spec, payload.get("labels"), "labels")
-        values = _values(spec, payload.get("values"), len(labels), "values", False)
+        values = _values(spec, payload.get("values"), labels, "values", False)
         panels = (Panel("", labels, (Series(spec.y_label or "value", values),)),)
         empty = not labels
     elif shape == "groups":
@@ -104,15 +158,16 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         for i, group in enumerate(groups):
             if not isinstance(group, dict):
                 raise _bad(spec, f"groups[{i}] must be an object with name, labels and values")
-            name = _text(spec, group.get("name", f"group {i + 1}"), f"groups[{i}].name")
+            name = label_text(spec, group.get("name", f"group {i + 1}"), f"groups[{i}].name")
             labels = _labels(spec, group.get("labels"), f"groups[{i}].labels")
-            values = _values(spec, group.get("values"), len(labels), f"groups[{i}].values", False)
-            if any(v is not None and (v < 0 or v > 100 + PERCENT_TOLERANCE) for v in values):
-                raise _bad(spec, f"groups[{i}] ({name}) has a share outside 0-100%")
-            total = sum(v or 0 for v in values)
+            shares = _values(spec, group.get("values"), labels, f"groups[{i}].values", False)
+            if any(v is not None and (v < 0 or v > 100 + PERCENT_TOLERANCE) for v in shares):
+                raise _bad(spec, f"groups[{i}] ({show(name)}) has a share outside 0-100%")
+            total = sum(v or 0 for v in shares)
             if labels and abs(total - 100) > PERCENT_TOLERANCE:
-                raise _bad(spec, f"shares of {name!r} add up to {total:.1f}%, not 100%")
-            built.append(Panel(name, labels, (Series(name, values),)))
+                raise _bad(spec, f"shares of {show(name)} add up to {total:.1f}%, not 100%")
+            built.append(Panel(name, labels, (Series(name, shares),)))
+        _distinct(spec, tuple(p.title for p in built), [g.get("name") for g in groups], "groups[{}].name")
         panels = tuple(built)
         empty = not panels or not any(p.labels for p in panels)
     else:  # pragma: no cover - KIND_SHAPES and this function change together

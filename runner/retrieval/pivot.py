@@ -17,11 +17,12 @@ from typing import Any
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType
 from runner.jobs import ChartJob
+from runner.retrieval.parse import label_text, number, show
 
 MAX_ROWS = 100_000
 POSITIONAL = {"series": ("x", "series", "value"), "categories": ("label", "value"),
               "groups": ("group", "label", "value")}
-_MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-\d{2}(?:[ T].*)?)?$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})(?:-[0-9]{2}(?:[ T].*)?)?$")
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _ROW_LISTS = ("rows", "data", "results", "records")
 
@@ -71,28 +72,40 @@ def rows_of(spec: ChartSpec, payload: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(spec: ChartSpec, row: dict[str, Any], role: str, index: int) -> Any:
+def _cell(spec: ChartSpec, row: dict[str, Any], role: str) -> Any:
     column = spec.column(role) or ""
     if column.lower() not in row:
-        raise _bad(spec, f"the result has no column {column!r} (its {role}); it has: {', '.join(row) or 'none'}")
-    value = row[column.lower()]
-    if role != "value" and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-        raise _bad(spec, f"row {index}: column {column!r} holds {value!r}, not text")
-    return value
+        raise _bad(spec, f"the result has no column {column!r} (its {role}); it has: "
+                         f"{', '.join(show(name, 30) for name in list(row)[:20]) or 'none'}")
+    return row[column.lower()]
 
 
-def _number(spec: ChartSpec, row: dict[str, Any], index: int) -> Any:
-    value = _cell(spec, row, "value", index)
-    if isinstance(value, str) and _NUMBER.match(value):
-        return float(value)
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return value
-    raise _bad(spec, f"row {index}: column {spec.column('value')!r} holds {str(value)[:40]!r}, not a number")
+def _label(spec: ChartSpec, row: dict[str, Any], role: str, index: int) -> str:
+    """A label cell as it will be drawn, so that labels which would read the same clash here."""
+    return label_text(spec, _cell(spec, row, role), f"row {index}: column {spec.column(role)!r}")
 
 
-def _month(value: Any) -> str | None:
-    match = _MONTH.match(str(value).strip())
-    return f"{match[1]}-{match[2]}" if match and 1 <= int(match[2]) <= 12 else None
+def _number(spec: ChartSpec, row: dict[str, Any], index: int) -> float | None:
+    value = _cell(spec, row, "value")
+    what = f"row {index}: column {spec.column('value')!r}"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _NUMBER.match(value):
+            raise _bad(spec, f"{what} holds {show(value)}, not a number")
+        return number(spec, float(value), f"{what} ({show(value)})")  # "1e999" is inf: refused by name
+    return number(spec, value, what)
+
+
+def _month(spec: ChartSpec, x: str, index: int) -> str | None:
+    """A month ("YYYY-MM") from a month, a date or a timestamp; None for a label that is none of
+    them; bad data for one that looks like a date but cannot be (2024-13-01, 0000-00)."""
+    match = _MONTH.match(x)
+    if match is None:
+        return None
+    if not 1 <= int(match[2]) <= 12:
+        raise _bad(spec, f"row {index}: column {spec.column('x')!r} holds {show(x)}, whose month is not 01-12")
+    return f"{match[1]}-{match[2]}"
 
 
 def window_months(start_date: str, end_date: str) -> list[str]:
@@ -106,7 +119,8 @@ def window_months(start_date: str, end_date: str) -> list[str]:
 
 def _unique(spec: ChartSpec, seen: set[Any] | dict[Any, Any], key: Any, index: int) -> None:
     if key in seen:
-        raise _bad(spec, f"row {index} repeats {key!r}: each must come once (GROUP BY it in the SQL)")
+        shown = ", ".join(map(show, key)) if isinstance(key, tuple) else show(key)
+        raise _bad(spec, f"row {index} repeats ({shown}): each must come once (GROUP BY it in the SQL)")
     if isinstance(seen, set):
         seen.add(key)
 
@@ -114,21 +128,21 @@ def _unique(spec: ChartSpec, seen: set[Any] | dict[Any, Any], key: Any, index: i
 def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_series = spec.column("series") is not None
     cells: dict[tuple[str, str], Any] = {}
-    xs: dict[str, None] = {}
+    xs: dict[str, int] = {}  # each x and the first row that has it
     names: dict[str, None] = {}
     for i, row in enumerate(rows):
-        x = str(_cell(spec, row, "x", i)).strip()
-        name = str(_cell(spec, row, "series", i)).strip() if by_series else str(spec.column("value"))
+        x = _label(spec, row, "x", i)
+        name = _label(spec, row, "series", i) if by_series else str(spec.column("value"))
         _unique(spec, cells, (x, name), i)
         cells[(x, name)] = _number(spec, row, i)
-        xs.setdefault(x)
+        xs.setdefault(x, i)
         names.setdefault(name)
-    months = {x: _month(x) for x in xs}
+    months = {x: _month(spec, x, i) for x, i in xs.items()}
     monthly = all(months.values())
     if monthly:  # several spellings of one month ("2024-01", "2024-01-01") are one month
         merged: dict[tuple[str, str], Any] = {}
         for (x, name), value in cells.items():
-            _unique(spec, merged, (months[x], name), 0)
+            _unique(spec, merged, (months[x], name), xs[x])
             merged[(str(months[x]), name)] = value
         cells = merged
     window = window_months(job.start_date, job.end_date)
@@ -155,15 +169,15 @@ def chart_payload(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) ->
         body = _series(spec, job, rows)
     elif spec.shape == "categories":
         seen: set[Any] = set()
-        for i, row in enumerate(rows):
-            _unique(spec, seen, str(_cell(spec, row, "label", i)), i)
-        body = {"labels": [str(_cell(spec, r, "label", i)) for i, r in enumerate(rows)],
-                "values": [_number(spec, r, i) for i, r in enumerate(rows)]}
+        labels = [_label(spec, row, "label", i) for i, row in enumerate(rows)]
+        for i, label in enumerate(labels):
+            _unique(spec, seen, label, i)
+        body = {"labels": labels, "values": [_number(spec, r, i) for i, r in enumerate(rows)]}
     else:
         groups: dict[str, dict[str, list[Any]]] = {}
         pairs: set[Any] = set()
         for i, row in enumerate(rows):
-            name, label = str(_cell(spec, row, "group", i)), str(_cell(spec, row, "label", i))
+            name, label = _label(spec, row, "group", i), _label(spec, row, "label", i)
             _unique(spec, pairs, (name, label), i)
             group = groups.setdefault(name, {"labels": [], "values": []})
             group["labels"].append(label)

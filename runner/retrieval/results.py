@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from runner.errors import ChartError, ErrorType
+from runner.retrieval import text_rows
 
 MAX_RESULT_CHARS = 2_000_000
 # Servers that do not flag errors say so in the first words: "Error: ...", "Database error: ...".
@@ -45,6 +46,8 @@ def _structured_size(value: Any, limit: int) -> int:
         elif isinstance(item, list):
             stack.extend(item)
             size += 2 + len(item)
+        elif isinstance(item, int):  # str() of a huge integer is slow, and past 4,300 digits raises
+            size += item.bit_length() * 3 // 10 + 1
         else:
             size += len(str(item))
     return size
@@ -88,7 +91,7 @@ def decode_python_literal(what: str, text: str) -> Any:
     _too_big(what, text)
     try:
         return _literal(ast.parse(text.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+    except (SyntaxError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         preview = text[:60].replace("\n", " ")
         raise ChartError(ErrorType.BAD_DATA, f"{what}: result is neither JSON nor a Python literal "
                                              f"({type(exc).__name__}); it starts with {preview!r}") from None
@@ -98,6 +101,9 @@ def decode_text(what: str, tool: str, text: str) -> Any:
     """JSON text, else a Python literal of rows, else (if it reads like one) an error message."""
     if _ERROR_TEXT.match(text):
         raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {text.strip()[:300]}")
+    if text_rows.claims(text):  # numbered rows (mcp-alchemy), a query plan
+        _too_big(what, text)
+        return text_rows.decode(what, tool, text)
     try:
         return unwrap(what, tool, decode_json_text(what, text))
     except ChartError:
@@ -110,6 +116,8 @@ def unwrap(what: str, tool: str, payload: Any) -> Any:
     """Undo FastMCP's and MCPServer's wrapping of a non-object return: {"result": <value>}."""
     if isinstance(payload, dict) and list(payload) == ["result"]:
         inner = payload["result"]
+        if (item := text_rows.text_item(what, tool, inner)) is not None:  # an mcp 1.x server's content list
+            inner = item
         return decode_text(what, tool, inner) if isinstance(inner, str) else inner
     return payload
 
