@@ -6,10 +6,11 @@ import concurrent.futures as concurrent_futures
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from runner.logs import set_run_id
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.redaction import given_secrets
 from runner.redaction import install as install_secrets
+from runner.render.cache_folder import unclaim
 from runner.render.cached import claim_cache, render_cache, with_cache
 from runner.report import (
     SCHEMA_VERSION,
@@ -103,14 +105,22 @@ def _deadline(seconds: float | None, stop: Any, received: list[str]) -> Iterator
 
 
 @contextmanager
-def _removed_on_usage_error(run_dir: Path) -> Iterator[None]:
-    """A usage error found once the server answers (an ambiguous query tool, a bad merchant
-    list) leaves no run folder behind, like one found before."""
+def _removed_on_usage_error(run_dir: Path, undo: list[Callable[[], None]]) -> Iterator[None]:
+    """A usage error found once the run folder exists (an ambiguous query tool, a bad merchant
+    list) leaves nothing behind, like one found before: not the run folder, nor the output and
+    cache folders this run made (while they hold nothing else)."""
     try:
         yield
     except UsageError:
         shutil.rmtree(run_dir, ignore_errors=True)
+        for step in undo:
+            step()
         raise
+
+
+def _rmdir(folder: Path) -> None:
+    with suppress(OSError):
+        folder.rmdir()  # only while empty
 
 
 def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
@@ -146,11 +156,14 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     claim_cache(config, create=False)  # an existing folder that is not the runner's cache: refused now
     dask = _dask_cluster(config, render)  # reached now: one that cannot be, and no work is done
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
+    output = Path(config.output_dir).expanduser()
+    undo: list[Callable[[], None]] = [] if output.exists() else [partial(_rmdir, output)]  # taken back if empty
     run_id, run_dir = new_run_dir(config.output_dir, inputs.reruns)
     try:
-        claim_cache(config)  # a new cache folder is made only now, once the output folder is known good
+        with _removed_on_usage_error(run_dir, undo):
+            if (cache := claim_cache(config)) is not None:  # made only now, once the output folder is good
+                undo.insert(0, partial(unclaim, cache))
     except UsageError:
-        shutil.rmtree(run_dir, ignore_errors=True)
         if dask is not None:
             dask.close(True)
         raise
@@ -178,7 +191,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     # Signals only ask for a stop until the report is on disk: there is no moment where Ctrl-C
     # loses the report or leaves the server running.
     received: list[str] = []
-    with _removed_on_usage_error(run_dir), stop_on_signals(request_stop, received), \
+    with _removed_on_usage_error(run_dir, undo), stop_on_signals(request_stop, received), \
             _deadline(config.max_run_seconds, request_stop, received):
         with ExitStack() as stack:
             if target is None:

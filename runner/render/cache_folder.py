@@ -55,16 +55,17 @@ class NotACache(OSError):
 # -- claiming the folder --------------------------------------------------------------------------
 
 
-def claim(folder: Path, adoptable: bool, create: bool = True) -> None:
-    """Make `folder` the runner's cache, or stop the run (UsageError).
+def claim(folder: Path, adoptable: bool, create: bool = True) -> bool:
+    """Make `folder` the runner's cache, or stop the run (UsageError); True if this call made it.
 
     New or empty: marked. Marked: used. Anything else is refused, unless `adoptable` (the
     default place) and every file in it has the cache's own naming. Without `create`, a folder
     that does not exist yet is left for later (a usage error found before the run folder is
     made must leave nothing behind, the output folder included).
     """
-    if not create and not os.path.lexists(folder):
-        return
+    existed = os.path.lexists(folder)
+    if not create and not existed:
+        return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
         root = os.open(folder, _FOLDER)
@@ -73,10 +74,10 @@ def claim(folder: Path, adoptable: bool, create: bool = True) -> None:
     try:
         if is_marked(root):
             _check_index(folder, root)
-            return
+            return False
         names = [name for name in os.listdir(root) if not _MARKER_TEMP.fullmatch(name)]
         if names and is_marked(root):  # another run claimed it a moment ago
-            return
+            return False
         if names:
             found = _earlier_layout(root, names) if adoptable else None
             if found is None:
@@ -90,6 +91,20 @@ def claim(folder: Path, adoptable: bool, create: bool = True) -> None:
         raise UsageError(f"cache folder {folder} cannot be used: {exc.strerror or exc}") from None
     finally:
         os.close(root)
+    return not existed
+
+
+def unclaim(folder: Path) -> None:
+    """Take back a folder `claim` made, while it holds nothing but the marker (a run that ended
+    in a usage error leaves nothing behind)."""
+    with suppress(OSError):
+        root = os.open(folder, _FOLDER | os.O_NOFOLLOW)
+        try:
+            if os.listdir(root) == [MARKER]:
+                os.unlink(MARKER, dir_fd=root)
+        finally:
+            os.close(root)
+        os.rmdir(folder)
 
 
 def _check_index(folder: Path, root: int) -> None:

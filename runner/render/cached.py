@@ -130,13 +130,15 @@ def render_cache(config: RunnerConfig) -> RenderCache:
     return RenderCache(folder, config.cache_max_mb * 1_000_000)
 
 
-def claim_cache(config: RunnerConfig, create: bool = True) -> None:
-    """The cache folder is the runner's, made so, or refused (UsageError). Only the default place
-    may hold a cache of the layout before the marker (adopted once). Without `create`, only a
-    folder that already exists is checked: the check before any work."""
-    if config.cache:
-        folder = render_cache(config).folder
-        claim(folder, adoptable=folder.resolve() == _default_folder(config).resolve(), create=create)
+def claim_cache(config: RunnerConfig, create: bool = True) -> Path | None:
+    """The cache folder is the runner's, made so, or refused (UsageError); returns it if this call
+    made it. Only the default place may hold a cache of the layout before the marker (adopted
+    once). Without `create`, only a folder that already exists is checked: the check before any work."""
+    if not config.cache:
+        return None
+    folder = render_cache(config).folder
+    made = claim(folder, adoptable=folder.resolve() == _default_folder(config).resolve(), create=create)
+    return folder if made else None
 
 
 def with_cache(supervisor: RenderSupervisor, config: RunnerConfig) -> RenderSupervisor:
