@@ -245,3 +245,18 @@ def test_a_timeout_while_the_server_answers_nothing_is_not_asked_again(tmp_path,
     retrieval = report["metrics"]["retrieval"]
     assert (retrieval["tool_calls"], retrieval["batch_retries"], retrieval["sequential_fallbacks"]) == (1, 0, 0)
     assert "not tried again: the server answered nothing while it waited" in result.stderr
+
+
+def test_a_stdio_server_that_dies_at_start_says_why_and_where_its_stderr_is(tmp_path):
+    """Not just 'Connection closed': the last lines the server wrote on stderr (here a Python
+    ImportError, as postgres-mcp gives under the wrong mcp) and the log file that holds them all."""
+    command = f"{sys.executable} -c 'import no_such_module_for_this_test'"
+    result = run_cli(["--server-command", command, "--deck", "none"], tmp_path)
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr.replace("its stderr ended: Traceback", "")  # quoted, not ours
+    reason = result.report["run"]["error"]
+    assert "its stderr ended: " in reason and "No module named 'no_such_module_for_this_test'" in reason
+    log = result.report_path.parent / "server-stderr.log"
+    assert f"(all of it in {log})" in reason and "ModuleNotFoundError" in log.read_text()
+    lines = [line for line in result.stderr.splitlines() if "cannot list merchants" in line]
+    assert len(lines) == 1 and "no_such_module_for_this_test" in lines[0]

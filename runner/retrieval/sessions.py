@@ -28,6 +28,7 @@ from runner.redaction import redact
 from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
 from runner.retrieval.health import ServerHealth
 from runner.retrieval.limits import MAX_MESSAGE_BYTES, CappedTransport, refused_answer
+from runner.retrieval.stdio import StderrTail
 
 T = TypeVar("T")
 
@@ -108,6 +109,7 @@ class Slot:
         self._client: Any = None
         self._denied: int | None = None  # an HTTP 401/403 seen on this slot's current session
         self._gave_up: list[str] = []  # why the stdio transport itself ended the current session
+        self._stderr_tail = StderrTail()  # the last lines the current session's server wrote on stderr
         self._stop: asyncio.Event | None = None
         self._holder: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -167,7 +169,9 @@ class Slot:
                 yield client
             return
         self._gave_up = []
-        async with Client(stdio_transport(target.command, dict(target.env), self._errlog, self._gave_up)) as client:
+        self._stderr_tail = StderrTail()
+        async with Client(stdio_transport(target.command, dict(target.env), self._errlog, self._gave_up,
+                                          tail=self._stderr_tail)) as client:
             yield client
 
     def _access_denied(self) -> ChartError | None:
@@ -214,7 +218,7 @@ class Slot:
                 elif isinstance(exc, TimeoutError):
                     reason, final = f"no answer within {self._open_timeout:g}s", False
                 else:
-                    reason, final = describe_exception(exc), False
+                    reason, final = describe_exception(exc) + self._last_words(), False
                 error = ChartError(ErrorType.SERVER_UNAVAILABLE,
                                    f"cannot connect to MCP server {self._target.describe()}: {reason}", final=final)
                 self._health.failed(error)
@@ -223,6 +227,14 @@ class Slot:
             self._counters.add(sessions_opened=1)
             logger.debug("MCP session {} opened to {}", self.index, self._target.describe())
             return client
+
+    def _last_words(self) -> str:
+        """What a stdio server that would not start last said on stderr, and where the rest is."""
+        lines = self._stderr_tail.lines() if self._target.command else []
+        if not lines:
+            return ""
+        where = getattr(self._errlog, "name", None)
+        return f"; its stderr ended: {' | '.join(lines)}" + (f" (all of it in {where})" if where else "")
 
     async def invalidate(self, client: Any) -> None:
         """Drop a session that failed at the transport level, so the next call reopens it."""

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -171,7 +172,27 @@ async def _watch_for_junk(traffic: _Traffic, grace: float, out: MemoryObjectSend
         await out.aclose()
 
 
-async def _copy_stderr(process: Process, errlog: TextIO, copied: anyio.Event) -> None:
+class StderrTail:
+    """The last lines a server wrote on stderr: what a server that dies at start says about why
+    (a Python ImportError, a bad flag), for the error that would otherwise say only that the
+    connection closed."""
+
+    def __init__(self, lines: int = 4, line_chars: int = 300) -> None:
+        self._lines: deque[str] = deque(maxlen=lines)
+        self._open = ""
+        self._line_chars = line_chars
+
+    def add(self, text: str) -> None:
+        *ended, self._open = (self._open + text).split("\n")
+        self._lines.extend(line[:self._line_chars] for line in ended if line.strip())
+        self._open = self._open[-self._line_chars:]
+
+    def lines(self) -> list[str]:
+        last = [*self._lines, *([self._open] if self._open.strip() else [])]
+        return last[-(self._lines.maxlen or 1):]
+
+
+async def _copy_stderr(process: Process, errlog: TextIO, copied: anyio.Event, tail: StderrTail) -> None:
     """The server's stderr into its log, through the secrets scrubber (it may print what it was
     given: a password, a token), which is why it is a pipe we read and not the file itself."""
     assert process.stderr is not None
@@ -179,7 +200,9 @@ async def _copy_stderr(process: Process, errlog: TextIO, copied: anyio.Event) ->
     writer = ScrubbingWriter(errlog)
     try:
         async for chunk in process.stderr:
-            writer.write(decoder.decode(chunk))
+            text = decoder.decode(chunk)
+            writer.write(text)
+            tail.add(text)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError):
         pass  # our own shutdown, or the server went away
     finally:
@@ -210,9 +233,11 @@ async def _stop(process: Process, copied: anyio.Event) -> None:
 @asynccontextmanager
 async def stdio_transport(command: Sequence[str], env: Mapping[str, str], errlog: TextIO | None,
                           failed: list[str], limit: int = MAX_MESSAGE_BYTES,
-                          junk_grace: float = JUNK_GRACE_SECONDS) -> AsyncIterator[tuple[Any, Any]]:
+                          junk_grace: float = JUNK_GRACE_SECONDS,
+                          tail: StderrTail | None = None) -> AsyncIterator[tuple[Any, Any]]:
     """(read stream, write stream) to a server started from `command`, in its own process group.
-    Why the transport itself gave up, if it did, is appended to `failed`."""
+    Why the transport itself gave up, if it did, is appended to `failed`; the last lines of the
+    server's stderr are kept in `tail`."""
     process = await anyio.open_process(list(command), env=get_default_environment() | dict(env),
                                        stderr=subprocess.PIPE, start_new_session=True)
     to_session, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -224,7 +249,7 @@ async def stdio_transport(command: Sequence[str], env: Mapping[str, str], errlog
             tasks.start_soon(_read, process, to_session, traffic, limit)
             tasks.start_soon(_write, process, from_session, to_session, traffic)
             tasks.start_soon(_watch_for_junk, traffic, junk_grace, to_session, failed)
-            tasks.start_soon(_copy_stderr, process, errlog or sys.stderr, copied)
+            tasks.start_soon(_copy_stderr, process, errlog or sys.stderr, copied, tail or StderrTail())
             try:
                 yield read_stream, write_stream
             finally:
