@@ -26,7 +26,7 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.decks.book import DeckBook, DeckResult
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
 from runner.jobs import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
@@ -266,7 +266,7 @@ class Coordinator:
             error_type = error.error_type if isinstance(error, ChartError) else ErrorType.INTERNAL
             if not isinstance(error, ChartError):
                 logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
-            message = str(error)[:300]
+            message = one_line(str(error), 300)
             self._record_batch(BatchResult(batch.batch_id, batch.merchant, batch.chart_ids, BatchStatus.FAILED, 1, "",
                                            0.0, error_type=error_type, error=message))
             for job in batch.jobs:

@@ -36,14 +36,10 @@ if TYPE_CHECKING:
 
 MIN_CHARS = 4
 MARK = "***"
-# A message that quotes a secret may cut it (a preview of a tool's answer is its first 60
-# characters): the start or end left, of PARTIAL_CHARS or more, of a password, token or key is
-# scrubbed too. Not of a value with parts (a URL, a sentence: their start is ordinary text,
-# and their credentials are secrets of their own), nor of one longer than PARTIAL_UP_TO (a key
-# file's contents), whose pieces would be thousands.
-PARTIAL_CHARS = 8
 TOKEN_AS_USER = 20  # a URL's user part this long, with no password, is taken for a token
-PARTIAL_UP_TO = 256
+# A message that quotes outside text cuts it only after scrubbing (errors.one_line), so a secret
+# is never cut in two before it can be found: no part of a secret is looked for, only the whole,
+# which keeps ordinary words (`postgres` in a path) from being masked by a password's start.
 
 _KEY_WORDS = re.compile(r"key|token|secret|pass|pwd|credential|auth|bearer", re.IGNORECASE)
 _QUERY_WORDS = re.compile(r"key|token|secret|pass|pwd|auth|sig|code|bearer|credential", re.IGNORECASE)
@@ -75,11 +71,6 @@ def _base64_cores(data: bytes) -> Iterator[str]:
         yield core.translate(_URLSAFE)
 
 
-def atomic(value: str) -> bool:
-    """A password, token or key: one word, not a URL."""
-    return "://" not in value and not any(ch.isspace() for ch in value)
-
-
 def _encodings(value: str) -> Iterator[str]:
     data = _bytes(value)
     yield value
@@ -90,10 +81,6 @@ def _encodings(value: str) -> Iterator[str]:
     yield json.dumps(value, ensure_ascii=False)[1:-1]
     yield repr(value)[1:-1]
     yield from _base64_cores(data)
-    if len(value) <= PARTIAL_UP_TO and atomic(value):
-        for size in range(PARTIAL_CHARS, len(value)):
-            yield value[:size]
-            yield value[-size:]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.decks import paragraphs
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
@@ -41,7 +41,7 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
         raise
     except Exception as exc:  # RecursionError and MemoryError included: they come of the answer too
         raise ChartError(ErrorType.BAD_DATA, f"{spec.id}: the answer could not be read "
-                                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                                             f"({type(exc).__name__}: {one_line(str(exc), 200)})") from None
 
 
 async def fetch_chart(slot: Slot, job: ChartJob, batch_id: str, config: RunnerConfig,

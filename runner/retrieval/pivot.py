@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from runner.charts import ChartSpec
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import ChartJob
 from runner.retrieval.parse import label_text, number, show
 
@@ -44,10 +44,10 @@ def rows_of(spec: ChartSpec, payload: Any) -> list[dict[str, Any]]:
     names = None
     if isinstance(payload, dict):
         if payload.get("success") is False or ("error" in payload and not any(k in payload for k in _ROW_LISTS)):
-            detail = str(payload.get("error") or payload.get("message") or payload)[:300]
+            detail = one_line(str(payload.get("error") or payload.get("message") or payload), 300)
             raise ChartError(ErrorType.TOOL_ERROR, f"{spec.id}: the query failed: {detail}")
         if payload.get("truncated"):
-            why = str(payload.get("warning") or "no reason given")[:200]
+            why = one_line(str(payload.get("warning") or "no reason given"), 200)
             raise _bad(spec, f"the server cut the result short ({why}); aggregate more in the SQL")
         key = next((k for k in _ROW_LISTS if isinstance(payload.get(k), list)), None)
         if key is None:

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 from runner.retrieval import text_rows
 
 MAX_RESULT_CHARS = 2_000_000
@@ -59,9 +59,8 @@ def decode_json_text(what: str, text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # deep nesting is an attack, not JSON we can use
-        preview = text[:60].replace("\n", " ")
         raise ChartError(ErrorType.BAD_DATA, f"{what}: result is not valid JSON ({exc}); "
-                                             f"it starts with {preview!r}") from None
+                                             f"it starts with '{one_line(text, 60)}'") from None
 
 
 def _literal(node: ast.AST) -> Any:
@@ -92,15 +91,14 @@ def decode_python_literal(what: str, text: str) -> Any:
     try:
         return _literal(ast.parse(text.strip(), mode="eval").body)
     except (SyntaxError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        preview = text[:60].replace("\n", " ")
         raise ChartError(ErrorType.BAD_DATA, f"{what}: result is neither JSON nor a Python literal "
-                                             f"({type(exc).__name__}); it starts with {preview!r}") from None
+                                             f"({type(exc).__name__}); it starts with '{one_line(text, 60)}'") from None
 
 
 def decode_text(what: str, tool: str, text: str) -> Any:
     """JSON text, else a Python literal of rows, else (if it reads like one) an error message."""
     if _ERROR_TEXT.match(text):
-        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {text.strip()[:300]}")
+        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {one_line(text.strip(), 300)}")
     if text_rows.claims(text):  # numbered rows (mcp-alchemy), a query plan
         _too_big(what, text)
         return text_rows.decode(what, tool, text)
@@ -133,7 +131,7 @@ def decode_tool_result(what: str, tool: str, result: Any) -> Any:
     """The JSON payload of an MCP CallToolResult."""
     if getattr(result, "is_error", False):
         text = " ".join(getattr(block, "text", "") for block in result.content or [])
-        detail = text.strip()[:300] or "no detail"
+        detail = one_line(text.strip(), 300) or "no detail"
         raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {detail}")
     structured = getattr(result, "structured_content", None)
     if isinstance(structured, dict) and structured:

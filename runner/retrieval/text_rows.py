@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, one_line
 
 NO_ROWS = "No rows returned"
 NULL = "NULL"  # how mcp-alchemy writes a null (a text value "NULL" reads as null too: it cannot tell)
@@ -95,7 +95,8 @@ def decode(what: str, tool: str, text: str) -> list[dict[str, Any]]:
         expected = None if columns is None or row is None else columns[len(row)] if len(row) < len(columns) else ""
         found = _field(line, expected) if row is not None and expected != "" else None
         if row is None or not found or found[0] in row:  # a value with a line break is unreadable: refused
-            raise _bad(what, f"line {number} of tool {tool}'s numbered rows is no 'column: value': {line[:60]!r}")
+            raise _bad(what, f"line {number} of tool {tool}'s numbered rows is no 'column: value': "
+                             f"'{one_line(line, 60)}'")
         row[found[0]] = None if found[1] == NULL else found[1]
         last = found[0]
     raise _bad(what, f"tool {tool}'s numbered rows end without their count ('Result: N rows'): the answer "
