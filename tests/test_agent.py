@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.demo.fake_claude import FakeClaude, QueuedError, ToolFault
 from runner.errors import ChartError
@@ -206,6 +207,8 @@ def test_an_api_that_keeps_failing_is_given_up_after_the_failure_limit(tmp_path,
     assert all(e.startswith(f"not called: the Messages API at {fake.url} failed 3 times in a row; last: ")
                for e in last)
     assert f"giving up on the Messages API at {fake.url}" in result.stderr
+    after = result.stderr.split(f"giving up on the Messages API at {fake.url}", 1)[1]
+    assert "; retry " not in after  # no retry is announced, nor waited for, once the API is given up
     assert_key_never_written(result, tmp_path)
 
 
@@ -259,7 +262,11 @@ def test_tool_calls_the_model_gets_wrong_fail_their_charts_and_say_why(tmp_path,
             assert chart["status"] == "ok", chart
             continue
         assert chart["error_type"] == "bad_data", chart
-        assert "the model gave no data for this chart; its last failed tool call: " in chart["error"]
+        tool = next(spec.tool for spec in BUILTIN_PACK if spec.id == chart["chart_id"])
+        if fault is ToolFault.UNKNOWN_TOOL:  # it never called the chart's own tool: its last wrong call is named
+            assert "the model gave no data for this chart; the model's last failed tool call: fetch_" in chart["error"]
+        else:  # the chart's own tool's failed call, not a batch-mate's
+            assert f"the model gave no data for this chart; its last failed tool call: {tool}(" in chart["error"]
         assert said in chart["error"], chart["error"]
     batch = next(b for b in result.report["batches"] if b["merchant"] == merchant)
     assert batch["steps"] == 2 and batch["input_tokens"] > 0  # the failed calls took a step, and tokens count

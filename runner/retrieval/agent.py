@@ -166,6 +166,7 @@ class _Conversation:
         self.last: Usage | None = None
         self.stopped: str | None = None  # why the conversation was cut short, if it was
         self.last_failed_call: str | None = None  # the model's last tool call that did not work, and why
+        self.failed_calls: dict[str, str] = {}  # tool name -> its last failed call: a chart is told of its own
 
     async def run(self, client: MessagesClient) -> str:
         """Drive the loop; returns the model's final text."""
@@ -260,6 +261,8 @@ class _Conversation:
             block["is_error"] = True
             shown = json.dumps(arguments) if isinstance(arguments, dict) else repr(arguments)
             self.last_failed_call = f"{one_line(use.name, 80)}({one_line(shown, 160)}): {one_line(text, 200)}"
+            if isinstance(use.name, str):
+                self.failed_calls[use.name] = self.last_failed_call
         return block
 
 
@@ -309,7 +312,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
         data = None
         entry = answers.get(job.spec.id)
         if error is None and not isinstance(entry, dict):
-            error = _no_answer(job.spec.id, conversation)
+            error = _no_answer(job.spec.id, job.spec.tool, conversation)
         if error is None and isinstance(entry, dict):
             paragraph = entry.get("paragraph")
             paragraph = paragraphs.trimmed(paragraph) if isinstance(paragraph, str) else None
@@ -340,10 +343,13 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
     )
 
 
-def _no_answer(chart_id: str, conversation: _Conversation) -> ChartError:
+def _no_answer(chart_id: str, tool: str | None, conversation: _Conversation) -> ChartError:
     if conversation.stopped:
         return ChartError(ErrorType.BUDGET_EXCEEDED, f"{chart_id}: no answer before the {conversation.stopped}")
-    if conversation.last_failed_call:
+    if tool and tool in conversation.failed_calls:  # the chart's own tool: that call is what went wrong
         return ChartError(ErrorType.BAD_DATA, f"{chart_id}: the model gave no data for this chart; its last failed "
-                                              f"tool call: {conversation.last_failed_call}")
+                                              f"tool call: {conversation.failed_calls[tool]}")
+    if conversation.last_failed_call:  # no failed call of its own: what the model last got wrong
+        return ChartError(ErrorType.BAD_DATA, f"{chart_id}: the model gave no data for this chart; the model's last "
+                                              f"failed tool call: {conversation.last_failed_call}")
     return ChartError(ErrorType.BAD_DATA, f"{chart_id}: the model gave no data for this chart")

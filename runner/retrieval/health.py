@@ -8,7 +8,9 @@ after every chart has waited out its own timeouts and retries.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 from loguru import logger
 
@@ -44,8 +46,16 @@ class ServerHealth:
 
     def answered(self) -> None:
         with self._lock:
-            self._failures = 0
+            if not self.down:  # once given up, it stays so: a late answer changes nothing
+                self._failures = 0
             self.answers += 1
+
+    async def wait_unless_down(self, seconds: float) -> None:
+        """Sleep before a retry, cut short when the server is given up meanwhile (by another
+        batch, in another thread): waiting for a retry that will not be sent only delays the run."""
+        end = time.monotonic() + seconds
+        while not self.down and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.1))
 
     def failed(self, error: ChartError) -> None:
         if error.final:
@@ -54,9 +64,11 @@ class ServerHealth:
             self.answered()
             return
         with self._lock:
+            if self.down:  # already given up: the count says how many it took, not how many came after
+                return
             self._failures += 1
             self._last = error
-            if self._failures >= self.limit and not self.down:
+            if self._failures >= self.limit:
                 self.down = True
                 logger.error("giving up on the {} at {} after {} failures in a row: {}", self._name, self._where,
                              self._failures, error.message)

@@ -10,7 +10,6 @@ chart still waiting fails at once with `llm_error` and the last reason.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
@@ -116,13 +115,15 @@ class MessagesClient:
                 health.failed(error)
                 raise error
             health.failed(ChartError(ErrorType.LLM_ERROR, failure))
+            if health.down:  # given up on, by this failure or another batch's: no retry to wait for
+                raise ChartError(ErrorType.LLM_ERROR, f"{failure}; not tried again: the API is given up")
             delay = self.policy.next_delay(tries, hint=hint)
             if delay is None:
                 raise ChartError(ErrorType.LLM_ERROR, f"still failing after {tries} tries: {failure}")
             if delay >= self.deadline - time.monotonic():
                 raise self._out_of_time()
             self.log.info("{}; retry {}/{} in {:.1f}s", failure, tries, self.policy.retries, delay)
-            await asyncio.sleep(delay)
+            await health.wait_unless_down(delay)
 
     def describe(self, exc: Exception) -> str:
         """One line: what went wrong, with the API's address, never its key."""
