@@ -222,3 +222,18 @@ def test_a_models_paragraph_is_trimmed_to_what_a_slide_holds():
     assert len(text) <= paragraphs.MAX_CHARS and text.endswith("this year.") and "\x1b" not in text
     assert paragraphs.trimmed("word " * 200).endswith(" …")
     assert paragraphs.trimmed("  short\ttext ") == "short text"
+
+
+def test_the_largest_shift_does_not_depend_on_float_noise(warehouse):
+    """Two categories move by the same amount; SQLite's sums differ from the demo server's in the
+    last bits (3771.5199999 vs 3771.52): the same numbers must give the same words."""
+    from runner.demo.server import CHART_TOOLS
+
+    spec = next(s for s in BUILTIN_PACK if s.id == "sales_by_product_type")
+    token = warehouse.merchants()[0]["token"]
+    payload = getattr(warehouse, CHART_TOOLS[spec.tool][0])(token, "2024-01-01", "2025-12-31")
+    exact = paragraphs.write(spec, chart_data_from_json(spec, token, payload)).paragraph
+    for nudge in (1e-9, -1e-9):
+        noisy = {**payload, "series": [{**s, "values": [v + nudge * (i + 1) if v else v for v in s["values"]]}
+                                       for i, s in enumerate(payload["series"])]}
+        assert paragraphs.write(spec, chart_data_from_json(spec, token, noisy)).paragraph == exact

@@ -125,7 +125,11 @@ def _mix(spec: ChartSpec, data: ChartData) -> Text:
         window = max(1, min(3, len(with_data) // 4))
         first = _shares(panel, slice(with_data[0], with_data[window - 1] + 1))
         last = _shares(panel, slice(with_data[-window], with_data[-1] + 1))
-        name = max(first, key=lambda n: abs(last[n] - first[n]))
+        # Compared as printed (one decimal of a point): with two categories both move by the same
+        # amount, and float noise (SQLite's 3771.5199999 vs 3771.52) must not pick which is named;
+        # a tie names the larger category.
+        weight = {n: round(share, 1) for n, share in overall}
+        name = max(first, key=lambda n: (round(abs(last[n] - first[n]), 1), weight.get(n, 0.0)))
         span = f"the first {window} months and the last {window}" if window > 1 else "the first month and the last"
         if abs(last[name] - first[name]) < STEADY_POINTS:
             text += f" The mix held steady: no share moved a point between {span}."
