@@ -309,8 +309,9 @@ def merge(target: MergeTarget, outcome: RunOutcome) -> tuple[Path, dict[str, Any
     rerun_id = rerun_report["run"]["run_id"]
     redone = {(c["merchant"], c["chart_id"]): c for c in rerun_report["charts"]}
     touched = {merchant for merchant, _ in redone}
-    # A rerun chart keeps the batch it had in this run, so batches and charts still join.
-    charts = [_place(rerun, {**redone[key], "batch_id": c["batch_id"]}, rerun_dir)
+    # A rerun chart keeps the run and batch it had here, so batches and charts still join (the
+    # rerun's folder is gone once merged; run.merged says which charts it redid).
+    charts = [_place(rerun, {**redone[key], "run_id": c["run_id"], "batch_id": c["batch_id"]}, rerun_dir)
               if (key := (c["merchant"], c["chart_id"])) in redone
               else _in_place(rerun, c, c["merchant"] in touched) for c in rerun.report["charts"]]
     decks = _rebuilt_decks(target, charts, touched)
