@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import zipfile
@@ -180,12 +181,47 @@ def _bomb(path: Path) -> Path:
 
 @pytest.mark.parametrize(("make", "says"), [
     (_bomb, "would expand to 1,07"),
-    (lambda path: Path("/etc/passwd"), "is not a PowerPoint file: not a zip archive"),
+    (lambda path: Path("/etc/passwd"), "is not a PowerPoint file: not a sound zip archive"),
 ], ids=["expands-to-1-GiB", "not-a-zip"])
 def test_a_template_that_is_not_a_pptx_or_would_expand_past_the_bound_is_refused_unread(make, says, tmp_path):
     template = make(tmp_path / "template.pptx")
     result = run_cli(["--merchant", "LIICIEWKV6BK", "--deck-template", str(template)], tmp_path)
     _one_usage_line(result, f"deck template {template} ", says)
+    assert not (tmp_path / "out").exists()
+
+
+def _lying_bomb(path: Path) -> Path:
+    """A 1 GiB member whose directory says it holds 1,000 bytes (local and central headers)."""
+    template = _pptx_template(path)
+    zeros = b"\0" * (1 << 20)
+    with zipfile.ZipFile(template, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as archive, \
+            archive.open("ppt/media/image99.png", "w") as member:
+        for _ in range(1024):
+            member.write(zeros)
+    content = bytearray(template.read_bytes())
+    with zipfile.ZipFile(template) as archive:
+        local = archive.getinfo("ppt/media/image99.png").header_offset
+    central = content.rindex(b"ppt/media/image99.png") - 46  # the last entry of the central directory
+    assert content[local:local + 4] == b"PK\x03\x04" and content[central:central + 4] == b"PK\x01\x02"
+    for size_field in (local + 22, central + 24):
+        content[size_field:size_field + 4] = (1000).to_bytes(4, "little")
+    template.write_bytes(bytes(content))
+    with zipfile.ZipFile(template) as archive:
+        assert archive.getinfo("ppt/media/image99.png").file_size == 1000  # the lie is what the directory says
+    return template
+
+
+def test_a_template_member_that_lies_about_its_size_is_refused_within_bounded_memory(tmp_path):
+    """Reading stops at the declared size, but a whole-member read inflates everything first: 2.2 GB."""
+    template = _lying_bomb(tmp_path / "template.pptx")
+    command = [sys.executable, "-m", "runner", "--merchant", "LIICIEWKV6BK", "--deck-template", str(template),
+               "--output-dir", str(tmp_path / "out")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 2 and "not a sound zip archive" in stderr and "Traceback" not in stderr, stderr
+    assert usage.ru_maxrss < 600_000, f"peak {usage.ru_maxrss / 1000:.0f} MB"  # KB: the run's own peak
     assert not (tmp_path / "out").exists()
 
 

@@ -116,19 +116,28 @@ def _chart_slides(deck: Any, specs: tuple[ChartSpec, ...]) -> tuple[dict[str, An
     return dict(zip((spec.id for spec in specs), ordered, strict=False)), "order"
 
 
+_CHUNK = 1 << 20  # decompressed a megabyte at a time, however much one compressed block holds
+
+
 def _check_archive(content: bytes, where: str) -> None:
     """A PPTX is a zip: refuse one that is not, or whose members would expand past the bound,
-    from the sizes in its directory and before any member is read (reading stops at the size
-    the directory gives, so a member that lies about its size cannot get past this either)."""
+    from the sizes in its directory before any member is read. Then every member is read through
+    once, a megabyte at a time: reading stops at the size the directory gives and checks the
+    CRC, so a member that lies about its size is refused here with bounded memory (a whole-member
+    read, as python-pptx does, would first inflate everything its compressed bytes hold)."""
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise UsageError(f"deck template {where} is not a PowerPoint file: not a zip archive ({exc})") from None
-    expanded = sum(member.file_size for member in members)
-    if expanded > MAX_TEMPLATE_EXPANDED_BYTES:
-        raise UsageError(f"deck template {where} would expand to {expanded:,} bytes, over the "
-                         f"{MAX_TEMPLATE_EXPANDED_BYTES:,}-byte limit")
+            expanded = sum(member.file_size for member in members)
+            if expanded > MAX_TEMPLATE_EXPANDED_BYTES:
+                raise UsageError(f"deck template {where} would expand to {expanded:,} bytes, over the "
+                                 f"{MAX_TEMPLATE_EXPANDED_BYTES:,}-byte limit")
+            for member in members:
+                with archive.open(member) as stream:
+                    while stream.read(_CHUNK):
+                        pass
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise UsageError(f"deck template {where} is not a PowerPoint file: not a sound zip archive ({exc})") from None
 
 
 def check_template(content: bytes, specs: tuple[ChartSpec, ...], where: str) -> None:
