@@ -12,12 +12,13 @@ A JUnit file that cannot be written does not lose the run: the report is still w
 
 from __future__ import annotations
 
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from runner.errors import one_line
+from runner.errors import UsageError, one_line
 from runner.files import write_atomically
 from runner.report import ReportWriteError
 
@@ -64,7 +65,31 @@ def junit_xml(report: dict[str, Any]) -> bytes:
     return ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` cannot take the JUnit file: it exists and is not a regular file. The file is
+    replaced by a rename, which would put XML where a device, a FIFO or a link was."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISLNK, "a link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return f"it is {next((name for test, name in kinds if test(mode)), 'not a regular file')}, not a file"
+
+
+def check_junit_path(path: Path) -> None:
+    """Before any work: --junit-xml names a file the runner may replace (absent, or a regular file)."""
+    if (why := _not_a_file(path)) is not None:
+        raise UsageError(f"--junit-xml {path}: {why}")
+
+
 def write_junit(path: Path, report: dict[str, Any]) -> None:
+    if (why := _not_a_file(path)) is not None:  # changed since the check at the start
+        raise ReportWriteError(f"cannot write the JUnit file {path}: {why}")
     try:
         write_atomically(path, junit_xml(report))
     except OSError as exc:

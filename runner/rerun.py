@@ -200,8 +200,11 @@ def _batch_row(raw: Any, here: str) -> dict[str, Any]:
 
 def read_rerun(path: str) -> Rerun:
     """The failed and cancelled pairs of a finished run's report."""
-    report_path = Path(path).expanduser().resolve()
+    given = Path(path).expanduser()
     where = f"--rerun-failed {path}"
+    if given.is_symlink():  # the run folder is the report's own: a link would make another folder the run
+        raise UsageError(f"{where} is a link: give the report.json inside the run's folder")
+    report_path = given.parent.resolve() / given.name  # the folder may be reached by a link, as `latest` is
     raw = read_input(report_path, "report", MAX_REPORT_BYTES)
     try:
         report, specs = _checked(json.loads(raw.decode("utf-8-sig")), where)

@@ -22,7 +22,7 @@ from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.job import JobInputs, check_dates
 from runner.jobs import check_run_size, plan_batches
-from runner.junit import write_junit
+from runner.junit import check_junit_path, write_junit
 from runner.logs import set_run_id
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
 from runner.redaction import given_secrets
@@ -141,6 +141,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         raise UsageError(f"output_dir {config.output_dir!r} is empty: name a folder (--output-dir, "
                          "SCALAPAY_OUTPUT_DIR or output_dir in the config file)")
     check_run_size(inputs.chart_count, len(inputs.merchants), len(inputs.charts))
+    if config.junit_xml:
+        check_junit_path(Path(config.junit_xml).expanduser())
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")

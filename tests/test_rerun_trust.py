@@ -207,6 +207,21 @@ def test_a_merchant_folder_that_is_a_link_is_refused_before_any_work(tmp_path, o
     setup.assert_untouched()
 
 
+def test_a_report_that_is_a_link_is_refused_before_any_work(tmp_path, original):
+    """The run is the report's folder: a report.json that links elsewhere would make that folder
+    the run, and the merge would write its charts and decks there."""
+    setup = Setup(tmp_path, original)
+    elsewhere = tmp_path / "userdir" / "report.json"
+    shutil.move(setup.report_path, elsewhere)
+    setup.report_path.symlink_to(elsewhere)
+    setup.before = tree_digest(setup.root, skip=(setup.out,))
+    runs = setup.runs()
+    result = setup.merge()
+    _one_line_usage_error(result, str(setup.report_path), "is a link")
+    assert setup.runs() == runs
+    setup.assert_untouched()  # nothing written beside the linked report
+
+
 def test_files_that_are_links_are_replaced_or_refused_never_followed(tmp_path, original):
     setup = Setup(tmp_path, original)
     first, second = sorted({c["merchant"] for c in setup.report["charts"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -296,3 +297,28 @@ def test_a_stdio_server_that_dies_at_start_says_why_and_where_its_stderr_is(tmp_
     assert f"(all of it in {log})" in reason and "ModuleNotFoundError" in log.read_text()
     lines = [line for line in result.stderr.splitlines() if "cannot list merchants" in line]
     assert len(lines) == 1 and "no_such_module_for_this_test" in lines[0]
+
+
+def test_a_junit_path_that_is_not_a_file_is_refused_before_any_work(tmp_path):
+    """The JUnit file is replaced by a rename: at a device or a FIFO (`--junit-xml /dev/full`, as
+    root) that put XML where the device was. Only an absent path or a regular file is taken."""
+    target = tmp_path / "victim.xml"
+    target.write_text("the user's own file\n")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.xml").symlink_to(target)
+    (tmp_path / "folder").mkdir()
+    places = {"fifo": "a FIFO", "link.xml": "a link", "folder": "a folder"}
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        places["null"] = "a character device"
+    except PermissionError:  # not root: the FIFO stands for every special file
+        pass
+    for name, kind in places.items():
+        path = tmp_path / name
+        result = run_cli(["--merchant", "LIICIEWKV6BK", "--charts", "aov_by_month", "--junit-xml", str(path)], tmp_path)
+        _one_usage_line(result, f"--junit-xml {path}: it is {kind}, not a file", "")
+        assert not (tmp_path / "out").exists()
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode) and (tmp_path / "link.xml").is_symlink()
+    assert target.read_text() == "the user's own file\n"
+    if "null" in places:
+        assert stat.S_ISCHR((tmp_path / "null").lstat().st_mode)
