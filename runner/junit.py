@@ -70,10 +70,8 @@ def _not_a_file(path: Path) -> str | None:
     replaced by a rename, which would put XML where a device, a FIFO or a link was."""
     try:
         mode = path.lstat().st_mode
-    except FileNotFoundError:
+    except OSError:  # absent, or not reachable (a file in its path): the write says why, at the end
         return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
     if stat.S_ISREG(mode):
         return None
     kinds = ((stat.S_ISLNK, "a link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),

@@ -24,6 +24,7 @@ def dask_cluster(tmp_path_factory):
     with local_dask_cluster(tmp_path_factory.mktemp("dask"), 2, env) as cluster:
         yield cluster.address, cluster.nannies
     left = [p for p in psutil.process_iter(["cmdline"]) if cluster.address in " ".join(p.info["cmdline"] or [])]
+    left += [cluster.scheduler] if psutil.pid_exists(cluster.scheduler.pid) and cluster.scheduler.poll() is None else []
     assert not left, left
 
 
@@ -108,10 +109,7 @@ def test_a_scheduler_that_goes_away_mid_run_fails_what_is_unfinished(tmp_path, d
                                        "--executor", "dask", "--dask-scheduler", cluster.address,
                                        "--demo-server-arg=--latency-ms=400"], tmp_path)
         wait_for(proc, stderr_path, "rendered in")
-        scheduler = next(p for p in psutil.process_iter(["cmdline"])
-                         if "scheduler" in (p.info["cmdline"] or []) and cluster.address.rsplit(":", 1)[1]
-                         in " ".join(p.info["cmdline"]))
-        scheduler.kill()
+        cluster.scheduler.kill()
         result = finish(proc, stderr_path, set())
     assert result.returncode in (1, 4), result.stderr[-3000:]
     report = check_report(result, demo_tokens[:2])

@@ -4,11 +4,12 @@ separate processes, exactly as on real machines, and all of them ended on exit."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +21,20 @@ START_TIMEOUT_SECONDS = 120.0
 @dataclass(frozen=True)
 class LocalCluster:
     address: str
+    scheduler: subprocess.Popen[bytes]
     nannies: tuple[subprocess.Popen[bytes], ...]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _scheduler_address(scheduler_file: Path, scheduler: subprocess.Popen[bytes], timeout: float) -> str:
+    """The address the scheduler bound (it picks its own free port: a port picked here and
+    handed over can be taken meanwhile, as its own HTTP server once did), from its scheduler file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and scheduler.poll() is None:
+        try:
+            return str(json.loads(scheduler_file.read_text())["address"])
+        except (OSError, ValueError, KeyError):  # not written yet, or half written
+            time.sleep(0.05)
+    raise RuntimeError(f"the Dask scheduler did not start (see {scheduler_file.parent / 'dask-0.log'})")
 
 
 def wait_for_workers(address: str, count: int, timeout: float = START_TIMEOUT_SECONDS) -> None:
@@ -39,21 +47,27 @@ def wait_for_workers(address: str, count: int, timeout: float = START_TIMEOUT_SE
 @contextmanager
 def local_dask_cluster(logs: Path, workers: int = 2, env: Mapping[str, str] | None = None) -> Iterator[LocalCluster]:
     """Yields once every worker has joined; `env` is added to every process's environment."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
     # The workers' statistical profiler samples every thread every 10 ms: CPU the charts need.
     environment = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", **(env or {})}
     dask = [sys.executable, "-m", "dask"]
-    commands = [[*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"]]
-    commands += [[*dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--memory-limit", "0",
-                  "--preload", "runner.render.dask_worker"]] * workers
-    processes = []
+    scheduler_file = logs / "dask-scheduler.json"
+    scheduler_file.unlink(missing_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(number: int, command: list[str]) -> None:
+        with open(logs / f"dask-{number}.log", "w") as log:
+            processes.append(subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=log,
+                                              start_new_session=True))
+
     try:
-        for number, command in enumerate(commands):
-            with open(logs / f"dask-{number}.log", "w") as log:
-                processes.append(subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=log,
-                                                  start_new_session=True))
+        start(0, [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                  "--scheduler-file", str(scheduler_file)])
+        address = _scheduler_address(scheduler_file, processes[0], START_TIMEOUT_SECONDS)
+        for number in range(1, workers + 1):
+            start(number, [*dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--memory-limit", "0",
+                           "--preload", "runner.render.dask_worker"])
         wait_for_workers(address, workers)
-        yield LocalCluster(address, tuple(processes[1:]))
+        yield LocalCluster(address, processes[0], tuple(processes[1:]))
     finally:
         for proc in processes:  # each in its own group: the nanny's worker goes with it
             os.killpg(proc.pid, signal.SIGTERM)
