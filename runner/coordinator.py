@@ -312,8 +312,7 @@ class Coordinator:
         self.metrics.render_finished = time.perf_counter()
         match settled:
             case Rendered(key, BuiltDeck() as deck):
-                for unwritten in self.decks.built(key[0], deck):
-                    self.metrics.errors_by_type[unwritten.error_type or ErrorType.WRITE_ERROR] += 1
+                self.decks.built(key[0], deck)  # a document it could not write is counted from its row
             case Rendered(key, RenderedChart() as rendered):
                 self._write(self._charts[key], rendered)
             case RenderFailed():
@@ -331,7 +330,6 @@ class Coordinator:
             self._fail(self._charts[failed.key], failed.error_type, failed.message)
             return
         logger.warning("deck for {} failed ({}): {}", merchant, failed.error_type, failed.message)
-        self.metrics.errors_by_type[ErrorType.DECK_ERROR] += 1
         self.decks.failed(merchant, ErrorType.DECK_ERROR, failed.message)
 
     def _write(self, chart: _Chart, rendered: RenderedChart) -> None:
@@ -368,7 +366,6 @@ class Coordinator:
         if error_type is ErrorType.CANCELLED:  # not an error: counted as cancelled (runner.metrics)
             self._move(chart, ChartState.CANCELLED)
             return
-        self.metrics.errors_by_type[error_type] += 1
         if not quiet:
             logger.bind(batch=chart.batch_id, merchant=chart.job.merchant, chart=chart.job.spec.id,
                         error_type=error_type).warning("{} {} failed ({}): {}", chart.job.merchant, chart.job.spec.id,

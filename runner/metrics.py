@@ -1,6 +1,7 @@
 """Counting what happened during a run, in the shapes the report publishes.
 
-`errors_by_type` counts failures only: each failed chart by its error_type, and deck errors
+`errors_by_type` is counted from the final chart and deck rows (runner.report.errors_by_type),
+for a run and a merge alike. It counts failures only: each failed chart by its error_type, and deck errors
 (one per merchant whose deck could not be built, one per document that could not be written;
 a deck with no chart to show adds none, its charts' failures are counted). A cancelled chart,
 batch or deck is no error, the run was stopped: `run.charts_cancelled`,
@@ -117,7 +118,6 @@ class RunMetrics:
     output_tokens: int = 0
     max_batch_context_tokens: int = 0
 
-    errors_by_type: Counter[str] = field(default_factory=Counter)
 
     def record_batch(self, result: BatchResult) -> None:
         """A batch that ran to its end (a stopped one never gets here)."""
@@ -201,5 +201,4 @@ class RunMetrics:
                 "output_tokens": self.output_tokens,
                 "max_batch_context_tokens": self.max_batch_context_tokens,
             },
-            "errors_by_type": dict(sorted(self.errors_by_type.items())),
         }

@@ -36,6 +36,7 @@ from runner.report import (
     batch_row,
     chart_counts,
     environment,
+    errors_by_type,
     exit_code_for,  # noqa: F401  (kept importable from here)
     iso_time,
     merchant_rows,
@@ -334,7 +335,8 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
                           None, len(inputs.charts), None,
                           ErrorType.CANCELLED if interrupted else ErrorType.DECK_ERROR, "no chart was planned"))
         for merchant in merchants for fmt in config.deck_formats]
-    metrics = result.metrics if result else RunMetrics().as_report(0, 0, 0)
+    metrics = {**(result.metrics if result else RunMetrics().as_report(0, 0, 0)),
+               "errors_by_type": errors_by_type(charts, decks)}
     run = {
         "run_id": run_id,
         "started_at": iso_time(started_at),
