@@ -12,27 +12,9 @@ from typing import Any
 from runner import sql
 from runner.errors import UsageError
 from runner.files import read_input_text
+from runner.kinds import KINDS, ChartKind, Shape
 from runner.sql import Param
 
-# How each chart kind is drawn, and the JSON shape its data must have:
-#   series:     {"labels": [...], "series": [{"name": str, "values": [num|null, ...]}], "unit": str}
-#   categories: {"labels": [...], "values": [num, ...], "unit": str}
-#   groups:     {"groups": [{"name": str, "labels": [...], "values": [num, ...]}], "unit": "%"}
-KIND_SHAPES = {
-    "yoy_lines": "series",  # one line per year over Jan..Dec
-    "stacked_bars": "series",  # stacked bars per month, one segment per series
-    "line": "series",  # one or more lines over time
-    "bars": "categories",  # one bar per category with its value
-    "share_bars": "categories",  # counts per category, labelled with their share
-    "breakdown": "groups",  # 100% bars, one per group, labelled in percent
-}
-
-# The columns a SQL chart names, per shape: required, then optional.
-SHAPE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "series": (("x", "value"), ("series",)),
-    "categories": (("label", "value"), ()),
-    "groups": (("group", "label", "value"), ()),
-}
 COLUMN_KEYS = ("x", "series", "group", "label", "value")
 
 MAX_PACK_BYTES = 2_000_000
@@ -59,8 +41,12 @@ class ChartSpec:
     params: tuple[tuple[str, Param], ...] = ()  # values for :name placeholders beyond the fixed three
 
     @property
-    def shape(self) -> str:
-        return KIND_SHAPES[self.kind]
+    def chart_kind(self) -> ChartKind:
+        return KINDS[self.kind]
+
+    @property
+    def shape(self) -> Shape:
+        return KINDS[self.kind].shape
 
     @property
     def source(self) -> str:
@@ -145,13 +131,13 @@ def _text_field(entry: dict[str, Any], key: str, where: str) -> str:
 
 
 def _columns(entry: dict[str, Any], chart_id: str, kind: str, where: str) -> tuple[tuple[str, str], ...]:
-    required, optional = SHAPE_COLUMNS[KIND_SHAPES[kind]]
+    required, optional = KINDS[kind].columns
     given = {key: _text_field(entry, key, where) for key in COLUMN_KEYS if key in entry}
     missing = [key for key in required if not given.get(key)]
     if missing:
         raise UsageError(f"{where}: SQL chart {chart_id!r} of kind {kind} must name its result columns "
                          f"{', '.join(required)} (missing: {', '.join(missing)})")
-    allowed = set(required) | (set() if kind == "yoy_lines" else set(optional))  # a year is a yoy line's series
+    allowed = set(required) | set(optional)
     extra = sorted(set(given) - allowed)
     if extra:
         raise UsageError(f"{where}: chart {chart_id!r} of kind {kind} has no use for column(s) {', '.join(extra)}")
@@ -183,8 +169,8 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
     if not _CHART_ID.match(chart_id):
         raise UsageError(f"{where}: chart id {chart_id!r} must be 1-64 of a-z, 0-9, '_' or '-'")
     where = f"{where} ({chart_id})"
-    if kind not in KIND_SHAPES:
-        raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KIND_SHAPES)})")
+    if kind not in KINDS:
+        raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     if bool(tool) == bool(query):
         raise UsageError(f"{where}: give either 'tool' or 'sql', {'not both' if tool else 'one is required'}")
     if tool and not _TOOL_NAME.match(tool):

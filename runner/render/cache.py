@@ -40,8 +40,9 @@ from runner.files import write_in_folder
 from runner.jobs import BuiltDeck, DeckDocument, DeckTask, RenderTask
 from runner.render.cache_folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
 
-_DRAWING_CODE = ("render/draw.py", "render/worker.py", "decks/build.py", "decks/pdf.py", "decks/powerpoint.py",
-                 "decks/paragraphs.py")
+_DRAWING_CODE = ("render/draw.py", "render/axes.py", "render/worker.py", "decks/build.py", "decks/pdf.py",
+                 "decks/powerpoint.py", "decks/paragraphs.py", "decks/wording.py", *(
+                     f"kinds/{path.name}" for path in sorted((Path(__file__).parents[1] / "kinds").glob("*.py"))))
 
 
 @cache

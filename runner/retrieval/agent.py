@@ -48,13 +48,6 @@ SYSTEM_PROMPT = (
     'sentences about the data>"}}}. Leave out a chart you could not get.'
 )
 
-SHAPE_HINTS = {
-    "series": '{"unit": str, "labels": [str], "series": [{"name": str, "values": [number or null]}]}',
-    "categories": '{"unit": str, "labels": [str], "values": [number]}',
-    "groups": '{"unit": "%", "groups": [{"name": str, "labels": [str], "values": [percent]}]}',
-}
-
-
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one response; `context` is what the budget limits."""
@@ -74,7 +67,7 @@ def batch_prompt(batch: Batch) -> str:
     ]
     for job in batch.jobs:
         spec = job.spec
-        lines.append(f"- {spec.id}: {spec.request or spec.title}; shape {SHAPE_HINTS[spec.shape]}")
+        lines.append(f"- {spec.id}: {spec.request or spec.title}; shape {spec.chart_kind.hint}")
     return "\n".join(lines)
 
 

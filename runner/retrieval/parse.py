@@ -26,7 +26,6 @@ MAX_VALUE = 1e15
 _LIMIT = f"{MAX_VALUE:.0e}".replace("+", "")  # "1e15"
 MAX_SHOWN_DIGITS = 4000  # str() of a longer integer raises (Python's int/str conversion limit)
 _MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")  # what paragraphs and drawing read as a month
-PARTS_OF_A_WHOLE = frozenset({"stacked_bars", "share_bars"})  # kinds whose values are shares of a total
 
 
 def _bad(spec: ChartSpec, why: str) -> ChartError:
@@ -77,7 +76,7 @@ def number(spec: ChartSpec, value: Any, what: str) -> float:
         raise _bad(spec, f"{what} is {show(value)}, not a finite number")
     if abs(value) > MAX_VALUE:  # int against float compares exactly: no conversion, no overflow
         raise _bad(spec, f"{what} is {show(value)}, beyond the ±{_LIMIT} a chart can show")
-    if value < 0 and (spec.counts or spec.kind in PARTS_OF_A_WHOLE):
+    if value < 0 and (spec.counts or spec.chart_kind.parts_of_a_whole):
         raise _bad(spec, f"{what} is negative ({show(value)}), but a {'count' if spec.counts else 'share of a total'}")
     return float(value) + 0.0
 
@@ -170,7 +169,7 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         _distinct(spec, tuple(p.title for p in built), [g.get("name") for g in groups], "groups[{}].name")
         panels = tuple(built)
         empty = not panels or not any(p.labels for p in panels)
-    else:  # pragma: no cover - KIND_SHAPES and this function change together
+    else:  # pragma: no cover - Shape and this function change together
         raise ValueError(f"unknown shape {shape}")
     if empty or _all_zero(panels):
         raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")

@@ -146,7 +146,7 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
             merged[(str(months[x]), name)] = value
         cells = merged
     window = window_months(job.start_date, job.end_date)
-    if spec.kind == "yoy_lines":
+    if spec.chart_kind.by_year:
         if not monthly:
             raise _bad(spec, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
                              "year-over-year chart")
@@ -157,7 +157,7 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
             for key in (f"{year:04d}-{m:02d}" for m in range(1, 13))]} for year in years]
         return {"labels": [calendar.month_abbr[m] for m in range(1, 13)], "series": series if cells else []}
     labels = window if monthly else list(xs)
-    fill = 0.0 if spec.kind == "stacked_bars" else None  # no orders: a zero bar; no average: a gap
+    fill = spec.chart_kind.fill
     series = [{"name": name, "values": [cells.get((x, name), fill) for x in labels]} for name in names]
     return {"labels": labels, "series": series}
 

@@ -1,0 +1,82 @@
+"""stacked_bars: a bar per month, one segment per series (parts of the month's total)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from runner.decks.wording import STEADY_POINTS, Text, money, pct, share
+from runner.kinds.base import ChartKind, Shape
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from runner.charts import ChartSpec
+    from runner.jobs import ChartData, ChartJob, Panel
+
+
+def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
+    from runner.render.axes import PALETTE, finish_axes, month_labels, plain, value_formatter
+
+    ax = fig.axes[0] if fig.axes else fig.add_subplot()
+    panel = data.panels[0]
+    x = list(range(len(panel.labels)))
+    bottoms = [0.0] * len(x)
+    for i, series in enumerate(panel.series):
+        heights = [v or 0.0 for v in series.values]
+        ax.bar(x, heights, bottom=bottoms, width=0.75, color=PALETTE[i % len(PALETTE)], label=plain(series.name))
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    if len(x) <= 36:
+        fmt = value_formatter(data.unit)
+        for xi, total in zip(x, bottoms, strict=True):
+            ax.annotate(fmt(total), (xi, total), xytext=(0, 3), textcoords="offset points", ha="center",
+                        fontsize=9, color="#444444")
+    ax.set_xticks(x, month_labels(panel.labels))
+    ax.set_xlabel("Month")
+    finish_axes(ax, job.spec.y_label, data.unit)
+    ax.legend(frameon=False, ncols=len(panel.series), loc="upper left")
+    ax.margins(y=0.12)
+
+
+def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
+    panel = data.panels[0]
+    out: dict[str, float] = {}
+    for s in panel.series:
+        if series is None or s.name == series:
+            for label, value in zip(panel.labels, s.values, strict=True):
+                out[label] = out.get(label, 0.0) + (value or 0.0)
+    return out
+
+
+def _shares(panel: Panel, months: slice) -> dict[str, float]:
+    totals = {s.name: sum(v or 0.0 for v in s.values[months]) for s in panel.series}
+    whole = sum(totals.values())
+    return {name: share(value, whole) for name, value in totals.items()}
+
+
+def sentence(spec: ChartSpec, data: ChartData) -> Text:
+    panel, unit = data.panels[0], data.unit
+    total = sum(v or 0.0 for s in panel.series for v in s.values)
+    overall = sorted(_shares(panel, slice(None)).items(), key=lambda item: -item[1])
+    listed = ", ".join(f"{name} {pct(part)}" for name, part in overall)
+    text = f"Of {money(total, unit)} over the period: {listed}."
+    with_data = [i for i in range(len(panel.labels)) if any(s.values[i] for s in panel.series)]
+    if len(panel.series) > 1 and len(with_data) >= 6:
+        window = max(1, min(3, len(with_data) // 4))
+        first = _shares(panel, slice(with_data[0], with_data[window - 1] + 1))
+        last = _shares(panel, slice(with_data[-window], with_data[-1] + 1))
+        # Compared as printed (one decimal of a point): with two categories both move by the same
+        # amount, and float noise (SQLite's 3771.5199999 vs 3771.52) must not pick which is named;
+        # a tie names the larger category.
+        weight = {n: round(part, 1) for n, part in overall}
+        name = max(first, key=lambda n: (round(abs(last[n] - first[n]), 1), weight.get(n, 0.0)))
+        between = f"the first {window} months and the last {window}" if window > 1 else "the first month and the last"
+        if abs(last[name] - first[name]) < STEADY_POINTS:
+            text += f" The mix held steady: no share moved a point between {between}."
+        else:
+            verb = "rose" if last[name] > first[name] else "fell"
+            text += f" The largest shift: {name} {verb} from {pct(first[name])} to {pct(last[name])} between {between}."
+    return Text(f"{spec.title}: {overall[0][0]} leads with {pct(overall[0][1])}", text)
+
+
+KIND = ChartKind(name="stacked_bars", about="stacked bars per month, one segment per series", shape=Shape.SERIES,
+                 draw=draw, sentence=sentence, fill=0.0, parts_of_a_whole=True, monthly=monthly)
