@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from runner import sql
 from runner.errors import UsageError
+from runner.figures import KeyFigure, check_figures, figure_from_mapping
 from runner.files import read_input_text
 from runner.kinds import KINDS, ChartKind, Shape
 from runner.sql import Param
@@ -23,6 +26,11 @@ MAX_ARGUMENT_DEPTH = 8  # tables or lists inside a tool's arguments
 
 _CHART_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class Comparison(StrEnum):
+    NONE = ""
+    PREVIOUS_YEAR = "previous_year"  # also retrieve the year before the window, to compare with
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class ChartSpec:
     columns: tuple[tuple[str, str], ...] = ()  # SQL charts: role (x, series, ...) -> result column
     unit: str = ""  # SQL charts: the unit of the values (tools say it in their answer)
     params: tuple[tuple[str, Param], ...] = ()  # values for :name placeholders beyond the fixed three
+    compare: Comparison = Comparison.NONE
 
     @property
     def chart_kind(self) -> ChartKind:
@@ -56,6 +65,26 @@ class ChartSpec:
     def column(self, role: str) -> str | None:
         return dict(self.columns).get(role)
 
+    def retrieval_start(self, start_date: str) -> str:
+        """The first day retrieved for a window starting at `start_date`: a year earlier when the
+        chart compares with the previous year (tool arguments and SQL's :start_date get it)."""
+        if self.compare is Comparison.PREVIOUS_YEAR:
+            day = date.fromisoformat(start_date)
+            return (day.replace(year=day.year - 1, day=min(day.day, 28)) if day.month == 2 and day.day == 29
+                    else day.replace(year=day.year - 1)).isoformat()
+        return start_date
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A chart pack: its charts, the key figures of its summary slide, and (SQL packs) the query
+    that lists merchants with their names."""
+
+    charts: tuple[ChartSpec, ...]
+    figures: tuple[KeyFigure, ...] = ()
+    merchants_sql: str = ""
+    name: str = field(default="", compare=False)
+
 
 BUILTIN_PACK: tuple[ChartSpec, ...] = (
     ChartSpec(
@@ -65,6 +94,7 @@ BUILTIN_PACK: tuple[ChartSpec, ...] = (
         kind="yoy_lines",
         request="monthly sales year over year: total order amount per calendar month, one series per year",
         y_label="Sales (EUR)",
+        compare=Comparison.PREVIOUS_YEAR,
     ),
     ChartSpec(
         id="sales_by_product_type",
@@ -82,6 +112,7 @@ BUILTIN_PACK: tuple[ChartSpec, ...] = (
         request="monthly number of orders by user type (network / returning / new)",
         y_label="Orders",
         counts=True,
+        compare=Comparison.PREVIOUS_YEAR,
     ),
     ChartSpec(
         id="aov_by_month",
@@ -119,8 +150,17 @@ BUILTIN_PACK: tuple[ChartSpec, ...] = (
 )
 
 
+# The summary slide of both built-in packs (the SQL pack declares the same in its file).
+BUILTIN_FIGURES: tuple[KeyFigure, ...] = (
+    KeyFigure("sales", "Total sales", chart="monthly_sales_yoy"),
+    KeyFigure("orders", "Orders", chart="orders_by_user_type"),
+    KeyFigure("aov", "Average order value", ratio=("sales", "orders")),
+    KeyFigure("new_customer_orders", "Orders from new customers", chart="orders_by_user_type", series="New",
+              share_of="orders"),
+)
+
 _FIELDS = {"id", "title", "tool", "sql", "kind", "request", "y_label", "counts", "arguments", "unit", "params",
-           *COLUMN_KEYS}
+           "compare", *COLUMN_KEYS}
 
 
 def _text_field(entry: dict[str, Any], key: str, where: str) -> str:
@@ -196,6 +236,11 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
     counts = entry.get("counts", False)
     if not isinstance(counts, bool):
         raise UsageError(f"{where}: 'counts' must be true or false")
+    compare = _text_field(entry, "compare", where)
+    if compare not in tuple(Comparison):
+        raise UsageError(f"{where}: compare {compare!r} is not one the runner knows (previous_year)")
+    if compare and KINDS[kind].monthly is None:
+        raise UsageError(f"{where}: a {kind} chart has no months to compare with the previous year")
     for key in ("title", "y_label", "unit", "request"):
         if isinstance(entry.get(key), str) and not entry[key].strip().isprintable():
             raise UsageError(f"{where}: {key!r} holds control characters ({entry[key][:40]!r})")
@@ -212,6 +257,7 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
         columns=columns,
         unit=_text_field(entry, "unit", where)[:20],
         params=tuple(sorted(params.items())),
+        compare=Comparison(compare),
     )
 
 
@@ -219,11 +265,12 @@ PACKS_DIR = Path(__file__).parent / "packs"
 BUILTIN_PACK_NAMES = ("business-review", "business-review-sql")
 
 
-def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
+def load_pack(path: str | Path) -> Pack:
     """A built-in pack by name, or a user's pack file (TOML with [[chart]] tables, or JSON
-    {"charts": [...]}); either may hold a table of `params` shared by its charts."""
+    {"charts": [...]}); either may hold a table of `params` shared by its charts, and key
+    figures ([[figure]] tables, or "figures": [...])."""
     if str(path) == BUILTIN_PACK_NAMES[0]:
-        return BUILTIN_PACK
+        return Pack(BUILTIN_PACK, BUILTIN_FIGURES, name=BUILTIN_PACK_NAMES[0])
     if str(path) in BUILTIN_PACK_NAMES:
         path = PACKS_DIR / f"{path}.toml"
     path = Path(path)
@@ -234,10 +281,10 @@ def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
             data = data if isinstance(data, dict) else {"charts": data}
-            entries = data.get("charts")
+            entries, figure_entries = data.get("charts"), data.get("figures", [])
         else:
             data = tomllib.loads(text)
-            entries = data.get("chart")
+            entries, figure_entries = data.get("chart"), data.get("figure", [])
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"chart pack {path} is malformed: {exc}") from None
     except RecursionError:
@@ -247,6 +294,7 @@ def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
     if len(entries) > MAX_PACK_CHARTS:
         raise UsageError(f"chart pack {path} has {len(entries):,} charts; a pack holds at most {MAX_PACK_CHARTS}")
     pack_params = sql.check_params(data.get("params", {}), f"chart pack {path}: params")
+    merchants_sql = _merchants_query(data.get("merchants", ""), pack_params, f"chart pack {path}: merchants")
     specs = tuple(_spec_from_mapping(e, f"chart pack {path}, chart #{i}", pack_params)
                   for i, e in enumerate(entries, 1))
     seen: set[str] = set()
@@ -254,7 +302,25 @@ def load_pack(path: str | Path) -> tuple[ChartSpec, ...]:
         if spec.id in seen:
             raise UsageError(f"chart pack {path}: chart id {spec.id!r} appears twice")
         seen.add(spec.id)
-    return specs
+    if not isinstance(figure_entries, list):
+        raise UsageError(f"chart pack {path}: figures must be a list of tables ([[figure]])")
+    figures = tuple(figure_from_mapping(e, f"chart pack {path}, figure #{i}") for i, e in enumerate(figure_entries, 1))
+    check_figures(figures, {spec.id: spec.kind for spec in specs}, f"chart pack {path}")
+    return Pack(specs, figures, merchants_sql, name=str(path))
+
+
+def _merchants_query(query: Any, params: dict[str, Param], where: str) -> str:
+    """A SQL pack's query listing merchants (merchant_token, name), checked as a chart's query is,
+    but for all merchants: no :merchant_token or dates, only the pack's params (inlined here)."""
+    if not isinstance(query, str):
+        raise UsageError(f"{where} must be a SQL query (text) selecting merchant_token and name")
+    if len(query) > sql.MAX_QUERY_CHARS:
+        raise UsageError(f"{where} is {len(query):,} characters long (at most {sql.MAX_QUERY_CHARS:,})")
+    unknown = sorted(set(sql.placeholders(query)) - set(params))
+    if unknown:
+        raise UsageError(f"{where} uses :{unknown[0]}; it lists every merchant, so it may use only the pack's "
+                         "params" + (f" ({', '.join(params)})" if params else " (it has none)"))
+    return sql.inline(query, params).strip()
 
 
 def select_charts(pack: tuple[ChartSpec, ...], ids: str | None) -> tuple[ChartSpec, ...]:

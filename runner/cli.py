@@ -229,7 +229,7 @@ def charts_command(pack: str | None) -> None:
     from runner.charts import BUILTIN_PACK, load_pack
 
     try:
-        specs = load_pack(pack) if pack else BUILTIN_PACK
+        specs = load_pack(pack).charts if pack else BUILTIN_PACK
     except UsageError as exc:
         _fail_usage(str(exc))
         return

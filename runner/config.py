@@ -20,6 +20,7 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.redaction import redact
+from runner.status import PartialDecks
 
 ENV_PREFIX = "SCALAPAY_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,6 +113,9 @@ class RunnerConfig:
                          choices=("pdf", "pptx"))
     deck_template: str | None = _setting(None, "str", "A .pptx template whose slides carry {{title}}, "
                                                       "{{paragraph}} and {{chart}} placeholders.")
+    partial_decks: str = _setting("placeholder", "choice", "A deck missing some charts: their slides say 'not "
+                                  "available' (placeholder), are left out (omit), or no deck at all (skip).",
+                                  choices=tuple(choice.value for choice in PartialDecks))
     log_format: str = _setting("human", "choice", "Log line format.", choices=("human", "json"))
     max_run_seconds: float | None = _setting(None, "float", "Stop the whole run (as on SIGTERM) after this many "
                                                             "seconds; the report names the deadline.", above=0)

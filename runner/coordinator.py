@@ -30,6 +30,7 @@ from runner.errors import ChartError, ErrorType, one_line
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
 from runner.jobs import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
+from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
 from runner.progress import Progress
 from runner.render.outcomes import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
@@ -303,7 +304,8 @@ class Coordinator:
         while self._waiting and not self._stopping and self.render.capacity() > 0:
             chart = self._waiting.popleft()
             if chart.state is ChartState.QUEUED and chart.data is not None:
-                task = RenderTask(chart.job, chart.data, self.config.png_compress_level)
+                shown = shown_data(chart.job.spec, chart.data, chart.job.start_date, chart.job.end_date)
+                task = RenderTask(chart.job, shown, self.config.png_compress_level)
                 self.render.submit(task, lambda future: self._events.put(RenderDone(future)))
                 self.metrics.render_submitted(time.perf_counter(), self.render.in_flight(), self.render.workers)
 

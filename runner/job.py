@@ -9,16 +9,19 @@ resolved once, at start, and the report records both forms.
 from __future__ import annotations
 
 import calendar
+import csv
 import re
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.charts import BUILTIN_PACK, BUILTIN_PACK_NAMES, ChartSpec, load_pack, select_charts
+from runner.charts import BUILTIN_PACK_NAMES, ChartSpec, load_pack, select_charts
 from runner.errors import UsageError
+from runner.figures import KeyFigure
 from runner.files import read_input_text
 from runner.jobs import check_merchant_token
+from runner.report import merchant_name
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 MAX_MERCHANTS_FILE_BYTES = 10_000_000
@@ -45,6 +48,9 @@ class JobInputs:
     # The (merchant, chart id) pairs to build when not every merchant gets every chart (a rerun).
     only: tuple[tuple[str, str], ...] | None = None
     reruns: str | None = None  # the report whose failed charts this run runs again
+    figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the decks' summary slide
+    merchant_names: tuple[tuple[str, str], ...] = ()  # (token, display name) where the job gives one
+    merchants_sql: str = ""  # the pack's query listing merchants and names (SQL packs), for discovery
 
     @property
     def chart_count(self) -> int:
@@ -57,6 +63,7 @@ class JobRequest:
 
     merchants: tuple[str, ...] | None = None
     merchants_file: str | None = None
+    merchant_names: tuple[tuple[str, str], ...] | None = None  # (token, name) from the job file's merchants
     start_date: str | None = None
     end_date: str | None = None
     pack: str | None = None
@@ -130,15 +137,95 @@ def check_dates(start: str, end: str) -> None:
 
 
 def read_merchants_file(path: str) -> list[str]:
+    return [token for token, _ in read_merchants(path)]
+
+
+_TOKEN_HEADERS, _NAME_HEADERS = ("merchant_token", "token"), ("name", "merchant_name")
+
+
+def _fields(line: str, where: str) -> list[str]:
+    """A line's fields: CSV (quotes hold commas) when it has a comma or a quote, else the line."""
+    if "," not in line and '"' not in line:
+        return [line]
+    try:
+        return next(csv.reader([line], strict=True, skipinitialspace=True))
+    except csv.Error as exc:
+        raise UsageError(f"{where}: not a CSV line ({exc}): {line[:60]!r}") from None
+
+
+def _header(line: str, where: str) -> tuple[int, int | None] | None:
+    """A header row's token and name columns; None if the line is no header."""
+    header = [field.strip().lower() for field in _fields(line, where)]
+    token = next((header.index(name) for name in _TOKEN_HEADERS if name in header), None)
+    if token is None:
+        return None
+    return token, next((header.index(name) for name in _NAME_HEADERS if name in header), None)
+
+
+def _merchant(line: str, where: str, columns: tuple[int, int | None] | None) -> tuple[str, str]:
+    """A line's (token, name): TOKEN,Name, or the header's columns."""
+    fields = [field.strip() for field in _fields(line, where)]
+    if columns is None and len(fields) > 2:
+        raise UsageError(f"{where}: {len(fields)} fields; a line is TOKEN or TOKEN,Name (quote a name that "
+                         "holds a comma, or give a header row merchant_token,name)")
+    token_at, name_at = columns or (0, 1)
+    if token_at >= len(fields):
+        raise UsageError(f"{where}: no merchant token in column {token_at + 1}")
+    token = check_merchant_token(fields[token_at], where)
+    name = fields[name_at] if name_at is not None and name_at < len(fields) else ""
+    return token, merchant_name(name, token) if name else ""
+
+
+def read_merchants(path: str) -> list[tuple[str, str]]:
+    """(token, name) per merchant of a merchants file; name "" where the line gives none.
+
+    A line is TOKEN, or TOKEN,Name (CSV: quote a name that holds a comma); or the file is a CSV
+    whose header row names a merchant_token (or token) column and, optionally, name. A line
+    starting with `#` is a comment, as is a `#` before the line's first comma (a name may hold one)."""
     text = read_input_text(Path(path), "merchants file", MAX_MERCHANTS_FILE_BYTES)
-    tokens = []
+    merchants: list[tuple[str, str]] = []
+    columns: tuple[int, int | None] | None = None  # a header's token and name columns
+    first = True
     for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            tokens.append(check_merchant_token(line, f"{path}:{number}"))
-    if not tokens:
+        comment = line.find("#")
+        if comment >= 0 and not 0 <= line.find(",") < comment:
+            line = line[:comment]
+        line = line.strip()
+        if not line:
+            continue
+        where = f"{path}:{number}"
+        if first:
+            first, columns = False, _header(line, where)
+            if columns is not None:
+                continue
+        if columns is None and "," not in line and '"' not in line:  # most files: a token alone
+            merchants.append((check_merchant_token(line, where), ""))
+        else:
+            merchants.append(_merchant(line, where, columns))
+    if not merchants:
         raise UsageError(f"merchants file {path} lists no merchant tokens")
-    return tokens
+    return merchants
+
+
+def _job_merchants(value: Any, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The job file's merchants: a list of tokens or {token, name} tables, or a table token = name."""
+    how = "expected a list of merchant tokens or {token = ..., name = ...} tables, or a table of token = name"
+    if isinstance(value, dict):
+        value = [{"token": token, "name": name} for token, name in value.items()]
+    if not isinstance(value, list):
+        raise UsageError(f"invalid merchants {where}: {how}")
+    listed = []
+    for entry in value:
+        if isinstance(entry, dict) and set(entry) <= {"token", "name"} and isinstance(entry.get("token"), str) \
+                and isinstance(entry.get("name", ""), str):
+            listed.append((entry["token"], entry.get("name", "")))
+        elif isinstance(entry, str):
+            listed.append((entry, ""))
+        else:
+            raise UsageError(f"invalid merchants {where}: {how}; got {str(entry)[:60]!r}")
+    tokens = tuple(check_merchant_token(token, f"merchants {where}") for token, _ in listed)
+    return tokens, tuple((token, merchant_name(name, token)) for token, (_, name) in zip(tokens, listed, strict=True)
+                         if name.strip())
 
 
 def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
@@ -154,9 +241,7 @@ def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
     def beside(name: str | None) -> str | None:
         return None if name is None else str(path.parent / Path(name).expanduser())
 
-    merchants = values.get("merchants")
-    if merchants is not None and (not isinstance(merchants, list) or not all(isinstance(m, str) for m in merchants)):
-        raise UsageError(f"invalid merchants {where}: expected a list of merchant tokens")
+    merchants, names = _job_merchants(values["merchants"], where) if "merchants" in values else ((), ())
     charts = values.get("charts")
     if isinstance(charts, list) and all(isinstance(c, str) for c in charts):
         charts = ",".join(charts)
@@ -172,7 +257,7 @@ def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
     if pack is not None and ("/" in pack or pack.endswith((".toml", ".json"))):
         pack = beside(pack)  # a file, not a built-in pack's name
     return JobRequest(
-        merchants=tuple(check_merchant_token(m, f"merchants {where}") for m in merchants) if merchants else None,
+        merchants=merchants or None, merchant_names=names or None,
         merchants_file=beside(text("merchants_file")), start_date=text("start_date"), end_date=text("end_date"),
         pack=pack, charts=charts, csv=csv, today=parse_today(today, where) if today is not None else None)
 
@@ -191,9 +276,13 @@ def parse_today(value: object, where: str = "") -> str:
 def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
     """The job to run, with its dates resolved and its files read."""
     tokens = [check_merchant_token(m, "--merchant") for m in request.merchants or ()]
+    names = dict(request.merchant_names or ())
     if request.merchants_file:
-        tokens += read_merchants_file(request.merchants_file)
-    charts = select_charts(load_pack(request.pack) if request.pack else BUILTIN_PACK, request.charts)
+        listed = read_merchants(request.merchants_file)
+        tokens += [token for token, _ in listed]
+        names.update((token, name) for token, name in listed if name and token not in names)
+    loaded = load_pack(request.pack or BUILTIN_PACK_NAMES[0])
+    charts = select_charts(loaded.charts, request.charts)
     given = tuple((key, value) for key, value in (("start_date", request.start_date), ("end_date", request.end_date))
                   if value is not None and not _DATE.fullmatch(value.strip()))
     if request.today:  # the day relative dates count from, fixed by the job (a replayed night, a test)
@@ -206,4 +295,6 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     if pack not in BUILTIN_PACK_NAMES:
         pack = str(Path(pack).expanduser().resolve())
     return JobInputs(merchants=tuple(dict.fromkeys(tokens)), charts=charts, start_date=start, end_date=end,
-                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack)
+                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack,
+                     figures=loaded.figures, merchants_sql=loaded.merchants_sql,
+                     merchant_names=tuple((token, names[token]) for token in dict.fromkeys(tokens) if names.get(token)))

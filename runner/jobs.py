@@ -14,7 +14,8 @@ from pathlib import Path
 from runner import sql
 from runner.charts import ChartSpec
 from runner.errors import ErrorType, UsageError
-from runner.status import BatchStatus
+from runner.figures import KeyFigure
+from runner.status import BatchStatus, PartialDecks
 
 MAX_TOKEN_LENGTH = 128
 # One run's bookkeeping is about 10 KB a chart: this keeps the coordinator well under 500 MB.
@@ -47,6 +48,11 @@ class ChartJob:
     @property
     def key(self) -> tuple[str, str]:
         return (self.merchant, self.spec.id)
+
+    @property
+    def retrieve_start(self) -> str:
+        """The first day retrieved: the window's start, or a year earlier for a chart that compares."""
+        return self.spec.retrieval_start(self.start_date)
 
     @property
     def data_output(self) -> str:
@@ -130,6 +136,14 @@ class DeckTask:
     charts: tuple[DeckChart, ...]
     formats: tuple[str, ...]  # "pdf", "pptx"
     template: bytes | None = None  # a user's .pptx template
+    figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the summary slide
+    partial: PartialDecks = PartialDecks.PLACEHOLDER  # a missing chart's slide: "not available", or left out
+    merchant_name: str = ""  # the merchant's display name, cleaned (runner.report.merchant_name); "" when unknown
+
+    @property
+    def display_name(self) -> str:
+        """What the slides call the merchant: its name, or its token when no name is known."""
+        return self.merchant_name or self.merchant
 
 
 @dataclass(frozen=True)
@@ -179,7 +193,8 @@ def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
              query_tool: sql.QueryTool | None) -> ToolCall | None:
     """The chart's MCP call; None for a SQL chart when no query tool was resolved (agent mode,
     where the model writes its own calls)."""
-    values: dict[str, sql.Param] = {"merchant_token": merchant, "start_date": start_date, "end_date": end_date,
+    values: dict[str, sql.Param] = {"merchant_token": merchant, "start_date": spec.retrieval_start(start_date),
+                                    "end_date": end_date,
                                     **dict(spec.params)}
     if spec.sql:
         if query_tool is None:

@@ -1,6 +1,7 @@
 """The run as JUnit XML, for CI dashboards: one test case per (merchant, chart) and per deck.
 
-The class name is the merchant; a failed chart or deck is a <failure> whose type is its
+The class name is the merchant's token, never its display name: CI keeps a test's history under
+it, and a name may change or repeat. A failed chart or deck is a <failure> whose type is its
 error_type; a cancelled or skipped one is <skipped>. Times are in seconds: a chart's is its own
 work, its retrieval and its render (not the wait for a worker: queued charts would add up to many
 times the run), a deck's its build (one build makes all of a merchant's formats: each format gets

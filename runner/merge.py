@@ -50,12 +50,14 @@ from runner.report import (
     errors_by_type,
     iso_time,
     merchant_rows,
+    names_of,
+    with_merchant_names,
     write_report,
 )
 from runner.rerun import MergeTarget, Rerun
 from runner.run import RunOutcome, junit_failed
 from runner.runs import point_latest, prune_runs
-from runner.status import BatchStatus, ChartStatus, ExitCode
+from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
 MAX_PNG_BYTES = 50_000_000
 MAX_DATA_BYTES = 10_000_000  # a chart's data is at most 50 series of 1,000 values
@@ -178,6 +180,14 @@ def _in_place(rerun: Rerun, row: dict[str, Any], read: bool) -> _Chart:
     return _Chart(row, data)
 
 
+def _recorded_partial_decks(report: dict[str, Any]) -> PartialDecks:
+    """The run's own partial_decks setting, as its report recorded it (read back: only a known value counts)."""
+    config = report.get("config")
+    recorded = config.get("partial_decks") if isinstance(config, dict) else None
+    value = recorded.get("value") if isinstance(recorded, dict) else None
+    return PartialDecks(value) if value in tuple(PartialDecks) else PartialDecks.PLACEHOLDER
+
+
 def _rebuilt_decks(target: MergeTarget, charts: list[_Chart], touched: set[str]) -> list[dict[str, Any]]:
     """The original run's deck rows (paths recomputed), those of the touched merchants rebuilt by
     the run's own deck ledger from the charts checked on disk."""
@@ -193,7 +203,8 @@ def _rebuilt_decks(target: MergeTarget, charts: list[_Chart], touched: set[str])
     mine = [chart for chart in charts if chart.row["merchant"] in touched]
     jobs = [ChartJob(c.row["merchant"], rerun.specs[c.row["chart_id"]], run["start_date"], run["end_date"],
                      str(_base(rerun.run_dir, c.row["merchant"], c.row["chart_id"]).with_suffix(".png"))) for c in mine]
-    book = DeckBook(jobs, formats, target.template, run["started_at"][:10])
+    book = DeckBook(jobs, formats, target.template, run["started_at"][:10], rerun.figures,
+                    partial=_recorded_partial_decks(rerun.report), names=names_of([c.row for c in mine]))
     for merchant in sorted(touched):
         charts_of = [c for c in mine if c.row["merchant"] == merchant]
         data: dict[str, ChartData | None] = {c.row["chart_id"]: c.data for c in charts_of}
@@ -317,6 +328,7 @@ def merge(target: MergeTarget, outcome: RunOutcome) -> tuple[Path, dict[str, Any
     decks = _rebuilt_decks(target, charts, touched)
     rows = [chart.row for chart in charts]
     report = recounted(rerun.report, rows, decks, _batches(rerun.report["batches"], rows, set(redone)))
+    report = with_merchant_names(report, names_of(rows))  # rows of reports from before names get the token
     repaired = [f"{m}/{c}" for m, c in redone]
     ok = sum(1 for row in rows if (row["merchant"], row["chart_id"]) in redone and row["status"] == ChartStatus.OK)
     report["run"].update(output_dir=str(rerun.run_dir), merged=[

@@ -7,8 +7,10 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from importlib import metadata
@@ -23,6 +25,38 @@ from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+MAX_NAME_CHARS = 100  # a merchant's display name, as the decks and the report show it
+# A terminal's escape sequence (CSI, OSC): dropped whole, not left as "[31m" once its ESC is gone.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?)?")
+
+
+def merchant_name(text: object, token: str) -> str:
+    """A merchant's display name: printable text on one line, stripped, at most MAX_NAME_CHARS;
+    the token when there is none. A name comes from outside (a server, a file, an old report):
+    it is shown on slides and in rows, and never becomes part of a path (folders are the token's)."""
+    if not isinstance(text, str) or text == token:  # a token may be longer than a name: kept whole
+        return token
+    text = text[:MAX_NAME_CHARS * 10]
+    if not text.isprintable():  # most names are: only the others are taken apart
+        text = "".join(ch if ch.isprintable() else " " for ch in _ESCAPE.sub("", text))
+    name = " ".join(text.split())[:MAX_NAME_CHARS].strip()
+    return name or token
+
+
+def names_of(charts: list[dict[str, Any]]) -> dict[str, str]:
+    """Each merchant's display name, as the report's chart rows give it (the token where none)."""
+    return {chart["merchant"]: merchant_name(chart.get("merchant_name"), chart["merchant"]) for chart in charts}
+
+
+def with_merchant_names(report: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The report with `merchant_name` in every row of charts, decks, batches and merchants: the
+    name in `names`, else the one the row has, else the token."""
+    def named(row: dict[str, Any]) -> dict[str, Any]:
+        token = row["merchant"]
+        return {**row, "merchant_name": merchant_name(names.get(token) or row.get("merchant_name"), token)}
+
+    return {**report, **{section: [named(row) for row in report[section]]
+                         for section in ("charts", "decks", "batches", "merchants")}}
 
 
 @dataclass(frozen=True)
@@ -52,6 +86,7 @@ class ChartResult:
     finished_at: str | None = None  # ISO-8601 UTC: it reached its final status
     cached: bool = False  # its PNG came from the render cache
     worker: str | None = None  # who rendered it: host:pid, or a Dask worker's address
+    merchant_name: str = ""  # the merchant's display name (the token where none is known): the report fills it
 
 
 def iso_time(moment: datetime | None) -> str | None:
@@ -147,7 +182,10 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
     """One flat row per merchant, the same keys in each: its charts by status, each deck's status."""
     rows: dict[str, dict[str, Any]] = {}
     for chart in charts:
-        row = rows.setdefault(chart["merchant"], {"merchant": chart["merchant"], "charts_total": 0,
+        row = rows.setdefault(chart["merchant"], {"merchant": chart["merchant"],
+                                                  "merchant_name": merchant_name(chart.get("merchant_name"),
+                                                                                 chart["merchant"]),
+                                                  "charts_total": 0,
                                                   **{f"charts_{s.value}": 0 for s in ChartStatus},
                                                   **{f"deck_{fmt}": None for fmt in ("pdf", "pptx")}})
         row["charts_total"] += 1

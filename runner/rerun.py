@@ -37,10 +37,11 @@ from loguru import logger
 from runner.charts import ChartSpec, load_pack
 from runner.decks.book import DeckResult
 from runner.errors import ErrorType, UsageError, one_line
+from runner.figures import KeyFigure
 from runner.files import read_input
 from runner.job import JobInputs, check_dates
 from runner.jobs import check_merchant_token, safe_part
-from runner.report import BATCH_COLUMNS, CHART_COLUMNS
+from runner.report import BATCH_COLUMNS, CHART_COLUMNS, merchant_name, names_of
 from runner.run import MAX_TEMPLATE_BYTES
 from runner.runs import is_run_id
 from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record
@@ -61,6 +62,7 @@ class Rerun:
     specs: dict[str, ChartSpec]  # the run's pack, by chart id
     pairs: tuple[tuple[str, str], ...]  # (merchant, chart id) to run again, in the report's order
     server: ServerRecord | None  # the server the run read; None in a report from before the record
+    figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the decks a merge builds again
 
     @property
     def run_dir(self) -> Path:
@@ -124,6 +126,8 @@ def _chart_row(specs: dict[str, ChartSpec], where: str) -> Callable[[dict[str, A
             row["error_type"] = _member(ErrorType, row["error_type"], f"{here}.error_type")
         if row["error"] is not None:
             row["error"] = one_line(str(row["error"]))
+        # Text from outside like the rest: cleaned and bounded; the token in a report from before names.
+        row["merchant_name"] = merchant_name(row["merchant_name"], row["merchant"])
         return row["merchant"], f"chart {row['chart_id']}"
     return checked
 
@@ -135,7 +139,7 @@ def _deck_row(row: dict[str, Any], here: str) -> tuple[str, str]:
     return row["merchant"], f"the {row['format']} deck"
 
 
-def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSpec]]:
+def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSpec], tuple[KeyFigure, ...]]:
     """The report's parts the rerun uses, checked as the command line checks them."""
     if not isinstance(report, dict):
         raise _Bad("it is not a JSON object")
@@ -154,13 +158,14 @@ def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSp
     pack = run.get("pack") or "business-review"
     if not isinstance(pack, str) or one_line(pack) != pack:
         raise _Bad(f"run.pack is {one_line(repr(pack), 60)}")
-    specs = {spec.id: spec for spec in load_pack(pack)}
+    loaded = load_pack(pack)
+    specs = {spec.id: spec for spec in loaded.charts}
     checked = {**report, "run": {**run, "merged": [_merge_entry(entry) for entry in merged]},
                "charts": _rows(report, "charts", CHART_COLUMNS, where, _chart_row(specs, where)),
                "decks": _rows(report, "decks", DECK_COLUMNS, where, _deck_row),
                "batches": [_batch_row(row, f"batches[{i}]") for i, row in enumerate(_field(report, "batches", list,
                                                                                           "report"))]}
-    return checked, specs
+    return checked, specs, loaded.figures
 
 
 def _merge_entry(entry: Any) -> Any:
@@ -207,7 +212,7 @@ def read_rerun(path: str) -> Rerun:
     report_path = given.parent.resolve() / given.name  # the folder may be reached by a link, as `latest` is
     raw = read_input(report_path, "report", MAX_REPORT_BYTES)
     try:
-        report, specs = _checked(json.loads(raw.decode("utf-8-sig")), where)
+        report, specs, figures = _checked(json.loads(raw.decode("utf-8-sig")), where)
     except (_Bad, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UsageError(f"{where}: not a runner report ({one_line(str(exc), 200)})") from None
     try:
@@ -215,7 +220,7 @@ def read_rerun(path: str) -> Rerun:
     except UsageError as exc:
         raise UsageError(f"{where}: not a runner report ({exc})") from None
     pairs = tuple((c["merchant"], c["chart_id"]) for c in report["charts"] if c["status"] in RERUN)
-    return Rerun(report_path, raw, report, specs, pairs, server)
+    return Rerun(report_path, raw, report, specs, pairs, server, figures)
 
 
 def check_server(rerun: Rerun, url: str | None, command: str | None, anyway: bool) -> None:
@@ -255,7 +260,9 @@ def rerun_inputs(rerun: Rerun, demo_server_args: tuple[str, ...] = ()) -> JobInp
     merchants = tuple(dict.fromkeys(merchant for merchant, _ in rerun.pairs))
     return JobInputs(merchants=merchants, charts=charts, start_date=run["start_date"], end_date=run["end_date"],
                      demo_server_args=demo_server_args, pack=run.get("pack") or "business-review", only=rerun.pairs,
-                     reruns=str(rerun.report_path))
+                     reruns=str(rerun.report_path), figures=rerun.figures,
+                     merchant_names=tuple(names_of([c for c in rerun.report["charts"] if c["merchant"] in merchants])
+                                          .items()))
 
 
 # -- before the rerun: is the original run a place we may write? ------------------------------------

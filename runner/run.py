@@ -40,12 +40,13 @@ from runner.report import (
     exit_code_for,  # noqa: F401  (kept importable from here)
     iso_time,
     merchant_rows,
+    with_merchant_names,
     write_report,
 )
 from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.server_record import server_record
 from runner.signals import stop_on_signals
-from runner.status import ChartStatus, DeckStatus, ExitCode
+from runner.status import ChartStatus, DeckStatus, ExitCode, PartialDecks
 
 if TYPE_CHECKING:
     from runner.render.outcomes import RenderFunction
@@ -181,6 +182,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
 
     result = None
     merchants: tuple[str, ...] = inputs.merchants
+    names = dict(inputs.merchant_names)  # token -> display name, where the job or the server gives one
     unreachable_reason: str | None = None
     stop = threading.Event()
     pools: list[Any] = []
@@ -212,19 +214,22 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             stack.callback(pool.close)
             if dask is not None:
                 stack.callback(dask.close, True)
+            query_tool = None
             if not merchants:  # a stop lets this answer arrive for a grace, so the report can name the charts
                 try:
-                    merchants = default_merchants(pool, config, stop)
-                    logger.info("merchants (server's first {}): {}", len(merchants), ", ".join(merchants))
+                    found = default_merchants(pool, config, stop, inputs.merchants_sql)
+                    merchants, query_tool = found.tokens, found.query_tool  # a merchants query found the tool
+                    names.update(found.names)
+                    logger.info("merchants (server's first {}): {}", len(merchants), found.describe())
                 except ChartError as exc:
                     unreachable_reason = exc.message
                     logger.error("cannot list merchants: {}", exc.message)
                 except concurrent_futures.CancelledError:
                     logger.warning("interrupted before the merchant list arrived")
             pools.append(pool)  # from here on, a stop cancels the calls under way at once
-            query_tool = None
-            if unreachable_reason is None and not stop.is_set() and config.retrieval_mode == "direct" \
-                    and any(spec.sql for spec in inputs.charts):
+            query_tool = query_tool if config.retrieval_mode == "direct" else None  # agent mode writes its own
+            if query_tool is None and unreachable_reason is None and not stop.is_set() \
+                    and config.retrieval_mode == "direct" and any(spec.sql for spec in inputs.charts):
                 try:
                     query_tool = find_query_tool(pool, config, stop)
                 except ChartError as exc:
@@ -241,7 +246,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
 
                     setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
                 decks = DeckBook([job for batch in batches for job in batch.jobs], config.deck_formats, template,
-                                 started_at.date().isoformat())
+                                 started_at.date().isoformat(), inputs.figures, PartialDecks(config.partial_decks),
+                                 names=names)
                 coordinator = Coordinator(config, RunRequest(run_id, batches), pool,
                                           with_cache(dask or make_supervisor(config, render), config), reporter,
                                           stop, decks)
@@ -252,7 +258,8 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         def finish() -> tuple[Path, dict[str, Any]]:
             stopped_by = ", ".join(dict.fromkeys(received)) if stop.is_set() else None
             report = build_report(config, run_id, run_dir, inputs, merchants, started_at, datetime.now(UTC),
-                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by)
+                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by,
+                                  names)
             report["run"].update(server_pid=server_pid, server=server.as_report(), junit_xml=None)
             report["metrics"]["render"].update(executor=config.executor, scheduler=dask.address if dask else None,
                                                dask_workers_seen=len(dask.workers_seen) if dask else None)
@@ -317,8 +324,10 @@ def _stop_error(stopped_by: str | None, reason: str | None, planned: bool) -> st
 
 def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
                  merchants: tuple[str, ...], started_at: datetime, finished_at: datetime, wall_ms: float,
-                 result: Any, unreachable_reason: str | None, stopped_by: str | None) -> dict[str, Any]:
-    """`stopped_by`: what asked the run to stop (a signal, the deadline), or None."""
+                 result: Any, unreachable_reason: str | None, stopped_by: str | None,
+                 names: dict[str, str] | None = None) -> dict[str, Any]:
+    """`stopped_by`: what asked the run to stop (a signal, the deadline), or None; `names`: the
+    merchants' display names (each row's merchant_name; the token where none is known)."""
     from dataclasses import asdict
 
     interrupted = stopped_by is not None or bool(result and result.interrupted)
@@ -353,7 +362,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "reruns": inputs.reruns,
         "error": unreachable_reason,
     }
-    return {
+    return with_merchant_names({
         "schema_version": SCHEMA_VERSION,
         "run": run,
         "config": config.effective(),
@@ -363,7 +372,7 @@ def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobIn
         "charts": charts,
         "decks": decks,
         "merchants": merchant_rows(charts, decks, config.deck_formats),
-    }
+    }, names or {})
 
 
 def _ms(value: float | None) -> str:

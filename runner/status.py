@@ -1,4 +1,4 @@
-"""What a chart, a batch and a run ended as, and the process's exit codes."""
+"""What a chart, a batch, a deck and a run ended as, what a partial deck becomes, and the exit codes."""
 
 from __future__ import annotations
 
@@ -21,9 +21,19 @@ class BatchStatus(StrEnum):
 
 class DeckStatus(StrEnum):
     OK = "ok"
-    PARTIAL = "partial"  # built, with some charts' slides saying why they have no chart
+    PARTIAL = "partial"  # built without some charts (their slides say "not available", or are left out)
     FAILED = "failed"  # not built, or not written
     CANCELLED = "cancelled"  # the run stopped before it was built
+    SKIPPED = "skipped"  # not built on purpose: a chart was missing and partial_decks=skip asks for no deck
+
+
+class PartialDecks(StrEnum):
+    """What a merchant gets when some, not all, of its charts are missing (the partial_decks setting).
+    The merchant never reads why a chart is missing: that stays in the report and the log."""
+
+    PLACEHOLDER = "placeholder"  # the chart keeps its slide, saying it is not available for this period
+    OMIT = "omit"  # the chart's slide is left out
+    SKIP = "skip"  # no deck at all: the deck rows say it was skipped, and by which setting
 
 
 class RunStatus(StrEnum):

@@ -43,7 +43,7 @@ from tests.userfiles import assert_untouched, plant_user_files, tree_digest
 # Labels in any alphabet are drawn with whatever glyphs the font has; matplotlib says which it lacks.
 pytestmark = pytest.mark.filterwarnings("ignore:Glyph .* missing from font:UserWarning")
 
-SQL_PACK = load_pack("business-review-sql")
+SQL_PACK = load_pack("business-review-sql").charts
 START, END = "2024-01-01", "2025-12-31"
 MERCHANT = "HOSTILE00001"
 
@@ -332,8 +332,7 @@ def test_two_years_with_no_month_in_common_are_written_without_a_comparison(tmp_
                "series": [{"name": "2024", "values": [5, None]}, {"name": "2025", "values": [None, 7]}]}
     data = whole_path(_job(SPECS["monthly_sales_yoy"], tmp_path), _text(payload))
     assert data is not None and data.paragraph == (
-        "€7.00 over 2025, no month of it also in 2024. The best month was Feb 2025 (€7.00) and the weakest "
-        "Jan 2024 (€5.00).")
+        "In Feb 2025 the total was €7.00. The best month shown was Feb 2025 (€7.00) and the weakest Jan 2024 (€5.00).")
 
 
 # -- through the real CLI -------------------------------------------------------------------------

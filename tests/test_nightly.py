@@ -152,7 +152,7 @@ def test_junit_xml_parses_and_counts_every_chart_and_deck(tmp_path, demo_url, de
             ((chart["retrieve_ms"] or 0) + (chart["render_ms"] or 0)) / 1000, abs=0.001)  # its own work, no queue
         assert chart["started_at"] <= chart["finished_at"]
     assert report["merchants"] == [
-        {"merchant": m, "charts_total": 7, "charts_ok": 6, "charts_failed": 1, "charts_skipped": 0,
+        {"merchant": m, "merchant_name": m, "charts_total": 7, "charts_ok": 6, "charts_failed": 1, "charts_skipped": 0,
          "charts_cancelled": 0, "deck_pdf": "partial", "deck_pptx": "partial"} for m in demo_tokens[:2]]
 
 

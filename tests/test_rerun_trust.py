@@ -183,10 +183,12 @@ def test_a_copied_run_reads_and_writes_only_its_own_files(tmp_path, original):
     setup = Setup(tmp_path, original)  # its report names the files of the run it was copied from
     row = setup.rows("aov_by_month")[0]
     own = setup.run / row["merchant"] / "aov_by_month.json"
-    own.write_text(json.dumps({**json.loads(own.read_text()), "paragraph": "THE-COPY-OWN-PARAGRAPH"}))
+    document = json.loads(own.read_text())
+    series = [{**s, "values": [4321.0 for _ in s["values"]]} for s in document["series"]]
+    own.write_text(json.dumps({**document, "series": series}))  # the deck's sentence tells which file it read
     result = setup.merge()
     _all_ok_in_place(setup, result)
-    assert "THE-COPY-OWN-PARAGRAPH" in _pdf_text(setup.run / row["merchant"] / "business-review.pdf")
+    assert "€4,321.00" in _pdf_text(setup.run / row["merchant"] / "business-review.pdf")
     setup.assert_untouched()  # the run it was copied from included
 
 

@@ -15,7 +15,7 @@ from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result
 from runner.sql import QueryTool, inline, literal, pick_query_tool, placeholders
 
-SQL_PACK = {spec.id: spec for spec in load_pack("business-review-sql")}
+SQL_PACK = {spec.id: spec for spec in load_pack("business-review-sql").charts}
 VALUES = {"merchant_token": "ABC123", "start_date": "2024-01-01", "end_date": "2024-06-30"}
 
 

@@ -33,6 +33,8 @@ from tests.test_sql_servers import sql_server
 
 START, END = date(2024, 1, 1), date(2025, 12, 31)
 MONTHS = [f"{y}-{m:02d}" for y in (2024, 2025) for m in range(1, 13)]
+RETRIEVED = date(2023, 1, 1)  # a year before START: where charts that compare with the previous year begin
+WIDE_MONTHS = [f"{y}-{m:02d}" for y in (2023, 2024, 2025) for m in range(1, 13)]
 PRODUCTS = {"pay_in_3": "Pay in 3", "pay_in_4": "Pay in 4"}
 USER_TYPES = {"network": "Network", "returning": "Returning", "new": "New"}  # in the pack's order
 AGE_BANDS = ["Under 18", "18-24", "25-34", "35-44", "45-54", "55+", "Unknown"]
@@ -115,10 +117,12 @@ def _shares(values: list[str], order: list[str]) -> dict[str, Any]:
 
 
 def expected(merchant: str) -> dict[str, dict[str, Any]]:
-    """Each chart's data as the README and the pack describe it, by plain arithmetic."""
+    """Each chart's data as the README and the pack describe it, by plain arithmetic. The charts
+    that compare with the previous year are retrieved from a year before START."""
     mine = [o for o in ORDERS if o.merchant == merchant and START <= o.day <= END]
+    wide = [o for o in ORDERS if o.merchant == merchant and RETRIEVED <= o.day <= END]
     by_month: dict[str, list[Order]] = defaultdict(list)
-    for o in mine:
+    for o in wide:
         by_month[o.day.isoformat()[:7]].append(o)
 
     def total(orders: list[Order]) -> float:
@@ -128,7 +132,7 @@ def expected(merchant: str) -> dict[str, dict[str, Any]]:
         return total(orders) / len(orders) if orders else None
 
     products = sorted({o.product for o in mine})
-    user_types = [u for u in USER_TYPES if any(o.user_type == u for o in mine)]
+    user_types = [u for u in USER_TYPES if any(o.user_type == u for o in wide)]
     latest = {}
     for o in sorted(mine, key=lambda o: (o.day, o.order_id)):  # one vote per customer: the latest order
         latest[o.customer] = o
@@ -138,12 +142,12 @@ def expected(merchant: str) -> dict[str, dict[str, Any]]:
     return {
         "monthly_sales_yoy": {"labels": list(calendar.month_abbr)[1:], "series": [
             {"name": str(year), "values": [total(by_month[f"{year}-{m:02d}"]) for m in range(1, 13)]}
-            for year in (2024, 2025)]},
+            for year in (2023, 2024, 2025)]},
         "sales_by_product_type": {"labels": MONTHS, "series": [
             {"name": PRODUCTS[p], "values": [total([o for o in by_month[m] if o.product == p]) for m in MONTHS]}
             for p in products]},
-        "orders_by_user_type": {"labels": MONTHS, "series": [
-            {"name": USER_TYPES[u], "values": [sum(o.user_type == u for o in by_month[m]) for m in MONTHS]}
+        "orders_by_user_type": {"labels": WIDE_MONTHS, "series": [
+            {"name": USER_TYPES[u], "values": [sum(o.user_type == u for o in by_month[m]) for m in WIDE_MONTHS]}
             for u in user_types]},
         "aov_by_month": {"labels": MONTHS, "series": [{"name": "AOV", "values": [mean(by_month[m]) for m in MONTHS]}]},
         "user_demographics": {"groups": [

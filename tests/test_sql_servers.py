@@ -55,7 +55,9 @@ def demo_answers(demo_url: str) -> dict[tuple[str, str], Any]:
             out = {}
             for token in TOKENS:
                 for spec in BUILTIN_PACK:
-                    result = await client.call_tool(spec.tool, {"merchant_token": token, "start_date": "2024-01-01",
+                    # What the runner retrieves: a chart that compares from a year before the window.
+                    start = spec.retrieval_start("2024-01-01")
+                    result = await client.call_tool(spec.tool, {"merchant_token": token, "start_date": start,
                                                                 "end_date": "2025-12-31"})
                     out[(token, spec.id)] = result.structured_content
             return out

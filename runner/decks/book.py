@@ -3,6 +3,10 @@
 A merchant's deck is due the moment its last chart is final. The coordinator hands it to the
 render stage and, when it comes back, writes its documents here (atomically). Every merchant
 ends with one record per format, whatever happened.
+
+A deck missing some charts is `partial`; the partial_decks setting says whether their slides say
+"not available" or are left out, or whether the merchant gets no deck (`skipped`). Why a chart is
+missing is in the chart's report row and the log: the deck's worker is never told.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from pathlib import Path
 from loguru import logger
 
 from runner.errors import ErrorType
+from runner.figures import KeyFigure
 from runner.files import write_atomically
 from runner.jobs import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
 from runner.metrics import percentile
-from runner.status import DeckStatus
+from runner.status import DeckStatus, PartialDecks
 
 DECK_NAME = "business-review"
 
@@ -45,15 +50,23 @@ class _Deck:
     folder: Path
     jobs: list[ChartJob]
     waiting: int  # charts not final yet
-    missing: int = 0
+    missing_ids: tuple[str, ...] = ()  # charts without data or PNG, in pack order
     submitted: bool = False
     results: tuple[DeckResult, ...] = ()
+
+    @property
+    def missing(self) -> int:
+        return len(self.missing_ids)
 
 
 class DeckBook:
     def __init__(self, jobs: list[ChartJob], formats: tuple[str, ...], template: bytes | None,
-                 generated_on: str) -> None:
+                 generated_on: str, figures: tuple[KeyFigure, ...] = (),
+                 partial: PartialDecks = PartialDecks.PLACEHOLDER, names: dict[str, str] | None = None) -> None:
         self.formats = formats
+        self._names = names or {}  # merchant token -> display name, where one is known
+        self.partial = partial
+        self._figures = figures
         self._template = template
         self._generated_on = generated_on
         self._decks: dict[str, _Deck] = {}
@@ -80,7 +93,9 @@ class DeckBook:
         return sum(1 for deck in self._decks.values() if deck.waiting == 0 and not deck.results) if self.formats else 0
 
     def task(self, merchant: str, data: dict[str, ChartData | None], errors: dict[str, str | None]) -> DeckTask | None:
-        """The deck's task, its PNGs read back from the run folder; None if no chart has data."""
+        """The deck's task, its PNGs read back from the run folder; None if no deck is to be built:
+        no chart has data, or some have none and partial_decks=skip. The charts' `errors` are not
+        passed on: no slide may show them (the report's chart rows and the log do)."""
         deck = self._decks[merchant]
         charts = []
         for job in deck.jobs:
@@ -90,15 +105,24 @@ class DeckBook:
                     png = Path(job.output).read_bytes()
                 except OSError as exc:
                     errors[job.spec.id], chart_data = f"write_error: {exc.strerror or exc}", None
-            charts.append(DeckChart(job.spec, chart_data, png, None if png else errors.get(job.spec.id)))
-        deck.missing = sum(1 for chart in charts if chart.png is None)
+                    logger.warning("deck for {}: chart {} cannot be read back: {}", merchant, job.spec.id,
+                                   errors[job.spec.id])
+            charts.append(DeckChart(job.spec, chart_data, png))
+        deck.missing_ids = tuple(chart.spec.id for chart in charts if chart.data is None or chart.png is None)
         deck.submitted = True
         if deck.missing == len(charts):
             self.failed(merchant, ErrorType.DECK_ERROR, "no chart of this merchant has data", DeckStatus.FAILED)
             return None
+        if deck.missing and self.partial is PartialDecks.SKIP:
+            reason = (f"skipped by partial_decks={self.partial}: {deck.missing} of {len(charts)} chart(s) missing "
+                      f"({', '.join(deck.missing_ids)})")
+            logger.bind(merchant=merchant).info("deck for {} {}", merchant, reason)  # the charts' failures warned
+            self._settle(merchant, DeckStatus.SKIPPED, None, reason)
+            return None
         job = deck.jobs[0]
         return DeckTask(merchant, job.start_date, job.end_date, self._generated_on, tuple(charts), self.formats,
-                        self._template)
+                        self._template, figures=self._figures, partial=self.partial,
+                        merchant_name=self._names.get(merchant, ""))
 
     def built(self, merchant: str, built: BuiltDeck) -> tuple[DeckResult, ...]:
         """Write a built deck's documents; returns the rows of those that could not be written."""
@@ -124,13 +148,23 @@ class DeckBook:
         for row in unwritten:
             logger.warning("deck for {} failed ({}): {}", merchant, row.error_type, row.error)
         if written := [row.format for row in results if row.status is not DeckStatus.FAILED]:
-            logger.info("deck for {}: {} ({} slides, {} chart(s) missing) {}", merchant, ", ".join(written),
-                        built.slides, deck.missing, "from the render cache" if built.cached
-                        else f"in {built.build_ms:.0f} ms")
+            how = "from the render cache" if built.cached else f"in {built.build_ms:.0f} ms"
+            if status is DeckStatus.PARTIAL:  # INFO: each missing chart's failure has its own warning
+                shown = "left out" if self.partial is PartialDecks.OMIT else 'shown as "not available"'
+                logger.bind(merchant=merchant).info(
+                    "deck for {} is partial, missing {} of {} charts: {} ({}; partial_decks={}): {} ({} slides) {}",
+                    merchant, deck.missing, len(deck.jobs), ", ".join(deck.missing_ids), shown, self.partial,
+                    ", ".join(written), built.slides, how)
+            else:
+                logger.info("deck for {}: {} ({} slides) {}", merchant, ", ".join(written), built.slides, how)
         return unwritten
 
     def failed(self, merchant: str, error_type: ErrorType, message: str,
                status: DeckStatus = DeckStatus.FAILED) -> None:
+        self._settle(merchant, status, error_type, message)
+
+    def _settle(self, merchant: str, status: DeckStatus, error_type: ErrorType | None, message: str) -> None:
+        """Every format's row of a deck that was not built; the first word stands."""
         deck = self._decks[merchant]
         if not deck.results:
             deck.results = tuple(self._row(merchant, fmt, status, error_type, message) for fmt in self.formats)

@@ -13,7 +13,8 @@ MAX_CHARS = 500  # what four lines under a chart hold
 
 
 def write(spec: ChartSpec, data: ChartData) -> Text:
-    """The headline and paragraph for validated, non-empty chart data."""
+    """The paragraph for validated, non-empty chart data: the part its window shows
+    (runner.kinds.window.shown_data), written by the rules in runner.decks.wording."""
     return KINDS[spec.kind].sentence(spec, data)
 
 

@@ -2,8 +2,9 @@
 
 A template carries the original system's placeholders: `{{title}}`, `{{paragraph}}` and
 `{{chart}}` on each chart slide (matched to charts in slide order), or `{{<chart_id>_title}}`,
-`{{<chart_id>_paragraph}}`, `{{<chart_id>_chart}}` (matched by id); `{{merchant}}` and
-`{{period}}` anywhere. The chart picture takes the `{{chart}}` shape's place, fitted inside it.
+`{{<chart_id>_paragraph}}`, `{{<chart_id>_chart}}` (matched by id); `{{merchant}}` (the
+merchant's name, its token when none is known), `{{merchant_token}}` and `{{period}}` anywhere.
+The chart picture takes the `{{chart}}` shape's place, fitted inside it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,30 @@ from pptx.dml.color import RGBColor
 from pptx.util import Emu, Inches, Pt
 
 from runner.charts import ChartSpec
-from runner.decks.build import ACCENT, INK, MUTED, PANEL, Slide, period
-from runner.decks.pdf import wrap
+from runner.decks.build import (
+    ACCENT,
+    CHART_PLACE_IN,
+    INK,
+    MARGIN,
+    MUTED,
+    NOT_AVAILABLE,
+    PANEL,
+    TILE_GAP,
+    TILE_H,
+    TILE_TOP,
+    Slide,
+    fitted_size,
+    period,
+    summary_grid,
+)
+from runner.decks.pdf import PAGE_W, wrap
 from runner.errors import UsageError
 from runner.jobs import DeckTask
+from runner.status import PartialDecks
 
 # Uncompressed: the 50 MB a template file may have, with room for XML that compresses well.
 MAX_TEMPLATE_EXPANDED_BYTES = 250_000_000
-CHART_BOX = (2.44, 1.0, 8.444, 4.75)  # inches: left, top, width, height (16:9, centred)
+CHART_BOX = CHART_PLACE_IN  # inches: left, top, width, height (16:9, centred; the PDF's too)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 _ROLES = ("title", "paragraph", "chart")
 
@@ -52,6 +69,34 @@ def _fitted(text: str, size: float, width_in: float, lines: int) -> str:
     return text if len(wrapped) <= lines else " ".join(wrapped[:lines])[:-2].rstrip() + " …"
 
 
+def _box(slide: Any, left: float, top: float, width: float, height: float,
+         color: tuple[float, float, float]) -> None:
+    shape = slide.shapes.add_shape(1, Inches(left), Inches(top), Inches(width), Inches(height))
+    shape.fill.solid()
+    shape.fill.fore_color.rgb = _rgb(color)
+    shape.line.fill.background()
+
+
+def _summary(slide: Any, spec: Slide) -> None:
+    """The key figures as tiles, laid out as on the PDF's page (its points / 72)."""
+    _text(slide, 0.67, 0.95, 12.0, 0.4, spec.subtitle, 14, MUTED)
+    per_row, tile = summary_grid(len(spec.headlines), PAGE_W - 2 * MARGIN)
+    for i, figure in enumerate(spec.headlines):
+        row, column = divmod(i, per_row)
+        left, top = (MARGIN + column * (tile + TILE_GAP)) / 72, (TILE_TOP + row * (TILE_H + TILE_GAP)) / 72
+        width, inner = tile / 72, (tile - 36) / 72
+        _box(slide, left, top, width, TILE_H / 72, PANEL)
+        _box(slide, left, top, 5 / 72, TILE_H / 72, ACCENT)
+        _text(slide, left + 0.2, top + 0.2, inner + 0.1, 0.7, _fitted(figure.label, 16, inner, 2), 16, MUTED)
+        # The viewer's font is not ours to choose (LibreOffice has no Calibri): sized for one a quarter
+        # wider than Helvetica, the number fits on one line in the fonts that stand in for it.
+        _text(slide, left + 0.2, top + 1.0, inner + 0.1, 0.8, figure.value,
+              fitted_size(figure.value, 44, (tile - 36) / 1.25), ACCENT, bold=True)
+        _text(slide, left + 0.2, top + 1.95, inner + 0.1, 1.0, _fitted(figure.comparison, 15, inner, 3), 15)
+    for line in spec.lines:
+        _text(slide, 0.67, 6.3, 12.0, 0.6, _fitted(line, 13, 12.0, 2), 13, MUTED)
+
+
 def _builtin(slides: list[Slide], task: DeckTask) -> Any:
     deck = Presentation()
     deck.slide_width, deck.slide_height = Inches(13.333), Inches(7.5)
@@ -70,18 +115,10 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
             _text(slide, 0.9, 4.7, 11.5, 0.4, spec.lines[0], 12, MUTED)
             continue
         _text(slide, 0.67, 0.3, 12.0, 0.7, _fitted(spec.title, 26, 12.0, 1), 26, ACCENT, bold=True)
-        _text(slide, 0.67, 7.05, 9.0, 0.3, f"{task.merchant} · business review · {period(task)}", 9, MUTED)
+        _text(slide, 0.67, 7.05, 9.0, 0.3, f"{task.display_name} · business review · {period(task)}", 9, MUTED)
         _text(slide, 11.0, 7.05, 1.67, 0.3, f"{number} / {len(slides)}", 9, MUTED, align="right")
         if spec.kind == "summary":
-            _text(slide, 0.67, 0.95, 12.0, 0.4, spec.subtitle, 13, MUTED)
-            body = slide.shapes.add_textbox(Inches(0.67), Inches(1.6), Inches(12.0), Inches(5.2)).text_frame
-            body.word_wrap = True
-            for i, line in enumerate(spec.lines):
-                paragraph = body.paragraphs[0] if i == 0 else body.add_paragraph()
-                run = paragraph.add_run()
-                run.text = "■  " + _fitted(line, 14, 11.6, 2)
-                run.font.size, run.font.color.rgb = Pt(14), _rgb(INK)
-                paragraph.space_after = Pt(8)
+            _summary(slide, spec)
             continue
         left, top, width, height = CHART_BOX
         if spec.png is not None:
@@ -93,7 +130,8 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
             box.line.fill.background()
             _text(slide, left + 0.4, top + height / 2 - 0.4, width - 0.8, 1.0,
                   _fitted(spec.missing or "", 15, width - 0.8, 3), 15, MUTED, align="center")
-        _text(slide, 0.67, top + height + 0.1, 12.0, 1.1, _fitted(spec.paragraph, 13, 12.0, 4), 13)
+        _text(slide, 0.67, top + height + 0.1, 12.0, 6.95 - (top + height + 0.1), _fitted(spec.paragraph, 13, 12.0, 4),
+              13)  # ends above the footer
     return deck
 
 
@@ -174,11 +212,18 @@ def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
     deck = Presentation(io.BytesIO(task.template))
     specs = tuple(chart.spec for chart in task.charts)
     chart_slides, how = _chart_slides(deck, specs)
-    everywhere = {"merchant": task.merchant, "period": period(task)}
-    by_id = dict(zip((spec.id for spec in specs), slides[1:-1], strict=True))
+    everywhere = {"merchant": task.display_name, "merchant_token": task.merchant, "period": period(task)}
+    omit = task.partial is PartialDecks.OMIT  # as slides_for: a missing chart has no slide
+    shown = [chart.spec.id for chart in task.charts if not omit or (chart.data is not None and chart.png is not None)]
+    by_id = dict(zip(shown, [slide for slide in slides if slide.kind == "chart"], strict=True))
     for spec in specs:
-        slide, content = chart_slides[spec.id], by_id[spec.id]
+        slide, content = chart_slides[spec.id], by_id.get(spec.id)
         prefix = f"{spec.id}_" if how == "id" else ""
+        if content is None:  # left out (partial_decks=omit): its placeholders emptied, its slide dropped below
+            for shape in slide.shapes:
+                if shape.has_text_frame:
+                    _replace_text(shape, {f"{prefix}{role}": "" for role in _ROLES})
+            continue
         values = {**everywhere, f"{prefix}title": content.title, f"{prefix}paragraph": content.paragraph}
         for shape in list(slide.shapes):
             if not shape.has_text_frame:
@@ -187,20 +232,33 @@ def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
                 _replace_text(shape, values)
                 continue
             if content.png is None:
-                values[f"{prefix}chart"] = content.missing or "Data unavailable"
+                values[f"{prefix}chart"] = content.missing or NOT_AVAILABLE
                 _replace_text(shape, values)
                 continue
             left, top, width, height = shape.left, shape.top, shape.width, shape.height
-            scale = min(width / 16, height / 9)  # the chart is 16:9: fit it inside the shape
-            w, h = int(16 * scale), int(9 * scale)
+            chart_w, chart_h = CHART_BOX[2:]  # fit the chart inside the shape, its proportions kept
+            scale = min(width / chart_w, height / chart_h)
+            w, h = int(chart_w * scale), int(chart_h * scale)
             slide.shapes.add_picture(io.BytesIO(content.png), Emu(left + (width - w) // 2),
                                      Emu(top + (height - h) // 2), Emu(w), Emu(h))
             shape._element.getparent().remove(shape._element)
+    kept = {chart_slides[spec_id].part for spec_id in by_id}  # a slide shared with a shown chart stays
+    for spec in specs:
+        if spec.id not in by_id and chart_slides[spec.id].part not in kept:
+            _drop_slide(deck, chart_slides[spec.id])
     for slide in deck.slides:
         for shape in slide.shapes:
             if shape.has_text_frame:
                 _replace_text(shape, everywhere)
     return deck
+
+
+def _drop_slide(deck: Any, slide: Any) -> None:
+    ids = deck.slides._sldIdLst  # python-pptx has no public way to remove a slide
+    for entry in list(ids):
+        if deck.part.related_part(entry.rId) is slide.part:
+            ids.remove(entry)
+            deck.part.drop_rel(entry.rId)
 
 
 def pptx_deck(slides: list[Slide], task: DeckTask) -> bytes:

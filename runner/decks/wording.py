@@ -1,15 +1,25 @@
-"""How the deck writes numbers and periods: the formatting rules every sentence follows.
+"""How the deck writes numbers and periods: the rules every chart's paragraph follows.
 
-The rules (the README's "How decks write numbers" repeats them, and the tests format by them
-independently):
+The rules (the README's "How decks write numbers" repeats them, and tests/test_sentences.py
+formats by them independently):
 - Money in euros: whole euros with thousands separators at €1,000 and above (€12,346); cents
-  below (€186.40). Rounding is Python's round-half-even of the exact float.
-- Counts: whole numbers with thousands separators (1,234 orders).
-- Other values: whole numbers at 100 and above, two decimals below.
-- Percentages and changes: one decimal (55.9%, +12.3%); a change in share is in points (+1.2 pt).
-- A number that rounds to zero is written without a sign: "0.0%", never "-0.0%".
+  below (€186.40); a negative amount is "-€5.00". Rounding is round-half-even of the float
+  (Python's format), and a total is the float nearest the exact sum (math.fsum).
+- Counts and other values: whole numbers with thousands separators when whole or at 100 and
+  above (1,234 orders); two decimals otherwise (5.50 orders).
+- Percentages and changes: one decimal, thousands separators (55.9%, +12.3%, +1,250.0%); a change
+  of a value in percent ("%" unit) is in points (+1.2 pt).
+- A number that rounds to zero is written without a sign: "0.0%", never "-0.0%" or "+0.0%".
+- A change in percent ("up 12.3%", "+12.3%") is only ever measured from a positive base: against
+  nothing (zero, negative, or not retrieved) no growth is claimed; the amounts are said instead.
+- Steady: a series is "steady" when every value is within STEADY_CHANGE (2%) of the mean of its
+  values; two values are "level" when they differ by less than 2% of the smaller (positive) one,
+  or are equal. A mix of shares "held steady" when no share moved by STEADY_POINTS (1 point) or more.
 - A month is "Jan 2025"; a span of months "Oct–Dec 2025", or "Nov 2024–Jan 2025" across years;
-  twelve months from January are the year, "2025".
+  only the twelve months Jan–Dec of one year are called the year, "2025". Every comparison names
+  both sides ("on Oct–Dec 2024").
+- A line of monthly averages (AOV) is described by its monthly values (range, first, last), never
+  by a mean of them, which is not the period's average.
 """
 
 from __future__ import annotations
@@ -17,22 +27,23 @@ from __future__ import annotations
 import calendar
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
-STEADY_POINTS = 1.0  # a share moving less than this many points has held steady
-STEADY_CHANGE = 0.02  # a value changing less than 2% has held steady
+STEADY_POINTS = 1.0  # a mix held steady when no share moved by this many points or more
+STEADY_CHANGE = 0.02  # steady: every value within 2% of the mean; level: two values within 2%
 
 
 @dataclass(frozen=True)
 class Text:
-    headline: str  # one line for the summary slide
+    headline: str  # the chart's title: the summary slide has its own key figures
     paragraph: str
 
 
 def unsigned_zero(number: str) -> str:
-    """A formatted number that rounds to zero, written without its sign: "0.00", not "-0.00"."""
-    return number if any(ch in "123456789" for ch in number) else number.replace("-", "")
+    """A formatted number that rounds to zero, written without its sign: "0.00", not "-0.00" or "+0.00"."""
+    return number if any(ch in "123456789" for ch in number) else number.replace("-", "").replace("+", "")
 
 
 def is_money(unit: str) -> bool:
@@ -44,21 +55,22 @@ def money(value: float, unit: str) -> str:
     if unit == "%":
         return pct(value)
     if is_money(unit):
-        return "€" + unsigned_zero(f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}")
+        number = unsigned_zero(f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}")
+        return "-€" + number[1:] if number.startswith("-") else "€" + number
     number = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.2f}"
     return f"{unsigned_zero(number)} {unit}".strip()
 
 
 def pct(value: float) -> str:
-    return unsigned_zero(f"{value:.1f}") + "%"
+    return unsigned_zero(f"{value:,.1f}") + "%"
 
 
 def signed_pct(value: float) -> str:
-    return unsigned_zero(f"{value:+.1f}") + "%"
+    return unsigned_zero(f"{value:+,.1f}") + "%"
 
 
 def points(value: float) -> str:
-    return unsigned_zero(f"{value:+.1f}") + " pt"
+    return unsigned_zero(f"{value:+,.1f}") + " pt"
 
 
 def share(part: float, whole: float) -> float:
@@ -71,6 +83,33 @@ def growth(new: float, old: float) -> float | None:
     (no `old`, or one so near zero that the ratio leaves the floats)."""
     change = (new - old) / abs(old) * 100 if old else math.inf
     return change if math.isfinite(change) else None
+
+
+def percent_change(new: float, old: float) -> float | None:
+    """The change from `old` to `new` in percent, measured only from a positive base: None against
+    nothing, a negative base, or a ratio that leaves the floats."""
+    if not old > 0:
+        return None
+    measured = (new - old) / old * 100
+    return measured if math.isfinite(measured) else None
+
+
+def total(values: Iterable[float | None]) -> float:
+    """The sum of the values there are, as the float nearest the exact sum: the same whatever
+    their order (the tests add up exactly and must print what this prints)."""
+    return math.fsum(v for v in values if v is not None)
+
+
+def is_steady(values: Sequence[float]) -> bool:
+    """Every value within STEADY_CHANGE of their mean (all of them zero counts as steady)."""
+    mean = total(values) / len(values)
+    return all(abs(v - mean) <= STEADY_CHANGE * abs(mean) for v in values)
+
+
+def is_level(a: float, b: float) -> bool:
+    """Two values equal, or differing by less than STEADY_CHANGE of the smaller, positive one."""
+    low, high = min(a, b), max(a, b)
+    return high == low or (low > 0 and high - low < STEADY_CHANGE * low)
 
 
 def change(new: float, old: float) -> str:
@@ -97,6 +136,14 @@ def span(first: str, last: str) -> str:
     if y1 == y2:
         return f"{calendar.month_abbr[m1]}–{calendar.month_abbr[m2]} {y1}"
     return f"{month_name(first)}–{month_name(last)}"
+
+
+def labels_span(first: str, last: str) -> str:
+    """A chart's run of labels named: a span of months (see span) where both are months in order,
+    else the labels as they are ("Q1–Q4")."""
+    if _MONTH.match(first) and _MONTH.match(last) and first <= last:
+        return span(first, last)
+    return first if first == last else f"{first}–{last}"
 
 
 def shift_month(month: str, months: int) -> str:

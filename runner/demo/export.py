@@ -1,8 +1,10 @@
 """The demo warehouse in the documented `orders` schema, as a SQLite file or CSV files.
 
 This is the flat table a real warehouse would expose to the SQL chart pack: one row per
-order with its merchant, date, amount, product, user type and customer. Point any SQL MCP
-server at it (`mcp-server-motherduck --db-path ...` over a DuckDB copy, for one) and run
+order with its merchant, date, amount, product, user type and customer; beside it the optional
+`merchants` table (merchant_token, name, category), from which the pack's merchants query takes
+the first merchants and the names their decks show. Point any SQL MCP server at it
+(`mcp-server-motherduck --db-path ...` over a DuckDB copy, for one) and run
 `--pack business-review-sql`: the charts match the demo server's.
 """
 

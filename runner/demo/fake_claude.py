@@ -30,6 +30,7 @@ from typing import Any
 CHARS_PER_TOKEN = 4
 _WORD = re.compile(r"[a-z0-9]+")
 _CHART_LINE = re.compile(r"^- ([a-z0-9][a-z0-9_-]*): (.*?); shape ", re.M)
+_EXTENDED = re.compile(r"\(from (\d{4}-\d{2}-\d{2}): ")
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,11 @@ class FakeClaude:
             uses = []
             for request in charts.values():
                 tool = _best_tool(request, tools)
+                extended = _EXTENDED.search(request)  # the chart compares with the year before the window
                 if tool:
                     uses.append({"type": "tool_use", "id": f"toolu_{next(self._ids)}",
-                                 **_tool_call(tool, merchant, window[1], window[2], fault)})
+                                 **_tool_call(tool, merchant, extended[1] if extended else window[1], window[2],
+                                              fault)})
             return [{"type": "text", "text": "Fetching the data."}, *uses], "tool_use"
         if merchant in self.garbage:
             return [{"type": "text", "text": "I am sorry, the numbers look fine to me."}], "end_turn"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_CHANGE, Text, change, growth, money, pct, share
+from runner.decks.wording import Text, is_level, money, pct, percent_change, share, signed_pct, total, unsigned_zero
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ def _draw(fig: Figure, job: ChartJob, data: ChartData, with_shares: bool) -> Non
     total = sum(values)
     fmt = value_formatter(data.unit)
     labels = [f"{fmt(v)}  ({100 * v / total:.1f}%)" if with_shares and total > 0 else fmt(v) for v in values]
-    ax.bar_label(bars, labels=labels, padding=6, fontsize=15, fontweight="bold")
-    ax.set_xticks(x, [plain(label) for label in panel.labels], fontsize=14)
+    ax.bar_label(bars, labels=labels, padding=6, fontsize=13, fontweight="bold")
+    ax.set_xticks(x, [plain(label) for label in panel.labels], fontsize=13)
     finish_axes(ax, job.spec.y_label, data.unit)
     ax.margins(y=0.15)
 
@@ -47,25 +47,27 @@ def _points(data: ChartData) -> list[tuple[str, float]]:
 
 def sentence_shares(spec: ChartSpec, data: ChartData) -> Text:
     points, unit = _points(data), data.unit
-    total = sum(v for _, v in points)
-    listed = " and ".join(f"{label} {pct(share(v, total))} ({money(v, unit)})" for label, v in points) \
-        if len(points) <= 3 else ", ".join(f"{label} {pct(share(v, total))}" for label, v in points)
-    return Text(f"{spec.title}: {points[0][0]} {pct(share(points[0][1], total))}",
-                f"Of {money(total, unit)}: {listed}.")
+    whole = total(v for _, v in points)
+    listed = " and ".join(f"{label} {pct(share(v, whole))} ({money(v, unit)})" for label, v in points) \
+        if len(points) <= 3 else ", ".join(f"{label} {pct(share(v, whole))}" for label, v in points)
+    return Text(spec.title, f"Of {money(whole, unit)}: {listed}.")
 
 
 def sentence_bars(spec: ChartSpec, data: ChartData) -> Text:
     points, unit = _points(data), data.unit
     (top, high), (bottom, low) = points[0], points[-1]
     if len(points) == 1:
-        return Text(f"{spec.title}: {money(high, unit)}", f"{top}: {money(high, unit)}.")
+        return Text(spec.title, f"{top}: {money(high, unit)}.")
     listed = ", ".join(f"{label} {money(v, unit)}" for label, v in points)
-    measured = growth(high, low)
-    if measured is not None and measured < STEADY_CHANGE * 100:
-        gap = f"{top} and {bottom} are level."
+    if is_level(high, low):
+        gap = f"{top} and {bottom}{', the highest and the lowest,' if len(points) > 2 else ''} are level."
+    elif unit == "%":  # a gap between percentages is in points
+        gap = f"{top} is {unsigned_zero(f'{high - low:,.1f}')} pt above {bottom}."
     else:
-        gap = f"{top} is {money(high - low, unit)} ({change(high, low)}) above {bottom}."
-    return Text(f"{spec.title}: {top} {money(high, unit)}, {bottom} {money(low, unit)}", f"{listed}. {gap}")
+        measured = percent_change(high, low)
+        gap = f"{top} is {money(high - low, unit)}{'' if measured is None else f' ({signed_pct(measured)})'} " \
+              f"above {bottom}."
+    return Text(spec.title, f"{listed}. {gap}")
 
 
 BARS = ChartKind(name="bars", about="one bar per category with its value", shape=Shape.CATEGORIES,

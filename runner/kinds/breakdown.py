@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     from matplotlib.ticker import PercentFormatter
 
-    from runner.render.axes import PALETTE, plain
+    from runner.render.axes import PALETTE, part_labels, plain
 
     if not fig.axes:
         fig.subplots(len(data.panels), 1, squeeze=False)
@@ -25,36 +25,36 @@ def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     for ax, panel in zip(axes, data.panels, strict=True):
         left = 0.0
         values = [v or 0.0 for v in panel.series[0].values]
-        for i, (label, part) in enumerate(zip(panel.labels, values, strict=True)):
+        for i, part in enumerate(values):
             ax.barh([0], [part], left=left, height=0.7, color=PALETTE[i % len(PALETTE)], edgecolor="white")
-            if part >= 6:
-                ax.text(left + part / 2, 0, f"{plain(label)}\n{part:.1f}%", ha="center", va="center",
-                        color="white", fontsize=12, fontweight="bold")
-            elif part > 0:
-                centre = left + part / 2
-                align = "right" if centre > 90 else ("left" if centre < 10 else "center")
-                ax.annotate(f"{plain(label)} {part:.1f}%", (centre, 0.38), xytext=(0, 4),
-                            textcoords="offset points", ha=align, fontsize=10)
             left += part
         ax.set_xlim(0, 100)
-        ax.set_yticks([0], [plain(panel.title)], fontsize=14)
+        ax.set_ylim(-0.4, 0.75)  # room over the bar for the labels of parts too narrow to hold theirs
+        part_labels(ax, panel.labels, values, bar_top=0.35)
+        ax.set_yticks([0], [plain(panel.title)], fontsize=13)
+        ax.set_xticks(range(0, 101, 20))
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
         for side in ("left", "top", "right"):
             ax.spines[side].set_visible(False)
         ax.tick_params(axis="y", length=0)
+        if ax is not axes[-1]:  # one percent scale, under the last bar
+            ax.spines["bottom"].set_visible(False)
+            ax.tick_params(axis="x", bottom=False, labelbottom=False)
     axes[-1].set_xlabel(job.spec.y_label or "Share (%)")
 
 
 def sentence(spec: ChartSpec, data: ChartData) -> Text:
+    """Each group's largest share; a tie names every label that has it."""
     parts = []
     for panel in data.panels:
-        points = [(label, value) for label, value in zip(panel.labels, panel.series[0].values, strict=True)
+        shares = [(label, value) for label, value in zip(panel.labels, panel.series[0].values, strict=True)
                   if value is not None]
-        if points:
-            label, part = max(points, key=lambda p: p[1])
-            parts.append(f"{label} by {panel.title.lower()} ({pct(part)})")
-    text = "The largest groups: " + "; ".join(parts) + "."
-    return Text(f"{spec.title}: " + ", ".join(p.split(" by ")[0] for p in parts), text)
+        if shares:
+            largest = max(value for _, value in shares)
+            leaders = [label for label, value in shares if value == largest]
+            each = " each" if len(leaders) > 1 else ""
+            parts.append(f"{' and '.join(leaders)} by {panel.title.lower()} ({pct(largest)}{each})")
+    return Text(spec.title, "The largest groups: " + "; ".join(parts) + ".")
 
 
 KIND = ChartKind(name="breakdown", about="100% bars, one per group, labelled in percent", shape=Shape.GROUPS,

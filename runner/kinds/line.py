@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_CHANGE, Text, change, growth, money, month_name
+from runner.decks.wording import Text, is_steady, labels_span, money, month_name, percent_change, points, signed_pct
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -31,25 +31,41 @@ def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
     return {label: value for label, value in zip(panel.labels, chosen.values, strict=True) if value is not None}
 
 
+def _change(new: float, old: float, unit: str) -> str:
+    """The change from `old` to `new` as " (-22.3%)"; a percentage's change in points; nothing from
+    a base of zero or below."""
+    if unit == "%":
+        return f" ({points(new - old)})"
+    measured = percent_change(new, old)
+    return "" if measured is None else f" ({signed_pct(measured)})"
+
+
 def sentence(spec: ChartSpec, data: ChartData) -> Text:
+    """The first line with values, by its monthly values: its range, or that it held steady, and
+    its last month against its first. Never a mean of the months: of monthly averages (AOV) that
+    is not the period's average."""
     panel, unit = data.panels[0], data.unit
-    shown = next(i for i, s in enumerate(panel.series) if any(v is not None for v in s.values))
-    points = [(label, value) for label, value in zip(panel.labels, panel.series[shown].values, strict=True)
-              if value is not None]
-    (first_label, first), (last_label, last) = points[0], points[-1]
-    high, low = max(points, key=lambda p: p[1]), min(points, key=lambda p: p[1])
-    mean = sum(v for _, v in points) / len(points)
-    measured = growth(last, first)
-    if measured is not None and abs(measured) < STEADY_CHANGE * 100:
-        text = f"{panel.series[shown].name} held steady around {money(mean, unit)}: {money(first, unit)} in " \
-               f"{month_name(first_label)} and {money(last, unit)} in {month_name(last_label)}."
+    shown = next((s for s in panel.series if any(v is not None for v in s.values)), None)
+    if shown is None:  # the window has no month with a value (the months retrieved before it did)
+        return Text(spec.title, f"No figures over {labels_span(panel.labels[0], panel.labels[-1])}.")
+    months = [(label, value) for label, value in zip(panel.labels, shown.values, strict=True) if value is not None]
+    (first_label, first), (last_label, last) = months[0], months[-1]
+    if len(months) == 1:
+        return Text(spec.title, f"{shown.name} was {money(last, unit)} in {month_name(last_label)}.")
+    period = labels_span(first_label, last_label)
+    (low_label, low), (high_label, high) = min(months, key=lambda p: p[1]), max(months, key=lambda p: p[1])
+    if is_steady([value for _, value in months]):
+        text = f"{shown.name} held steady over {period}, between {money(low, unit)} and {money(high, unit)} " \
+               "each month."
+    elif len(months) == 2:
+        text = f"{shown.name} was {money(last, unit)} in {month_name(last_label)}, against {money(first, unit)} " \
+               f"in {month_name(first_label)}{_change(last, first, unit)}."
     else:
-        text = f"{panel.series[shown].name} was {money(last, unit)} in {month_name(last_label)}, against " \
-               f"{money(first, unit)} in {month_name(first_label)} ({change(last, first)})."
-    if len(points) > 2:
-        text += f" It peaked at {money(high[1], unit)} in {month_name(high[0])} and was lowest in " \
-                f"{month_name(low[0])} ({money(low[1], unit)}); the average was {money(mean, unit)}."
-    return Text(f"{spec.title}: {money(last, unit)} in {month_name(last_label)}, {change(last, first)}", text)
+        text = f"Over {period}, the monthly {shown.name} ranged from {money(low, unit)} in {month_name(low_label)} " \
+               f"to {money(high, unit)} in {month_name(high_label)}. It was {money(last, unit)} in " \
+               f"{month_name(last_label)}, against {money(first, unit)} in {month_name(first_label)}" \
+               f"{_change(last, first, unit)}."
+    return Text(spec.title, text)
 
 
 KIND = ChartKind(name="line", about="one or more lines over time", shape=Shape.SERIES, draw=draw,

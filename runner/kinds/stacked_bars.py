@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_POINTS, Text, money, pct, share
+from runner.decks.wording import STEADY_POINTS, Text, labels_span, money, pct, share, total
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    from runner.render.axes import PALETTE, finish_axes, month_labels, plain, value_formatter
+    from runner.render.axes import PALETTE, bar_totals, finish_axes, legend_above, month_ticks, plain, value_formatter
 
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     panel = data.panels[0]
@@ -25,16 +25,11 @@ def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
         heights = [v or 0.0 for v in series.values]
         ax.bar(x, heights, bottom=bottoms, width=0.75, color=PALETTE[i % len(PALETTE)], label=plain(series.name))
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    if len(x) <= 36:
-        fmt = value_formatter(data.unit)
-        for xi, total in zip(x, bottoms, strict=True):
-            ax.annotate(fmt(total), (xi, total), xytext=(0, 3), textcoords="offset points", ha="center",
-                        fontsize=9, color="#444444")
-    ax.set_xticks(x, month_labels(panel.labels))
-    ax.set_xlabel("Month")
+    month_ticks(ax, panel.labels)
     finish_axes(ax, job.spec.y_label, data.unit)
-    ax.legend(frameon=False, ncols=len(panel.series), loc="upper left")
     ax.margins(y=0.12)
+    legend_above(ax)
+    bar_totals(ax, bottoms, value_formatter(data.unit))  # after the legend: it takes height from the axes
 
 
 def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
@@ -48,34 +43,41 @@ def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
 
 
 def _shares(panel: Panel, months: slice) -> dict[str, float]:
-    totals = {s.name: sum(v or 0.0 for v in s.values[months]) for s in panel.series}
-    whole = sum(totals.values())
+    totals = {s.name: total(s.values[months]) for s in panel.series}
+    whole = total(totals.values())
     return {name: share(value, whole) for name, value in totals.items()}
 
 
 def sentence(spec: ChartSpec, data: ChartData) -> Text:
+    """The mix over the months shown, and the largest shift between its first and last months with
+    data (up to three of each), every period named."""
     panel, unit = data.panels[0], data.unit
-    total = sum(v or 0.0 for s in panel.series for v in s.values)
+    labels = panel.labels
+    everything = total(v for s in panel.series for v in s.values)
+    if not everything:  # the window held nothing (the year before it did)
+        return Text(spec.title, f"Nothing over {labels_span(labels[0], labels[-1])}.")
     overall = sorted(_shares(panel, slice(None)).items(), key=lambda item: -item[1])
     listed = ", ".join(f"{name} {pct(part)}" for name, part in overall)
-    text = f"Of {money(total, unit)} over the period: {listed}."
-    with_data = [i for i in range(len(panel.labels)) if any(s.values[i] for s in panel.series)]
+    text = f"Of {money(everything, unit)} over {labels_span(labels[0], labels[-1])}: {listed}."
+    with_data = [i for i in range(len(labels)) if any(s.values[i] for s in panel.series)]
     if len(panel.series) > 1 and len(with_data) >= 6:
         window = max(1, min(3, len(with_data) // 4))
-        first = _shares(panel, slice(with_data[0], with_data[window - 1] + 1))
-        last = _shares(panel, slice(with_data[-window], with_data[-1] + 1))
+        early, late = (with_data[0], with_data[window - 1]), (with_data[-window], with_data[-1])
+        first = _shares(panel, slice(early[0], early[1] + 1))
+        last = _shares(panel, slice(late[0], late[1] + 1))
+        between = f"between {labels_span(labels[early[0]], labels[early[1]])} and " \
+                  f"{labels_span(labels[late[0]], labels[late[1]])}"
         # Compared as printed (one decimal of a point): with two categories both move by the same
         # amount, and float noise (SQLite's 3771.5199999 vs 3771.52) must not pick which is named;
         # a tie names the larger category.
         weight = {n: round(part, 1) for n, part in overall}
         name = max(first, key=lambda n: (round(abs(last[n] - first[n]), 1), weight.get(n, 0.0)))
-        between = f"the first {window} months and the last {window}" if window > 1 else "the first month and the last"
-        if abs(last[name] - first[name]) < STEADY_POINTS:
-            text += f" The mix held steady: no share moved a point between {between}."
+        if all(abs(last[n] - first[n]) < STEADY_POINTS for n in first):
+            text += f" The mix held steady {between}: no share moved by a point or more."
         else:
             verb = "rose" if last[name] > first[name] else "fell"
-            text += f" The largest shift: {name} {verb} from {pct(first[name])} to {pct(last[name])} between {between}."
-    return Text(f"{spec.title}: {overall[0][0]} leads with {pct(overall[0][1])}", text)
+            text += f" The largest shift: {name} {verb} from {pct(first[name])} to {pct(last[name])} {between}."
+    return Text(spec.title, text)
 
 
 KIND = ChartKind(name="stacked_bars", about="stacked bars per month, one segment per series", shape=Shape.SERIES,

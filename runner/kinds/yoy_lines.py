@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import calendar
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_CHANGE, Text, change, growth, money, pct
+from runner.decks.wording import (
+    Text,
+    is_level,
+    money,
+    month_name,
+    pct,
+    percent_change,
+    shift_month,
+    signed_pct,
+    span,
+    total,
+)
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -29,35 +41,80 @@ def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
             for month, value in enumerate(s.values, 1) if value is not None}
 
 
+def _month_number(label: str) -> int | None:
+    """A calendar month's number from its label ("Jan", "January"); None for any other label."""
+    word = label.strip()[:3].title()
+    return list(calendar.month_abbr).index(word) if word in calendar.month_abbr[1:] else None
+
+
+def _shown_months(data: ChartData) -> dict[str, float] | None:
+    """Every month shown, "YYYY-MM" -> value (None marks a month not shown); None where the
+    labels are not calendar months or the series not years."""
+    panel = data.panels[0]
+    numbers = [_month_number(label) for label in panel.labels]
+    if None in numbers or not all(s.name.isdigit() and len(s.name) == 4 for s in panel.series):
+        return None
+    return {f"{s.name}-{number:02d}": value for s in panel.series
+            for number, value in zip(numbers, s.values, strict=True) if value is not None}
+
+
+def _against(now: float, before: list[float], previous: str, unit: str) -> str:
+    """The period's total against the same months a year earlier, named."""
+    if not any(before):
+        return f"; there was nothing in {previous} to compare with"
+    base = total(before)
+    measured = percent_change(now, base)
+    if measured is None:  # a base of zero or below: no growth rate
+        return f", against {money(base, unit)} in {previous}"
+    if is_level(now, base):
+        return f", level with {previous} ({money(base, unit)}, {signed_pct(measured)})"
+    return f", {'up' if measured > 0 else 'down'} {pct(abs(measured))} on {previous} ({money(base, unit)})"
+
+
+def _extremes(shown: dict[str, float], unit: str) -> str:
+    """The best and weakest month shown, counted from the first month that is not zero (months of
+    nothing before a merchant traded are not its weakest)."""
+    months = sorted(shown)
+    start = next(i for i, month in enumerate(months) if shown[month] != 0)
+    counted = months[start:]
+    best, worst = max(counted, key=lambda m: shown[m]), min(counted, key=lambda m: shown[m])
+    if len(counted) < 2 or shown[best] == shown[worst]:
+        return ""
+    since = f"Since {month_name(counted[0])} (nothing before it), the" if start else "The"
+    return f" {since} best month shown was {month_name(best)} ({money(shown[best], unit)}) and the weakest " \
+           f"{month_name(worst)} ({money(shown[worst], unit)})."
+
+
 def sentence(spec: ChartSpec, data: ChartData) -> Text:
-    panel, unit = data.panels[0], data.unit
-    years = [s for s in panel.series if any(v is not None for v in s.values)]
-    points = [(f"{label} {s.name}", v) for s in years for label, v in zip(panel.labels, s.values, strict=True)
-              if v is not None]
-    best, worst = max(points, key=lambda p: p[1]), min(points, key=lambda p: p[1])
-    extremes = f"The best month was {best[0]} ({money(best[1], unit)}) and the weakest {worst[0]} " \
-               f"({money(worst[1], unit)})."
-    last = years[-1]
-    common = [i for i, (a, b) in enumerate(zip(last.values, years[-2].values, strict=True))
-              if a is not None and b is not None] if len(years) > 1 else []
-    if not common:  # one year, or two with no month in common: nothing to compare like with like
-        total = sum(v for v in last.values if v is not None)
-        alone = "the only year in the period" if len(years) < 2 else f"no month of it also in {years[-2].name}"
-        return Text(f"{spec.title}: {money(total, unit)} in {last.name}",
-                    f"{money(total, unit)} over {last.name}, {alone}. {extremes}")
-    previous = years[-2]
-    now, before = (sum(s.values[i] or 0.0 for i in common) for s in (last, previous))
-    span = f"{panel.labels[common[0]]}–{panel.labels[common[-1]]}" if len(common) > 1 else panel.labels[common[0]]
-    measured = growth(now, before)
-    if measured is None:
-        trend = f"against {money(before, unit)} in the same months of {previous.name}"
-    elif abs(measured) < STEADY_CHANGE * 100:
-        trend = f"level with {previous.name} ({money(before, unit)})"
-    else:
-        trend = f"{'up' if measured > 0 else 'down'} {pct(abs(measured))} " \
-                f"on the same months of {previous.name} ({money(before, unit)})"
-    return Text(f"{spec.title}: {money(now, unit)} in {span} {last.name}, {change(now, before)}",
-                f"{span} {last.name} came to {money(now, unit)}, {trend}. {extremes}")
+    """The last twelve months shown (the whole window when shorter) against the same months a year
+    earlier, and the best and weakest month. A year without a line had nothing only where the chart
+    retrieved the year before its window (spec.compare); a month unknown leaves out the comparison."""
+    from runner.charts import Comparison  # here: runner.charts imports the kinds
+
+    unit = data.unit
+    shown = _shown_months(data)
+    if shown is None:  # not calendar months by year: the latest line's total, no period named
+        lines = [s for s in data.panels[0].series if any(v is not None for v in s.values)]
+        if not lines:
+            return Text(spec.title, "No figures for the months shown.")
+        return Text(spec.title, f"The {lines[-1].name} line totals {money(total(lines[-1].values), unit)}.")
+    if not any(v != 0 for v in shown.values()):  # a window of nothing (its year before had something)
+        if not shown:
+            return Text(spec.title, "No figures for the months shown.")
+        return Text(spec.title, f"Nothing over {span(min(shown), max(shown))}.")
+    latest = max(shown)
+    current = [month for month in sorted(shown) if month > shift_month(latest, -12)]
+    now = total(shown[month] for month in current)
+    # A month a year earlier is known where shown; a year with no line at all had nothing, where the
+    # chart retrieved it (a month sent as null stays unknown: then there is no comparison).
+    retrieved = spec.compare is Comparison.PREVIOUS_YEAR
+    years = {month[:4] for month in shown}
+    earlier = [shown.get(month, None if month[:4] in years or not retrieved else 0.0)
+               for month in (shift_month(month, -12) for month in current)]
+    against = "" if None in earlier else _against(
+        now, [v or 0.0 for v in earlier], span(shift_month(current[0], -12), shift_month(current[-1], -12)), unit)
+    text = f"In {span(current[0], current[-1])} the total was {money(now, unit)}{against}."
+    return Text(spec.title, text + _extremes(shown, unit))
 
 
 KIND = ChartKind(name="yoy_lines", about="one line per year over Jan..Dec", shape=Shape.SERIES, draw=draw,

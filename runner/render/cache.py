@@ -26,7 +26,7 @@ import json
 import os
 import re
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from functools import cache
 from importlib import metadata
@@ -72,10 +72,12 @@ def chart_key(task: RenderTask) -> str:
 
 
 def deck_key(task: DeckTask) -> str:
+    """Every field of the task goes in (a field added later too): the charts' PNGs and the template
+    by their hashes."""
     charts = [{"spec": asdict(c.spec), "data": asdict(c.data) if c.data else None, "error": c.error,
                "png": hashlib.sha256(c.png).hexdigest() if c.png is not None else None} for c in task.charts]
-    return _digest({"deck": task.merchant, "dates": [task.start_date, task.end_date], "on": task.generated_on,
-                    "formats": list(task.formats), "charts": charts,
+    rest = {field.name: getattr(task, field.name) for field in fields(task) if field.name not in ("charts", "template")}
+    return _digest({"deck": rest, "charts": charts,
                     "template": hashlib.sha256(task.template).hexdigest() if task.template else None})
 
 

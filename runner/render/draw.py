@@ -1,28 +1,55 @@
 """Drawing a chart on a matplotlib Figure (object API only: no pyplot state).
 
 What a kind draws is its registry entry's (runner.kinds); this module gives every chart the
-same frame: the style, the title block, the margins, and the reuse of one figure per layout.
+same frame: the style, the margins, and the reuse of one figure per layout.
+
+The figure holds only the chart (axes, legend, labels): the slide above it carries the title,
+and the slide's footer the merchant and the period. It is drawn at the size the slide places it
+(runner.decks.build.CHART_PLACE_IN, the render worker's figure size), so every font size here is
+the size a reader sees, never under axes.MIN_TEXT_PT (tests/test_slide_charts.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from runner.jobs import ChartData, ChartJob
 from runner.kinds import KINDS
+from runner.render.axes import MIN_TEXT_PT
 
 STYLE: dict[str, Any] = {
-    "font.size": 13,
-    "axes.titlesize": 20,
-    "axes.labelsize": 14,
-    "xtick.labelsize": 12,
-    "ytick.labelsize": 12,
-    "legend.fontsize": 12,
+    "font.size": MIN_TEXT_PT,
+    "axes.titlesize": MIN_TEXT_PT + 1,
+    "axes.labelsize": MIN_TEXT_PT + 1,
+    "xtick.labelsize": MIN_TEXT_PT,
+    "xtick.major.pad": 5,  # the first month's name, when near the y axis, stays clear of the lowest y label
+    "ytick.labelsize": MIN_TEXT_PT,
+    "legend.fontsize": MIN_TEXT_PT,
+    "legend.title_fontsize": MIN_TEXT_PT,
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
+
+
+@dataclass(frozen=True)
+class Margins:
+    """Room around the axes, in inches. Fixed rather than measured (tight_layout would add a
+    fifth to a chart's CPU), so a kind knows its axes' size in points before it draws and can
+    fit its labels to it; a legend above the axes takes its height from the top (axes.legend_above).
+    The left holds a y label and tick labels of up to six characters (numbers are compact: €35k,
+    axes.value_formatter)."""
+
+    left: float = 1.1
+    right: float = 0.25
+    top: float = 0.15
+    bottom: float = 0.62
+    between: float = 0.3  # between the panels of a chart with several
+
+
+MARGINS = Margins()
 
 
 def figure_layout(job: ChartJob, data: ChartData) -> tuple[str, int]:
@@ -50,10 +77,16 @@ def clear_chart(fig: Figure) -> None:
         text.remove()
 
 
+def frame(fig: Figure, panels: int) -> None:
+    """The margins, in the figure's fractions; panels stacked with a fixed gap between them."""
+    width, height = fig.get_size_inches()
+    m = MARGINS
+    panel_height = (height - m.top - m.bottom - (panels - 1) * m.between) / panels
+    fig.subplots_adjust(left=m.left / width, right=1 - m.right / width, top=1 - m.top / height,
+                        bottom=m.bottom / height, hspace=m.between / panel_height)
+
+
 def draw_chart(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    """Draw on a new figure, or on one of the same layout after clear_chart."""
-    subtitle = f"Merchant {job.merchant}  ·  {job.start_date} to {job.end_date}"
-    fig.suptitle(job.spec.title, fontsize=22, fontweight="bold", x=0.06, ha="left", y=0.97)
-    fig.text(0.06, 0.905, subtitle, fontsize=13, color="#555555", ha="left")
+    """Draw on a new figure, or on one of the same layout after clear_chart. No title: the slide has it."""
+    frame(fig, len(data.panels))  # before the kind draws: it fits its labels to the axes
     KINDS[job.spec.kind].draw(fig, job, data)
-    fig.subplots_adjust(left=0.08, right=0.97, top=0.85, bottom=0.1, hspace=0.5)

@@ -67,7 +67,9 @@ def batch_prompt(batch: Batch) -> str:
     ]
     for job in batch.jobs:
         spec = job.spec
-        lines.append(f"- {spec.id}: {spec.request or spec.title}; shape {spec.chart_kind.hint}")
+        extended = f" (from {job.retrieve_start}: the year before the window too, to compare with)" \
+            if job.retrieve_start != job.start_date else ""
+        lines.append(f"- {spec.id}: {spec.request or spec.title}{extended}; shape {spec.chart_kind.hint}")
     return "\n".join(lines)
 
 

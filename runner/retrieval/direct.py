@@ -15,6 +15,7 @@ from runner.config import RunnerConfig
 from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
+from runner.kinds.window import shown_data
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result
@@ -36,7 +37,8 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
         if spec.sql:
             payload = chart_payload(spec, job, rows_of(spec, payload))
         data = chart_data_from_json(spec, job.merchant, payload)
-        return replace(data, paragraph=paragraphs.write(spec, data).paragraph)
+        shown = shown_data(spec, data, job.start_date, job.end_date)
+        return replace(data, paragraph=paragraphs.write(spec, shown).paragraph)
     except ChartError:
         raise
     except Exception as exc:  # RecursionError and MemoryError included: they come of the answer too

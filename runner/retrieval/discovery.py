@@ -1,5 +1,9 @@
-"""What a run asks the server before it plans any chart: its first merchants, and which of its
-tools runs a SQL chart's query. Each question is tried as the retry policy allows.
+"""What a run asks the server before it plans any chart: its first merchants (with their names),
+and which of its tools runs a SQL chart's query. Each question is tried as the retry policy allows.
+
+The first merchants come from the pack's merchants query when it has one (SQL packs: through
+the query tool), else from the server's list_merchants tool. A name from the server is untrusted
+text: it is cleaned (runner.report.merchant_name) and only ever shown, never part of a path.
 
 A stop while the merchants are asked for lets the answer arrive for a short grace: with it the
 report can list every chart the run would have made, as cancelled, instead of none."""
@@ -9,13 +13,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from loguru import logger
 
+from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.jobs import check_merchant_token
+from runner.report import merchant_name
+from runner.retrieval.pivot import rows_of
 from runner.retrieval.results import decode_tool_result
 from runner.retrieval.sessions import SessionPool, Slot, describe_exception
 from runner.retry import RetryPolicy
@@ -24,6 +32,23 @@ from runner.sql import QueryTool, pick_query_tool
 DEFAULT_MERCHANT_COUNT = 3
 STOP_GRACE_SECONDS = 2.0  # how long a stop lets the merchant list still arrive
 _WATCH_SECONDS = 0.1
+# How the merchants query's rows are read (runner.retrieval.pivot): objects by column name, bare
+# tuples as (merchant_token, name).
+_MERCHANT_ROWS = ChartSpec(id="merchants", title="merchants", tool="", kind="bars", request="",
+                           columns=(("label", "merchant_token"), ("value", "name")))
+
+
+@dataclass(frozen=True)
+class Merchants:
+    """The server's first merchants: tokens in its order, and the names it gave them."""
+
+    tokens: tuple[str, ...]
+    names: tuple[tuple[str, str], ...] = ()  # (token, display name), cleaned
+    query_tool: QueryTool | None = None  # found to run the merchants query: the SQL charts use it too
+
+    def describe(self) -> str:
+        names = dict(self.names)
+        return ", ".join(f"{token} ({names[token]})" if token in names else token for token in self.tokens)
 
 
 @contextmanager
@@ -67,28 +92,56 @@ def _ask(pool: SessionPool, config: RunnerConfig, stop: threading.Event, what: s
     return tried.value
 
 
-def default_merchants(pool: SessionPool, config: RunnerConfig, stop: threading.Event,
-                      grace: float = STOP_GRACE_SECONDS) -> tuple[str, ...]:
-    """The server's first merchants, from its list_merchants tool. A stop ends the retries at
-    once, but a call under way (or made after a stop that came earlier) may answer for `grace`
-    seconds; after that it raises CancelledError."""
-    def request(slot: Slot) -> Any:
-        return slot.call_tool("list_merchants", {}, config.tool_timeout_seconds)
-
+def default_merchants(pool: SessionPool, config: RunnerConfig, stop: threading.Event, merchants_sql: str = "",
+                      grace: float = STOP_GRACE_SECONDS) -> Merchants:
+    """The server's first merchants and their names: from the pack's merchants query when it has
+    one, else from its list_merchants tool. A stop ends the retries at once, but a call under way
+    (or made after a stop that came earlier) may answer for `grace` seconds; after that it raises
+    CancelledError."""
     with _cancelled_after_grace(pool, stop, grace):
-        result = _ask(pool, config, stop, "list_merchants", request)
+        if merchants_sql:
+            return _from_query(pool, config, stop, merchants_sql)
+        result = _ask(pool, config, stop, "list_merchants",
+                      lambda slot: slot.call_tool("list_merchants", {}, config.tool_timeout_seconds))
     try:
         payload = decode_tool_result("list_merchants", "list_merchants", result)
-        tokens = tuple(str(m["token"]) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT])
+        listed = [(str(m["token"]), m.get("name")) for m in payload["merchants"][:DEFAULT_MERCHANT_COUNT]]
     except ChartError as exc:
         raise UsageError(f"without --merchant, the runner asks the server's list_merchants tool, which "
                          f"failed ({exc.message[:200]}); pass --merchant or --merchants-file") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise UsageError("the server's list_merchants tool gave no usable merchant list "
                          f"({describe_exception(exc)}); pass --merchant or --merchants-file") from None
-    if not tokens:
+    if not listed:
         raise ChartError(ErrorType.EMPTY_DATA, "list_merchants returned no merchants")
-    return tuple(check_merchant_token(token, "the server's list_merchants") for token in tokens)
+    return _checked(listed, "the server's list_merchants")
+
+
+def _from_query(pool: SessionPool, config: RunnerConfig, stop: threading.Event, merchants_sql: str) -> Merchants:
+    """The first rows of the pack's merchants query, run through the server's query tool."""
+    tool = query_tool(pool, config, stop)
+    result = _ask(pool, config, stop, "the pack's merchants query", lambda slot: slot.call_tool(
+        tool.name, tool.arguments(merchants_sql, {}), config.tool_timeout_seconds))
+    try:
+        rows = rows_of(_MERCHANT_ROWS, decode_tool_result("merchants", tool.name, result))
+        listed = [(str(row["merchant_token"] if "merchant_token" in row else row["token"]),
+                   row.get("name", row.get("merchant_name"))) for row in rows[:DEFAULT_MERCHANT_COUNT]]
+    except ChartError as exc:
+        raise UsageError(f"without --merchant, the runner runs the pack's merchants query, which failed "
+                         f"({exc.message[:200]}); pass --merchant or --merchants-file") from None
+    except KeyError:
+        raise UsageError(f"the pack's merchants query gave no merchant_token column (it has: "
+                         f"{', '.join(map(str, list(rows[0])[:10]))}); pass --merchant or --merchants-file") from None
+    if not listed:
+        raise ChartError(ErrorType.EMPTY_DATA, "the pack's merchants query returned no merchants")
+    return replace(_checked(listed, "the pack's merchants query"), query_tool=tool)
+
+
+def _checked(listed: list[tuple[str, Any]], where: str) -> Merchants:
+    tokens = tuple(check_merchant_token(token, where) for token, _ in listed)
+    names = tuple((token, merchant_name(name, token)) for token, (_, name) in zip(tokens, listed, strict=True)
+                  if merchant_name(name, token) != token)
+    return Merchants(tokens, names)
 
 
 def query_tool(pool: SessionPool, config: RunnerConfig, stop: threading.Event) -> QueryTool:

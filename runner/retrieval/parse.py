@@ -25,6 +25,8 @@ PERCENT_TOLERANCE = 1.5  # shares rounded to one decimal may miss 100 by a littl
 MAX_VALUE = 1e15
 _LIMIT = f"{MAX_VALUE:.0e}".replace("+", "")  # "1e15"
 MAX_SHOWN_DIGITS = 4000  # str() of a longer integer raises (Python's int/str conversion limit)
+_NOT_FINITE = re.compile(r"^[-+]?(?:nan|inf|infinity)$", re.IGNORECASE)
+_NEGATIVE_ZERO = re.compile(r"^-0+(?:\.0*)?$")
 _MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")  # what paragraphs and drawing read as a month
 
 
@@ -65,6 +67,12 @@ def label_text(spec: ChartSpec, value: Any, what: str) -> str:
     if isinstance(value, float):
         value += 0.0  # -0.0 reads as 0.0
     text = "".join(ch for ch in str(value) if ch.isprintable()).strip()
+    # Text rows carry every value as text: a NaN or an infinity that became text is no label, and a
+    # negative zero reads as zero, as it does when it comes as a number.
+    if _NOT_FINITE.match(text):
+        raise _bad(spec, f"{what} is {show(text)}, not a label")
+    if _NEGATIVE_ZERO.match(text):
+        text = text[1:]
     return text[:MAX_TEXT].rstrip()  # read again, it stays the same
 
 
@@ -193,9 +201,11 @@ def chart_json(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
 
 
 def data_document(job: ChartJob, data: ChartData) -> bytes:
-    """The data file beside a chart's PNG: what was drawn, for audits and spreadsheets."""
+    """The data file beside a chart's PNG, for audits and spreadsheets: the data as retrieved, with
+    the window shown (start_date to end_date) and the one retrieved (from retrieved_start_date)."""
     document = {"merchant": job.merchant, "chart_id": job.spec.id, "title": job.spec.title, "kind": job.spec.kind,
-                "start_date": job.start_date, "end_date": job.end_date, **chart_json(job.spec, data)}
+                "start_date": job.start_date, "end_date": job.end_date, "retrieved_start_date": job.retrieve_start,
+                **chart_json(job.spec, data)}
     if data.paragraph is not None:
         document["paragraph"] = data.paragraph
     return json.dumps(document, indent=1, allow_nan=False).encode()

@@ -145,13 +145,13 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
             _unique(spec, merged, (months[x], name), xs[x])
             merged[(str(months[x]), name)] = value
         cells = merged
-    window = window_months(job.start_date, job.end_date)
+    window = window_months(job.retrieve_start, job.end_date)
     if spec.chart_kind.by_year:
         if not monthly:
             raise _bad(spec, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
                              "year-over-year chart")
         in_window = set(window)
-        years = range(int(job.start_date[:4]), int(job.end_date[:4]) + 1)
+        years = range(int(job.retrieve_start[:4]), int(job.end_date[:4]) + 1)
         series = [{"name": str(year), "values": [
             (cells.get((key, str(spec.column("value"))), 0.0) if key in in_window else None)
             for key in (f"{year:04d}-{m:02d}" for m in range(1, 13))]} for year in years]

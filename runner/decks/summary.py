@@ -1,0 +1,52 @@
+"""The executive summary slide: the pack's key figures as headline numbers, each with its
+change against a named comparison ("vs Jan–Dec 2024").
+
+Numbers follow runner.decks.wording: money and counts in full; a change of money or counts in
+percent, a change of a share in points; against a zero base a figure is "new", and where no
+comparison was retrieved none is claimed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.decks.wording import change, is_money, money, pct, points
+from runner.figures import ChartSource, FigureValue, Period, measure, summary_period
+from runner.jobs import DeckTask
+
+
+@dataclass(frozen=True)
+class Headline:
+    label: str  # "Total sales"
+    value: str  # "€1,234,567"
+    comparison: str  # "+12.3% vs Jan–Dec 2024"; "" where nothing was there to compare with
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "%":
+        return pct(value)
+    if is_money(unit):
+        return money(value, unit)
+    return money(round(value), "")  # a count, whole
+
+
+def _comparison(figure: FigureValue, period: Period) -> str:
+    if figure.previous is None:
+        return ""
+    against = f"vs {period.previous_name}"
+    before = _number(figure.previous, figure.unit)
+    if figure.unit == "%":
+        return f"{points(figure.value - figure.previous)} {against} ({before})"
+    if not figure.previous:
+        return f"new: none in {period.previous_name}"
+    return f"{change(figure.value, figure.previous)} {against} ({before})"
+
+
+def headlines(task: DeckTask) -> tuple[Period, list[Headline]]:
+    """The period the figures cover, and each figure that could be measured."""
+    period = summary_period(task.start_date, task.end_date)
+    sources = {chart.spec.id: ChartSource(chart.spec.kind, chart.data,
+                                          chart.spec.retrieval_start(task.start_date)[:7])
+               for chart in task.charts if chart.data is not None}
+    values = measure(task.figures, sources, period)
+    return period, [Headline(v.figure.label, _number(v.value, v.unit), _comparison(v, period)) for v in values]
