@@ -64,7 +64,8 @@ class FigureValue:
     figure: KeyFigure
     unit: str  # "EUR", "orders", "%", ...
     value: float
-    previous: float | None  # None: no comparison was retrieved
+    previous: float | None  # None: nothing to compare with (see previous_empty)
+    previous_empty: bool = False  # the earlier months were retrieved and hold nothing to divide by
 
 
 def summary_period(start_date: str, end_date: str) -> Period:
@@ -183,7 +184,7 @@ def _measure(figure: KeyFigure, sources: Mapping[str, ChartSource], period: Peri
         if top is None or bottom is None or not bottom.value:
             return None
         previous = top.previous / bottom.previous if top.previous is not None and bottom.previous else None
-        return FigureValue(figure, top.unit, top.value / bottom.value, previous)
+        return FigureValue(figure, top.unit, top.value / bottom.value, previous, bottom.previous == 0)
     source = sources.get(figure.chart)
     if source is None:
         return None
@@ -200,5 +201,5 @@ def _measure(figure: KeyFigure, sources: Mapping[str, ChartSource], period: Peri
         if whole is None or not whole.value:
             return None
         share_before = 100 * previous / whole.previous if previous is not None and whole.previous else None
-        return FigureValue(figure, "%", 100 * value / whole.value, share_before)
+        return FigureValue(figure, "%", 100 * value / whole.value, share_before, whole.previous == 0)
     return FigureValue(figure, unit, value, previous)

@@ -62,7 +62,7 @@ def count(value: float) -> str:
 
 
 def percent(value: float) -> str:
-    return no_signed_zero(f"{value:.1f}") + "%"
+    return no_signed_zero(f"{value:,.1f}") + "%"
 
 
 def expected_headlines(sales: dict[str, float], orders: dict[str, dict[str, int]], start: str, end: str,
@@ -82,22 +82,22 @@ def expected_headlines(sales: dict[str, float], orders: dict[str, dict[str, int]
 
     def versus(now: float, old: float, show: str) -> str:
         if old == 0:
-            return f"new: none in {then}"
-        return no_signed_zero(f"{(now - old) / old * 100:+.1f}") + f"% vs {then} ({show})"
+            return f"nothing in {then} to compare with"
+        return no_signed_zero(f"{(now - old) / old * 100:+,.1f}") + f"% vs {then} ({show})"
 
     out = [Headline("Total sales", euros(s_now), versus(s_now, s_then, euros(s_then))),
            Headline("Orders", count(o_now), versus(o_now, o_then, count(o_then)))]
     if o_now:
         aov_then = s_then / o_then if o_then else None
-        out.append(Headline("Average order value", euros(s_now / o_now), "" if aov_then is None else
-                            versus(s_now / o_now, aov_then, euros(aov_then))))
+        out.append(Headline("Average order value", euros(s_now / o_now), f"nothing in {then} to compare with"
+                            if aov_then is None else versus(s_now / o_now, aov_then, euros(aov_then))))
         share_now = 100 * n_now / o_now
         if o_then:
             share_then = 100 * n_then / o_then
-            moved = no_signed_zero(f"{share_now - share_then:+.1f}") + " pt"
+            moved = no_signed_zero(f"{share_now - share_then:+,.1f}") + " pt"
             comparison = f"{moved} vs {then} ({percent(share_then)})"
         else:
-            comparison = ""
+            comparison = f"nothing in {then} to compare with"
         out.append(Headline("Orders from new customers", percent(share_now), comparison))
     return now_name, out
 
@@ -214,8 +214,10 @@ def _warehouse_totals(warehouse, token: str, first: str, last: str) -> tuple[flo
 
 def test_a_quarter_is_compared_with_the_same_quarter_a_year_earlier(tmp_path, demo_url, demo_tokens, warehouse):
     token = demo_tokens[0]
-    result = run_cli(["--server-url", demo_url, "--merchant", token, "--start-date", "2025-10-01",
-                      "--end-date", "2025-12-31"], tmp_path)
+    name = next(m["name"] for m in warehouse.merchants() if m["token"] == token)
+    (tmp_path / "merchants.csv").write_text(f"{token},{name}\n")
+    result = run_cli(["--server-url", demo_url, "--merchants-file", str(tmp_path / "merchants.csv"),
+                      "--start-date", "2025-10-01", "--end-date", "2025-12-31"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = result.report_path.parent / token
     sales, orders, new = _warehouse_totals(warehouse, token, "2025-10", "2025-12")
@@ -232,6 +234,11 @@ def test_a_quarter_is_compared_with_the_same_quarter_a_year_earlier(tmp_path, de
         assert text in summary_pdf, (text, summary_pdf)
         assert text in summary_pptx, (text, summary_pptx)
     assert "2025," not in summary_pdf.replace("Oct–Dec 2025,", "")  # the quarter is never called the year
+    title = f"Business review · {name} · 1 Oct 2025 – 31 Dec 2025"  # a document's own title, not its maker's
+    assert PdfReader(folder / "business-review.pdf").metadata.title == title
+    properties = Presentation(str(folder / "business-review.pptx")).core_properties
+    assert (properties.title, properties.author, properties.last_modified_by, properties.comments) == (
+        title, "runner", "runner", "")
     document = json.loads((folder / "monthly_sales_yoy.json").read_text())
     assert (document["start_date"], document["end_date"], document["retrieved_start_date"]) == (
         "2025-10-01", "2025-12-31", "2024-10-01")
@@ -276,6 +283,7 @@ def test_a_merchant_new_in_the_window_is_new_not_infinitely_up(tmp_path):
                                      "AND order_date BETWEEN '2025-01-01' AND '2025-12-31'").fetchone()
     for text in (_pdf_pages(folder / "business-review.pdf")[1], _pptx_slides(folder / "business-review.pptx")[1]):
         assert euros(sales) in text and count(orders) in text and euros(sales / orders) in text
-        assert text.count("new: none in 2024") == 2  # sales and orders: against nothing, no growth claimed
-        assert "vs 2024" not in text  # neither AOV nor the new-customer share has a base to compare with
+        # Each of the four figures says so: sales and orders were nothing, and AOV and the share divide by them.
+        assert text.count("nothing in 2024 to compare with") == 4
+        assert "vs 2024" not in text
         assert "inf" not in text and "+0.0%" not in text

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourceContents, Tool
 
-from runner.charts import load_pack
+from runner.charts import Comparison, load_pack
 from runner.errors import ChartError, UsageError
 from runner.jobs import ChartJob
 from runner.retrieval.parse import chart_data_from_json
@@ -99,8 +100,9 @@ def test_missing_months_are_filled_as_the_kind_requires():
     payload = chart_payload(bars, job(bars.id, end="2024-03-31"), rows)
     assert payload["series"] == [{"name": "Pay in 3", "values": [0.0, 5, 0.0]},
                                  {"name": "Pay in 4", "values": [2, 0.0, 0.0]}]
-    yoy = SQL_PACK["monthly_sales_yoy"]
-    payload = chart_payload(yoy, job(yoy.id, "2024-11-01", "2025-02-28"), [{"month": "2024-12", "sales": 3}])
+    yoy = replace(SQL_PACK["monthly_sales_yoy"], compare=Comparison.NONE)  # the window alone
+    payload = chart_payload(yoy, ChartJob("ABC123", yoy, "2024-11-01", "2025-02-28", "/tmp/x.png"),
+                            [{"month": "2024-12", "sales": 3}])
     assert payload["series"] == [{"name": "2024", "values": [None] * 10 + [0.0, 3]},
                                  {"name": "2025", "values": [0.0, 0.0] + [None] * 10}]
 

@@ -167,7 +167,7 @@ def document(pages: list[Canvas], title: str) -> bytes:
     objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % tree
     objects[tree - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
         b" ".join(b"%d 0 R" % k for k in kids), len(kids))
-    info = add(b"<< /Title %s /Producer (runner) >>" % _pdf_string(title))
+    info = add(b"<< /Title <%s> /Producer (runner) >>" % ("\ufeff" + title).encode("utf-16-be").hex().encode())
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, 1):

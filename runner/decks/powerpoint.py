@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from datetime import datetime
 from typing import Any
 
 from pptx import Presentation
@@ -52,9 +53,12 @@ def _rgb(color: tuple[float, float, float]) -> RGBColor:
 
 
 def _text(slide: Any, left: float, top: float, width: float, height: float, text: str, size: float,
-          color: tuple[float, float, float] = INK, bold: bool = False, align: str = "left") -> None:
+          color: tuple[float, float, float] = INK, bold: bool = False, align: str = "left", margins: bool = True,
+          ) -> None:
     frame = slide.shapes.add_textbox(Inches(left), Inches(top), Inches(width), Inches(height)).text_frame
     frame.word_wrap = True
+    if not margins:  # the box's whole width for the text (a text box keeps 0.1 in each side by default)
+        frame.margin_left = frame.margin_right = 0
     paragraph = frame.paragraphs[0]
     paragraph.alignment = {"left": 1, "center": 2, "right": 3}[align]
     run = paragraph.add_run()
@@ -91,7 +95,7 @@ def _summary(slide: Any, spec: Slide) -> None:
         # The viewer's font is not ours to choose (LibreOffice has no Calibri): sized for one a quarter
         # wider than Helvetica, the number fits on one line in the fonts that stand in for it.
         _text(slide, left + 0.2, top + 1.0, inner + 0.1, 0.8, figure.value,
-              fitted_size(figure.value, 44, (tile - 36) / 1.25), ACCENT, bold=True)
+              fitted_size(figure.value, 44, (tile - 36) / 1.3), ACCENT, bold=True, margins=False)
         _text(slide, left + 0.2, top + 1.95, inner + 0.1, 1.0, _fitted(figure.comparison, 15, inner, 3), 15)
     for line in spec.lines:
         _text(slide, 0.67, 6.3, 12.0, 0.6, _fitted(line, 13, 12.0, 2), 13, MUTED)
@@ -263,6 +267,12 @@ def _drop_slide(deck: Any, slide: Any) -> None:
 
 def pptx_deck(slides: list[Slide], task: DeckTask) -> bytes:
     deck = _fill_template(slides, task) if task.template else _builtin(slides, task)
+    properties = deck.core_properties  # python-pptx's default deck says it was written by its author in 2013
+    properties.title = f"Business review · {task.display_name} · {period(task)}"
+    properties.author = properties.last_modified_by = "runner"
+    properties.comments = properties.keywords = properties.subject = ""
+    properties.created = properties.modified = datetime.fromisoformat(task.generated_on)
+    properties.revision = 1
     out = io.BytesIO()
     deck.save(out)
     return out.getvalue()

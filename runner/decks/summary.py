@@ -2,8 +2,8 @@
 change against a named comparison ("vs Jan–Dec 2024").
 
 Numbers follow runner.decks.wording: money and counts in full; a change of money or counts in
-percent, a change of a share in points; against a zero base a figure is "new", and where no
-comparison was retrieved none is claimed.
+percent, a change of a share in points; against an empty base there is "nothing in 2024 to
+compare with", and where no comparison was retrieved none is claimed.
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ def _number(value: float, unit: str) -> str:
 
 
 def _comparison(figure: FigureValue, period: Period) -> str:
+    nothing = f"nothing in {period.previous_name} to compare with"
     if figure.previous is None:
-        return ""
+        return nothing if figure.previous_empty else ""
     against = f"vs {period.previous_name}"
     before = _number(figure.previous, figure.unit)
     if figure.unit == "%":
         return f"{points(figure.value - figure.previous)} {against} ({before})"
     if not figure.previous:
-        return f"new: none in {period.previous_name}"
+        return nothing
     return f"{change(figure.value, figure.previous)} {against} ({before})"
 
 

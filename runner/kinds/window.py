@@ -14,8 +14,15 @@ import re
 from runner.charts import ChartSpec
 from runner.decks.wording import months_between, shift_month
 from runner.jobs import ChartData, Panel, Series
+from runner.retrieval.parse import require_values
 
 _MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
+
+
+def shown_or_empty(spec: ChartSpec, merchant: str, data: ChartData, start_date: str, end_date: str) -> ChartData:
+    """The shown part of data just retrieved; empty_data when the window itself has nothing (a
+    merchant that traded only in the year retrieved before it)."""
+    return require_values(spec, merchant, shown_data(spec, data, start_date, end_date))
 
 
 def shown_data(spec: ChartSpec, data: ChartData, start_date: str, end_date: str) -> ChartData:

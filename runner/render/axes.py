@@ -172,7 +172,7 @@ def bar_totals(ax: Axes, totals: Sequence[float], fmt: Formatter) -> None:
     """Each bar's total over it: level where every total fits its bar's width, turned upright
     where only that fits, none where the bars are too thin even for that. The y axis gets the
     headroom they take. Bars stand at x = 0, 1, 2, ...; totals are not negative."""
-    texts = [fmt(total) for total in totals]
+    texts = [fmt(total) if total else "" for total in totals]  # a month of nothing needs no "0" over it
     spacing, height = points_per_x(ax), axes_size_pt(ax)[1]
     widest = max(text_width(text, LABEL_PT) for text in texts)
     if widest + _GAP_PT / 2 <= spacing:  # level labels line up in a row: a narrower gap reads well
@@ -182,6 +182,8 @@ def bar_totals(ax: Axes, totals: Sequence[float], fmt: Formatter) -> None:
     else:
         return
     for x, (total, text) in enumerate(zip(totals, texts, strict=True)):
+        if not text:
+            continue
         ax.annotate(text, (x, total), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
                     rotation=rotation, fontsize=LABEL_PT, color="#444444")
     top = max(totals) * height / (height - extent - 3 - _GAP_PT)
@@ -237,14 +239,16 @@ def part_labels(ax: Axes, labels: Sequence[str], parts: Sequence[float], bar_top
         moved = abs(at - out.centre) > out.width / 2
         ax.annotate(out.text, (out.centre / scale, bar_top), xytext=(at - out.centre, 5),
                     textcoords="offset points", ha="center", va="bottom", fontsize=LABEL_PT, color="#333333",
+                    # A part at the very edge has its point on the axes' border: drawn all the same.
+                    annotation_clip=False,
                     arrowprops={"arrowstyle": "-", "color": "#888888", "linewidth": 0.8} if moved else None)
 
 
 def draw_lines(ax: Axes, labels: tuple[str, ...], series: list[tuple[str, tuple[float | None, ...]]], unit: str,
                y_label: str, highlight_last: bool, legend_title: str | None = None) -> None:
-    """One line per series over the labels, markers at each value, a gap where a value is None;
-    for one line, a dashed average. The legend names them above the axes (an average written on
-    the plot would cross the line)."""
+    """One line per series over the labels, markers at each value, a gap where a value is None; the
+    legend above the axes. No average of the months is drawn: of monthly averages (AOV) it is not
+    the period's average, which the deck's summary gives."""
     x = range(len(labels))
     for i, (name, values) in enumerate(series):
         ys = [float("nan") if v is None else v for v in values]
@@ -254,8 +258,4 @@ def draw_lines(ax: Axes, labels: tuple[str, ...], series: list[tuple[str, tuple[
     month_ticks(ax, labels)
     finish_axes(ax, y_label, unit)
     ax.set_ylim(bottom=0)
-    if len(series) == 1:
-        present = [v for v in series[0][1] if v is not None]
-        mean = sum(present) / len(present)
-        ax.axhline(mean, color="#7f8c8d", linestyle="--", linewidth=1.2, label=f"average {value_formatter(unit)(mean)}")
     legend_above(ax, legend_title)

@@ -27,6 +27,7 @@ from runner.config import RunnerConfig
 from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import Batch, BatchResult, Retrieval, batch_status
+from runner.kinds.window import shown_or_empty
 from runner.retrieval.direct import Emit
 from runner.retrieval.model_api import MessagesClient, model_api
 from runner.retrieval.parse import chart_data_from_json
@@ -313,6 +314,7 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
             paragraph = paragraphs.trimmed(paragraph) if isinstance(paragraph, str) else None
             try:
                 data = chart_data_from_json(job.spec, job.merchant, entry.get("data"), paragraph or None)
+                shown_or_empty(job.spec, job.merchant, data, job.start_date, job.end_date)
             except ChartError as exc:
                 error = exc
         if error is not None:

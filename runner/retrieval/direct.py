@@ -15,7 +15,7 @@ from runner.config import RunnerConfig
 from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
-from runner.kinds.window import shown_data
+from runner.kinds.window import shown_or_empty
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result
@@ -37,7 +37,7 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
         if spec.sql:
             payload = chart_payload(spec, job, rows_of(spec, payload))
         data = chart_data_from_json(spec, job.merchant, payload)
-        shown = shown_data(spec, data, job.start_date, job.end_date)
+        shown = shown_or_empty(spec, job.merchant, data, job.start_date, job.end_date)
         return replace(data, paragraph=paragraphs.write(spec, shown).paragraph)
     except ChartError:
         raise

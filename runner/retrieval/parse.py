@@ -179,9 +179,20 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         empty = not panels or not any(p.labels for p in panels)
     else:  # pragma: no cover - Shape and this function change together
         raise ValueError(f"unknown shape {shape}")
-    if empty or _all_zero(panels):
-        raise ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
-    return ChartData(unit=unit, panels=panels, paragraph=paragraph)
+    if empty:
+        raise no_data(spec, merchant)
+    return require_values(spec, merchant, ChartData(unit=unit, panels=panels, paragraph=paragraph))
+
+
+def no_data(spec: ChartSpec, merchant: str) -> ChartError:
+    return ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
+
+
+def require_values(spec: ChartSpec, merchant: str, data: ChartData) -> ChartData:
+    """The data, if any value of it is not zero (and not missing): else the chart is empty_data."""
+    if _all_zero(data.panels):
+        raise no_data(spec, merchant)
+    return data
 
 
 def chart_json(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
