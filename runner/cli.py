@@ -99,7 +99,9 @@ def cli() -> None:
 
 @cli.command("run")
 @click.option("--merchant", "merchants", multiple=True, metavar="TOKEN", help="A merchant token (repeatable).")
-@click.option("--merchants-file", type=str, default=None, help="File of merchant tokens, one per line, # comments.")
+@click.option("--merchants-file", type=str, default=None,
+              help="File of merchants: a token per line, or TOKEN,Name; or a CSV with a merchant_token,name header. "
+                   "# starts a comment.")
 @click.option("--start-date", default=None, help="First day: YYYY-MM-DD, or relative such as '-24 months' "
                                                   "[default 2024-01-01].")
 @click.option("--end-date", default=None, help="Last day: YYYY-MM-DD, or relative such as 'last month end' "
