@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -83,7 +83,6 @@ class Pack:
     charts: tuple[ChartSpec, ...]
     figures: tuple[KeyFigure, ...] = ()
     merchants_sql: str = ""
-    name: str = field(default="", compare=False)
 
 
 BUILTIN_PACK: tuple[ChartSpec, ...] = (
@@ -270,7 +269,7 @@ def load_pack(path: str | Path) -> Pack:
     {"charts": [...]}); either may hold a table of `params` shared by its charts, and key
     figures ([[figure]] tables, or "figures": [...])."""
     if str(path) == BUILTIN_PACK_NAMES[0]:
-        return Pack(BUILTIN_PACK, BUILTIN_FIGURES, name=BUILTIN_PACK_NAMES[0])
+        return Pack(BUILTIN_PACK, BUILTIN_FIGURES)
     if str(path) in BUILTIN_PACK_NAMES:
         path = PACKS_DIR / f"{path}.toml"
     path = Path(path)
@@ -306,7 +305,7 @@ def load_pack(path: str | Path) -> Pack:
         raise UsageError(f"chart pack {path}: figures must be a list of tables ([[figure]])")
     figures = tuple(figure_from_mapping(e, f"chart pack {path}, figure #{i}") for i, e in enumerate(figure_entries, 1))
     check_figures(figures, {spec.id: spec.kind for spec in specs}, f"chart pack {path}")
-    return Pack(specs, figures, merchants_sql, name=str(path))
+    return Pack(specs, figures, merchants_sql)
 
 
 def _merchants_query(query: Any, params: dict[str, Param], where: str) -> str:

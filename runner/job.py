@@ -136,10 +136,6 @@ def check_dates(start: str, end: str) -> None:
         raise UsageError(f"--start-date {start} is after --end-date {end}")
 
 
-def read_merchants_file(path: str) -> list[str]:
-    return [token for token, _ in read_merchants(path)]
-
-
 _TOKEN_HEADERS, _NAME_HEADERS = ("merchant_token", "token"), ("name", "merchant_name")
 
 

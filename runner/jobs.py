@@ -117,12 +117,15 @@ class RenderedChart:
 
 @dataclass(frozen=True)
 class DeckChart:
-    """One chart slide's material: the data and PNG, or why there are none."""
+    """One chart slide's material: the data and PNG, or none (why is for the report, not the deck)."""
 
     spec: ChartSpec
     data: ChartData | None
     png: bytes | None
-    error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.data is not None and self.png is not None
 
 
 @dataclass(frozen=True)

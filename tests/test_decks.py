@@ -167,7 +167,7 @@ def test_golden_paragraphs_for_the_first_merchant(warehouse):
     token = warehouse.merchants()[0]["token"]
     for spec in BUILTIN_PACK:
         payload = getattr(warehouse, CHART_TOOLS[spec.tool][0])(token, "2024-01-01", "2025-12-31")
-        assert paragraphs.write(spec, chart_data_from_json(spec, token, payload)).paragraph == GOLDEN[spec.id]
+        assert paragraphs.write(spec, chart_data_from_json(spec, token, payload)) == GOLDEN[spec.id]
 
 
 def test_flat_and_thin_data_get_honest_sentences():
@@ -175,15 +175,15 @@ def test_flat_and_thin_data_get_honest_sentences():
     flat = chart_data_from_json(spec["aov_by_month"], "m", {"labels": ["2024-01", "2024-02", "2024-03"], "series": [
         {"name": "AOV", "values": [100, 101, 100.5]}], "unit": "EUR"})
     assert "held steady over Jan–Mar 2024, between €100.00 and €101.00" in paragraphs.write(spec["aov_by_month"],
-                                                                                           flat).paragraph
+                                                                                           flat)
     one_year = chart_data_from_json(spec["monthly_sales_yoy"], "m", {"labels": ["Jan", "Feb"], "series": [
         {"name": "2025", "values": [10, 20]}], "unit": "EUR"})
-    text = paragraphs.write(spec["monthly_sales_yoy"], one_year).paragraph
+    text = paragraphs.write(spec["monthly_sales_yoy"], one_year)
     assert text.startswith("In Jan–Feb 2025 the total was €30.00; there was nothing in Jan–Feb 2024")
     assert "up" not in text and "down" not in text and "%" not in text
     level = chart_data_from_json(spec["aov_by_product_type"], "m", {"labels": ["A", "B"], "values": [50, 50.2],
                                                                     "unit": "EUR"})
-    assert "are level" in paragraphs.write(spec["aov_by_product_type"], level).paragraph
+    assert "are level" in paragraphs.write(spec["aov_by_product_type"], level)
 
 
 def test_pdf_text_wraps_inside_its_width_and_pngs_embed_unchanged(warehouse, tmp_path):
@@ -234,8 +234,8 @@ def test_the_largest_shift_does_not_depend_on_float_noise(warehouse):
     spec = next(s for s in BUILTIN_PACK if s.id == "sales_by_product_type")
     token = warehouse.merchants()[0]["token"]
     payload = getattr(warehouse, CHART_TOOLS[spec.tool][0])(token, "2024-01-01", "2025-12-31")
-    exact = paragraphs.write(spec, chart_data_from_json(spec, token, payload)).paragraph
+    exact = paragraphs.write(spec, chart_data_from_json(spec, token, payload))
     for nudge in (1e-9, -1e-9):
         noisy = {**payload, "series": [{**s, "values": [v + nudge * (i + 1) if v else v for v in s["values"]]}
                                        for i, s in enumerate(payload["series"])]}
-        assert paragraphs.write(spec, chart_data_from_json(spec, token, noisy)).paragraph == exact
+        assert paragraphs.write(spec, chart_data_from_json(spec, token, noisy)) == exact

@@ -223,8 +223,7 @@ def whole_path(job: ChartJob, result: CallToolResult) -> ChartData | None:
         return None
     _count("accepted")
     assert_drawable(data)
-    text = paragraphs.write(job.spec, data)
-    for words in (text.headline, text.paragraph, data.paragraph or ""):
+    for words in (job.spec.title, paragraphs.write(job.spec, data), data.paragraph or ""):
         assert not NOT_A_NUMBER.search(words), words
     document = data_document(job, data)  # the data file: valid JSON, and it reads back the same
     assert chart_data_from_json(job.spec, job.merchant, json.loads(document), data.paragraph) == data

@@ -253,7 +253,7 @@ def validated(spec: ChartSpec, payload: dict) -> ChartData:
 
 
 def paragraph(spec: ChartSpec, data: ChartData) -> str:
-    text = paragraphs.write(spec, data).paragraph
+    text = paragraphs.write(spec, data)
     assert "average" not in text and "mean" not in text
     return text
 

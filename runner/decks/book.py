@@ -108,7 +108,7 @@ class DeckBook:
                     logger.warning("deck for {}: chart {} cannot be read back: {}", merchant, job.spec.id,
                                    errors[job.spec.id])
             charts.append(DeckChart(job.spec, chart_data, png))
-        deck.missing_ids = tuple(chart.spec.id for chart in charts if chart.data is None or chart.png is None)
+        deck.missing_ids = tuple(chart.spec.id for chart in charts if not chart.available)
         deck.submitted = True
         if deck.missing == len(charts):
             self.failed(merchant, ErrorType.DECK_ERROR, "no chart of this merchant has data", DeckStatus.FAILED)

@@ -39,12 +39,18 @@ class Slide:
     missing: str | None = None  # NOT_AVAILABLE, in place of the chart
     lines: tuple[str, ...] = ()  # the title slide's date line; the summary's note on missing charts
     headlines: tuple[Headline, ...] = ()  # the summary's key figures
+    chart_id: str = ""  # a chart slide's chart
     kind: str = "chart"  # "title", "chart" or "summary"
 
 
 def day(iso: str) -> str:
     value = date.fromisoformat(iso)
     return f"{value.day} {calendar.month_abbr[value.month]} {value.year}"
+
+
+def document_title(task: DeckTask) -> str:
+    """The deck's own title (the PDF's Title, the PPTX's core properties)."""
+    return f"Business review · {task.display_name} · {period(task)}"
 
 
 def period(task: DeckTask) -> str:
@@ -54,7 +60,7 @@ def period(task: DeckTask) -> str:
 def slides_for(task: DeckTask) -> list[Slide]:
     """Title, the summary of key figures, then a slide per chart in pack order."""
     summary_period, figures = headlines(task)
-    missing = [chart.spec.title for chart in task.charts if chart.data is None or chart.png is None]
+    missing = [chart.spec.title for chart in task.charts if not chart.available]
     shown_missing = missing and task.partial is not PartialDecks.OMIT  # omitted: the user chose not to say
     note = (f"Not available for this period: {', '.join(missing)}.",) if shown_missing else ()
     slides = [Slide("Business review", subtitle=task.display_name, paragraph=period(task),
@@ -64,10 +70,11 @@ def slides_for(task: DeckTask) -> list[Slide]:
     for chart in task.charts:
         if chart.data is None or chart.png is None:
             if task.partial is not PartialDecks.OMIT:
-                slides.append(Slide(chart.spec.title, missing=NOT_AVAILABLE))
+                slides.append(Slide(chart.spec.title, missing=NOT_AVAILABLE, chart_id=chart.spec.id))
             continue
         shown = shown_data(chart.spec, chart.data, task.start_date, task.end_date)
-        slides.append(Slide(chart.spec.title, paragraph=paragraphs.write(chart.spec, shown).paragraph, png=chart.png))
+        slides.append(Slide(chart.spec.title, paragraph=paragraphs.write(chart.spec, shown), png=chart.png,
+                            chart_id=chart.spec.id))
     return slides
 
 
@@ -153,7 +160,7 @@ def _pdf_summary(page: Canvas, slide: Slide) -> None:
 
 def pdf_deck(slides: list[Slide], task: DeckTask) -> bytes:
     pages = [_pdf_page(slide, task, i, len(slides)) for i, slide in enumerate(slides, 1)]
-    return document(pages, f"Business review · {task.display_name} · {period(task)}")
+    return document(pages, document_title(task))
 
 
 def build_deck(task: DeckTask) -> BuiltDeck:

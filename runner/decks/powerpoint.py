@@ -32,6 +32,7 @@ from runner.decks.build import (
     TILE_H,
     TILE_TOP,
     Slide,
+    document_title,
     fitted_size,
     period,
     summary_grid,
@@ -39,7 +40,6 @@ from runner.decks.build import (
 from runner.decks.pdf import PAGE_W, wrap
 from runner.errors import UsageError
 from runner.jobs import DeckTask
-from runner.status import PartialDecks
 
 # Uncompressed: the 50 MB a template file may have, with room for XML that compresses well.
 MAX_TEMPLATE_EXPANDED_BYTES = 250_000_000
@@ -217,9 +217,7 @@ def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
     specs = tuple(chart.spec for chart in task.charts)
     chart_slides, how = _chart_slides(deck, specs)
     everywhere = {"merchant": task.display_name, "merchant_token": task.merchant, "period": period(task)}
-    omit = task.partial is PartialDecks.OMIT  # as slides_for: a missing chart has no slide
-    shown = [chart.spec.id for chart in task.charts if not omit or (chart.data is not None and chart.png is not None)]
-    by_id = dict(zip(shown, [slide for slide in slides if slide.kind == "chart"], strict=True))
+    by_id = {slide.chart_id: slide for slide in slides if slide.kind == "chart"}  # none for a chart left out
     for spec in specs:
         slide, content = chart_slides[spec.id], by_id.get(spec.id)
         prefix = f"{spec.id}_" if how == "id" else ""
@@ -268,7 +266,7 @@ def _drop_slide(deck: Any, slide: Any) -> None:
 def pptx_deck(slides: list[Slide], task: DeckTask) -> bytes:
     deck = _fill_template(slides, task) if task.template else _builtin(slides, task)
     properties = deck.core_properties  # python-pptx's default deck says it was written by its author in 2013
-    properties.title = f"Business review · {task.display_name} · {period(task)}"
+    properties.title = document_title(task)
     properties.author = properties.last_modified_by = "runner"
     properties.comments = properties.keywords = properties.subject = ""
     properties.created = properties.modified = datetime.fromisoformat(task.generated_on)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.decks.wording import change, is_money, money, pct, points
+from runner.decks.wording import is_money, money, pct, percent_change, points, signed_pct
 from runner.figures import ChartSource, FigureValue, Period, measure, summary_period
 from runner.jobs import DeckTask
 
@@ -40,7 +40,10 @@ def _comparison(figure: FigureValue, period: Period) -> str:
         return f"{points(figure.value - figure.previous)} {against} ({before})"
     if not figure.previous:
         return nothing
-    return f"{change(figure.value, figure.previous)} {against} ({before})"
+    measured = percent_change(figure.value, figure.previous)
+    if measured is None:  # a base below zero: no growth rate, as in the sentences
+        return f"{against} ({before})"
+    return f"{signed_pct(measured)} {against} ({before})"
 
 
 def headlines(task: DeckTask) -> tuple[Period, list[Headline]]:

@@ -28,17 +28,10 @@ import calendar
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 _MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 STEADY_POINTS = 1.0  # a mix held steady when no share moved by this many points or more
 STEADY_CHANGE = 0.02  # steady: every value within 2% of the mean; level: two values within 2%
-
-
-@dataclass(frozen=True)
-class Text:
-    headline: str  # the chart's title: the summary slide has its own key figures
-    paragraph: str
 
 
 def unsigned_zero(number: str) -> str:
@@ -78,13 +71,6 @@ def share(part: float, whole: float) -> float:
     return 100 * part / whole if whole else 0.0
 
 
-def growth(new: float, old: float) -> float | None:
-    """The change from `old` to `new` in percent; None where there is nothing to measure it by
-    (no `old`, or one so near zero that the ratio leaves the floats)."""
-    change = (new - old) / abs(old) * 100 if old else math.inf
-    return change if math.isfinite(change) else None
-
-
 def percent_change(new: float, old: float) -> float | None:
     """The change from `old` to `new` in percent, measured only from a positive base: None against
     nothing, a negative base, or a ratio that leaves the floats."""
@@ -110,11 +96,6 @@ def is_level(a: float, b: float) -> bool:
     """Two values equal, or differing by less than STEADY_CHANGE of the smaller, positive one."""
     low, high = min(a, b), max(a, b)
     return high == low or (low > 0 and high - low < STEADY_CHANGE * low)
-
-
-def change(new: float, old: float) -> str:
-    measured = growth(new, old)
-    return "new" if measured is None else signed_pct(measured)
 
 
 def month_name(label: str) -> str:

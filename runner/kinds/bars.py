@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import Text, is_level, money, pct, percent_change, share, signed_pct, total, unsigned_zero
+from runner.decks.wording import is_level, money, pct, percent_change, share, signed_pct, total, unsigned_zero
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -45,19 +45,19 @@ def _points(data: ChartData) -> list[tuple[str, float]]:
                    if value is not None), key=lambda p: -p[1])
 
 
-def sentence_shares(spec: ChartSpec, data: ChartData) -> Text:
+def sentence_shares(spec: ChartSpec, data: ChartData) -> str:
     points, unit = _points(data), data.unit
     whole = total(v for _, v in points)
     listed = " and ".join(f"{label} {pct(share(v, whole))} ({money(v, unit)})" for label, v in points) \
         if len(points) <= 3 else ", ".join(f"{label} {pct(share(v, whole))}" for label, v in points)
-    return Text(spec.title, f"Of {money(whole, unit)}: {listed}.")
+    return f"Of {money(whole, unit)}: {listed}."
 
 
-def sentence_bars(spec: ChartSpec, data: ChartData) -> Text:
+def sentence_bars(spec: ChartSpec, data: ChartData) -> str:
     points, unit = _points(data), data.unit
     (top, high), (bottom, low) = points[0], points[-1]
     if len(points) == 1:
-        return Text(spec.title, f"{top}: {money(high, unit)}.")
+        return f"{top}: {money(high, unit)}."
     listed = ", ".join(f"{label} {money(v, unit)}" for label, v in points)
     if is_level(high, low):
         gap = f"{top} and {bottom}{', the highest and the lowest,' if len(points) > 2 else ''} are level."
@@ -67,10 +67,9 @@ def sentence_bars(spec: ChartSpec, data: ChartData) -> Text:
         measured = percent_change(high, low)
         gap = f"{top} is {money(high - low, unit)}{'' if measured is None else f' ({signed_pct(measured)})'} " \
               f"above {bottom}."
-    return Text(spec.title, f"{listed}. {gap}")
+    return f"{listed}. {gap}"
 
 
-BARS = ChartKind(name="bars", about="one bar per category with its value", shape=Shape.CATEGORIES,
-                 draw=draw_bars, sentence=sentence_bars)
-SHARE_BARS = ChartKind(name="share_bars", about="counts per category, labelled with their share",
-                       shape=Shape.CATEGORIES, draw=draw_shares, sentence=sentence_shares, parts_of_a_whole=True)
+BARS = ChartKind(name="bars", shape=Shape.CATEGORIES, draw=draw_bars, sentence=sentence_bars)
+SHARE_BARS = ChartKind(name="share_bars", shape=Shape.CATEGORIES, draw=draw_shares, sentence=sentence_shares,
+                       parts_of_a_whole=True)

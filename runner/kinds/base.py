@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.decks.wording import Text
     from runner.jobs import ChartData, ChartJob
 
 
@@ -38,7 +37,7 @@ SHAPE_COLUMNS: dict[Shape, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 Drawing = Callable[["Figure", "ChartJob", "ChartData"], None]
-Sentence = Callable[["ChartSpec", "ChartData"], "Text"]
+Sentence = Callable[["ChartSpec", "ChartData"], str]
 # A chart's values month by month ("YYYY-MM" -> value), of one series or of all added up.
 Monthly = Callable[["ChartData", "str | None"], "dict[str, float]"]
 
@@ -46,10 +45,9 @@ Monthly = Callable[["ChartData", "str | None"], "dict[str, float]"]
 @dataclass(frozen=True)
 class ChartKind:
     name: str
-    about: str  # what it draws, in a few words
     shape: Shape
     draw: Drawing  # on a figure the render worker gives it (titles are the slide's)
-    sentence: Sentence  # the paragraph under the chart, and its line on the summary slide
+    sentence: Sentence  # the paragraph under the chart
     # A month with no row in a SQL result: 0.0 where no orders means zero, None where the
     # value (an average) is undefined and the line has a gap.
     fill: float | None = 0.0

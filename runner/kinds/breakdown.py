@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import Text, pct
+from runner.decks.wording import pct
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     axes[-1].set_xlabel(job.spec.y_label or "Share (%)")
 
 
-def sentence(spec: ChartSpec, data: ChartData) -> Text:
+def sentence(spec: ChartSpec, data: ChartData) -> str:
     """Each group's largest share; a tie names every label that has it."""
     parts = []
     for panel in data.panels:
@@ -54,8 +54,7 @@ def sentence(spec: ChartSpec, data: ChartData) -> Text:
             leaders = [label for label, value in shares if value == largest]
             each = " each" if len(leaders) > 1 else ""
             parts.append(f"{' and '.join(leaders)} by {panel.title.lower()} ({pct(largest)}{each})")
-    return Text(spec.title, "The largest groups: " + "; ".join(parts) + ".")
+    return "The largest groups: " + "; ".join(parts) + "."
 
 
-KIND = ChartKind(name="breakdown", about="100% bars, one per group, labelled in percent", shape=Shape.GROUPS,
-                 draw=draw, sentence=sentence)
+KIND = ChartKind(name="breakdown", shape=Shape.GROUPS, draw=draw, sentence=sentence)

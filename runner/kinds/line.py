@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import Text, is_steady, labels_span, money, month_name, percent_change, points, signed_pct
+from runner.decks.wording import is_steady, labels_span, money, month_name, percent_change, points, signed_pct
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -40,18 +40,18 @@ def _change(new: float, old: float, unit: str) -> str:
     return "" if measured is None else f" ({signed_pct(measured)})"
 
 
-def sentence(spec: ChartSpec, data: ChartData) -> Text:
+def sentence(spec: ChartSpec, data: ChartData) -> str:
     """The first line with values, by its monthly values: its range, or that it held steady, and
     its last month against its first. Never a mean of the months: of monthly averages (AOV) that
     is not the period's average."""
     panel, unit = data.panels[0], data.unit
     shown = next((s for s in panel.series if any(v is not None for v in s.values)), None)
     if shown is None:  # the window has no month with a value (the months retrieved before it did)
-        return Text(spec.title, f"No figures over {labels_span(panel.labels[0], panel.labels[-1])}.")
+        return f"No figures over {labels_span(panel.labels[0], panel.labels[-1])}."
     months = [(label, value) for label, value in zip(panel.labels, shown.values, strict=True) if value is not None]
     (first_label, first), (last_label, last) = months[0], months[-1]
     if len(months) == 1:
-        return Text(spec.title, f"{shown.name} was {money(last, unit)} in {month_name(last_label)}.")
+        return f"{shown.name} was {money(last, unit)} in {month_name(last_label)}."
     period = labels_span(first_label, last_label)
     (low_label, low), (high_label, high) = min(months, key=lambda p: p[1]), max(months, key=lambda p: p[1])
     if is_steady([value for _, value in months]):
@@ -65,8 +65,7 @@ def sentence(spec: ChartSpec, data: ChartData) -> Text:
                f"to {money(high, unit)} in {month_name(high_label)}. It was {money(last, unit)} in " \
                f"{month_name(last_label)}, against {money(first, unit)} in {month_name(first_label)}" \
                f"{_change(last, first, unit)}."
-    return Text(spec.title, text)
+    return text
 
 
-KIND = ChartKind(name="line", about="one or more lines over time", shape=Shape.SERIES, draw=draw,
-                 sentence=sentence, fill=None, monthly=monthly)
+KIND = ChartKind(name="line", shape=Shape.SERIES, draw=draw, sentence=sentence, fill=None, monthly=monthly)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_POINTS, Text, labels_span, money, pct, share, total
+from runner.decks.wording import STEADY_POINTS, labels_span, money, pct, share, total
 from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
@@ -48,14 +48,14 @@ def _shares(panel: Panel, months: slice) -> dict[str, float]:
     return {name: share(value, whole) for name, value in totals.items()}
 
 
-def sentence(spec: ChartSpec, data: ChartData) -> Text:
+def sentence(spec: ChartSpec, data: ChartData) -> str:
     """The mix over the months shown, and the largest shift between its first and last months with
     data (up to three of each), every period named."""
     panel, unit = data.panels[0], data.unit
     labels = panel.labels
     everything = total(v for s in panel.series for v in s.values)
     if not everything:  # the window held nothing (the year before it did)
-        return Text(spec.title, f"Nothing over {labels_span(labels[0], labels[-1])}.")
+        return f"Nothing over {labels_span(labels[0], labels[-1])}."
     overall = sorted(_shares(panel, slice(None)).items(), key=lambda item: -item[1])
     listed = ", ".join(f"{name} {pct(part)}" for name, part in overall)
     text = f"Of {money(everything, unit)} over {labels_span(labels[0], labels[-1])}: {listed}."
@@ -77,8 +77,8 @@ def sentence(spec: ChartSpec, data: ChartData) -> Text:
         else:
             verb = "rose" if last[name] > first[name] else "fell"
             text += f" The largest shift: {name} {verb} from {pct(first[name])} to {pct(last[name])} {between}."
-    return Text(spec.title, text)
+    return text
 
 
-KIND = ChartKind(name="stacked_bars", about="stacked bars per month, one segment per series", shape=Shape.SERIES,
-                 draw=draw, sentence=sentence, fill=0.0, parts_of_a_whole=True, monthly=monthly)
+KIND = ChartKind(name="stacked_bars", shape=Shape.SERIES, draw=draw, sentence=sentence, fill=0.0,
+                 parts_of_a_whole=True, monthly=monthly)

@@ -6,7 +6,6 @@ import calendar
 from typing import TYPE_CHECKING
 
 from runner.decks.wording import (
-    Text,
     is_level,
     money,
     month_name,
@@ -36,9 +35,9 @@ def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
 
 
 def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
-    panel = data.panels[0]
-    return {f"{s.name}-{month:02d}": value for s in panel.series if series is None or s.name == series
-            for month, value in enumerate(s.values, 1) if value is not None}
+    """The values by month, "YYYY-MM" (of one year's line, or all); none where the labels are not
+    calendar months or the series not years."""
+    return _by_month(data, series) or {}
 
 
 def _month_number(label: str) -> int | None:
@@ -47,14 +46,14 @@ def _month_number(label: str) -> int | None:
     return list(calendar.month_abbr).index(word) if word in calendar.month_abbr[1:] else None
 
 
-def _shown_months(data: ChartData) -> dict[str, float] | None:
-    """Every month shown, "YYYY-MM" -> value (None marks a month not shown); None where the
+def _by_month(data: ChartData, series: str | None = None) -> dict[str, float] | None:
+    """Every month with a value, "YYYY-MM" -> value (a month not shown has none); None where the
     labels are not calendar months or the series not years."""
     panel = data.panels[0]
     numbers = [_month_number(label) for label in panel.labels]
     if None in numbers or not all(s.name.isdigit() and len(s.name) == 4 for s in panel.series):
         return None
-    return {f"{s.name}-{number:02d}": value for s in panel.series
+    return {f"{s.name}-{number:02d}": value for s in panel.series if series is None or s.name == series
             for number, value in zip(numbers, s.values, strict=True) if value is not None}
 
 
@@ -85,23 +84,23 @@ def _extremes(shown: dict[str, float], unit: str) -> str:
            f"{month_name(worst)} ({money(shown[worst], unit)})."
 
 
-def sentence(spec: ChartSpec, data: ChartData) -> Text:
+def sentence(spec: ChartSpec, data: ChartData) -> str:
     """The last twelve months shown (the whole window when shorter) against the same months a year
     earlier, and the best and weakest month. A year without a line had nothing only where the chart
     retrieved the year before its window (spec.compare); a month unknown leaves out the comparison."""
     from runner.charts import Comparison  # here: runner.charts imports the kinds
 
     unit = data.unit
-    shown = _shown_months(data)
+    shown = _by_month(data)
     if shown is None:  # not calendar months by year: the latest line's total, no period named
         lines = [s for s in data.panels[0].series if any(v is not None for v in s.values)]
         if not lines:
-            return Text(spec.title, "No figures for the months shown.")
-        return Text(spec.title, f"The {lines[-1].name} line totals {money(total(lines[-1].values), unit)}.")
+            return "No figures for the months shown."
+        return f"The {lines[-1].name} line totals {money(total(lines[-1].values), unit)}."
     if not any(v != 0 for v in shown.values()):  # a window of nothing (its year before had something)
         if not shown:
-            return Text(spec.title, "No figures for the months shown.")
-        return Text(spec.title, f"Nothing over {span(min(shown), max(shown))}.")
+            return "No figures for the months shown."
+        return f"Nothing over {span(min(shown), max(shown))}."
     latest = max(shown)
     current = [month for month in sorted(shown) if month > shift_month(latest, -12)]
     now = total(shown[month] for month in current)
@@ -114,9 +113,9 @@ def sentence(spec: ChartSpec, data: ChartData) -> Text:
     against = "" if None in earlier else _against(
         now, [v or 0.0 for v in earlier], span(shift_month(current[0], -12), shift_month(current[-1], -12)), unit)
     text = f"In {span(current[0], current[-1])} the total was {money(now, unit)}{against}."
-    return Text(spec.title, text + _extremes(shown, unit))
+    return text + _extremes(shown, unit)
 
 
-KIND = ChartKind(name="yoy_lines", about="one line per year over Jan..Dec", shape=Shape.SERIES, draw=draw,
-                 sentence=sentence, fill=0.0, by_year=True, monthly=monthly,
+KIND = ChartKind(name="yoy_lines", shape=Shape.SERIES, draw=draw, sentence=sentence, fill=0.0, by_year=True,
+                 monthly=monthly,
                  agent_note="labels are Jan..Dec, one series per year named by the year")

@@ -47,6 +47,8 @@ def plain(text: str) -> str:
 
 # -- measuring ----------------------------------------------------------------------------------------------
 _FALLBACK_EM = 0.65  # the advance taken for a character that cannot be measured: wider than most
+
+
 @cache
 def _advance(char: str, bold: bool) -> float:
     """A character's advance at 1 pt in the charts' font."""

@@ -74,7 +74,7 @@ def chart_key(task: RenderTask) -> str:
 def deck_key(task: DeckTask) -> str:
     """Every field of the task goes in (a field added later too): the charts' PNGs and the template
     by their hashes."""
-    charts = [{"spec": asdict(c.spec), "data": asdict(c.data) if c.data else None, "error": c.error,
+    charts = [{"spec": asdict(c.spec), "data": asdict(c.data) if c.data else None,
                "png": hashlib.sha256(c.png).hexdigest() if c.png is not None else None} for c in task.charts]
     rest = {field.name: getattr(task, field.name) for field in fields(task) if field.name not in ("charts", "template")}
     return _digest({"deck": rest, "charts": charts,

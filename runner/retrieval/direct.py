@@ -38,7 +38,7 @@ def chart_data(job: ChartJob, result: Any) -> ChartData:
             payload = chart_payload(spec, job, rows_of(spec, payload))
         data = chart_data_from_json(spec, job.merchant, payload)
         shown = shown_or_empty(spec, job.merchant, data, job.start_date, job.end_date)
-        return replace(data, paragraph=paragraphs.write(spec, shown).paragraph)
+        return replace(data, paragraph=paragraphs.write(spec, shown))
     except ChartError:
         raise
     except Exception as exc:  # RecursionError and MemoryError included: they come of the answer too

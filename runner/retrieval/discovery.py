@@ -139,9 +139,8 @@ def _from_query(pool: SessionPool, config: RunnerConfig, stop: threading.Event, 
 
 def _checked(listed: list[tuple[str, Any]], where: str) -> Merchants:
     tokens = tuple(check_merchant_token(token, where) for token, _ in listed)
-    names = tuple((token, merchant_name(name, token)) for token, (_, name) in zip(tokens, listed, strict=True)
-                  if merchant_name(name, token) != token)
-    return Merchants(tokens, names)
+    cleaned = [(token, merchant_name(name, token)) for token, (_, name) in zip(tokens, listed, strict=True)]
+    return Merchants(tokens, tuple((token, name) for token, name in cleaned if name != token))
 
 
 def query_tool(pool: SessionPool, config: RunnerConfig, stop: threading.Event) -> QueryTool:

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from runner.charts import ChartSpec
+from runner.decks.wording import months_between
 from runner.errors import ChartError, ErrorType, one_line
 from runner.jobs import ChartJob
 from runner.retrieval.parse import label_text, number, show
@@ -108,15 +109,6 @@ def _month(spec: ChartSpec, x: str, index: int) -> str | None:
     return f"{match[1]}-{match[2]}"
 
 
-def window_months(start_date: str, end_date: str) -> list[str]:
-    year, month = int(start_date[:4]), int(start_date[5:7])
-    months = []
-    while f"{year:04d}-{month:02d}" <= end_date[:7]:
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
-
-
 def _unique(spec: ChartSpec, seen: set[Any] | dict[Any, Any], key: Any, index: int) -> None:
     if key in seen:
         shown = ", ".join(map(show, key)) if isinstance(key, tuple) else show(key)
@@ -145,7 +137,7 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
             _unique(spec, merged, (months[x], name), xs[x])
             merged[(str(months[x]), name)] = value
         cells = merged
-    window = window_months(job.retrieve_start, job.end_date)
+    window = months_between(job.retrieve_start, job.end_date)
     if spec.chart_kind.by_year:
         if not monthly:
             raise _bad(spec, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
