@@ -517,3 +517,18 @@ def test_the_runs_junit_file_is_rewritten_only_while_it_holds_the_runs_results(t
     if state == "ours":
         after.pop("ci/results.xml")
     assert_untouched(before, after)
+
+
+@pytest.mark.parametrize(("recorded", "expected"), [
+    ({"partial_decks": {"value": "omit", "source": "flag"}}, "omit"),
+    ({"partial_decks": {"value": "skip", "source": "env"}}, "skip"),
+    ({"partial_decks": {"value": "../../etc/passwd"}}, "placeholder"),
+    ({"partial_decks": {"value": ["omit"]}}, "placeholder"),
+    ({"partial_decks": "omit"}, "placeholder"),
+    ("not a table", "placeholder"),
+])
+def test_a_merge_reads_the_runs_partial_decks_setting_as_untrusted(recorded, expected):
+    """The rebuilt decks follow the run's own setting; a tampered or odd value is the default."""
+    from runner.merge import _recorded_partial_decks
+
+    assert _recorded_partial_decks({"config": recorded}) == expected
