@@ -48,7 +48,11 @@ def wait_for_workers(address: str, count: int, timeout: float = START_TIMEOUT_SE
 def local_dask_cluster(logs: Path, workers: int = 2, env: Mapping[str, str] | None = None) -> Iterator[LocalCluster]:
     """Yields once every worker has joined; `env` is added to every process's environment."""
     # The workers' statistical profiler samples every thread every 10 ms: CPU the charts need.
-    environment = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", **(env or {})}
+    # A worker is given only the task it runs (saturation 1.0; Dask's default 1.1 queues a second on
+    # a one-thread worker): when a render kills its worker, no innocent chart queued there is counted
+    # as a suspect too (seen under load: KilledWorker for a chart that never crashed anything).
+    environment = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+                   "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0", **(env or {})}
     dask = [sys.executable, "-m", "dask"]
     scheduler_file = logs / "dask-scheduler.json"
     scheduler_file.unlink(missing_ok=True)
