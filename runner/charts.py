@@ -7,7 +7,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from runner import sql
 from runner.errors import UsageError
 from runner.figures import KeyFigure, check_figures, figure_from_mapping
 from runner.files import read_input_text
-from runner.kinds import KINDS, ChartKind, Shape
+from runner.kinds import KINDS, ChartKind, Comparison, Shape
 from runner.sql import Param
 
 COLUMN_KEYS = ("x", "series", "group", "label", "value")
@@ -26,11 +25,6 @@ MAX_ARGUMENT_DEPTH = 8  # tables or lists inside a tool's arguments
 
 _CHART_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-
-
-class Comparison(StrEnum):
-    NONE = ""
-    PREVIOUS_YEAR = "previous_year"  # also retrieve the year before the window, to compare with
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from runner.errors import RunEndingError, UsageError
 from runner.status import ExitCode
 
 if TYPE_CHECKING:
-    from runner.render.outcomes import RenderFunction
+    from runner.render.backend import RenderFunction
 _ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v"),
             "server_headers": ("--server-header",)}
 
@@ -78,8 +78,8 @@ def _error_line(message: str, log_format: str | None) -> None:
     if (log_format or os.environ.get(f"{ENV_PREFIX}LOG_FORMAT") or "").strip().lower() == "json":
         from datetime import UTC, datetime
 
+        from runner.clock import iso_time
         from runner.logs import json_line
-        from runner.report import iso_time
 
         click.echo(json_line({"time": iso_time(datetime.now(UTC)), "level": "ERROR", "message": f"error: {message}",
                               "run_id": None}), err=True)
@@ -130,9 +130,9 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from datetime import date
 
     from runner.config import read_config_file
-    from runner.job import JobRequest, job_inputs, request_from_file
     from runner.logs import setup_logging
     from runner.progress import stderr_is_terminal
+    from runner.request import JobRequest, job_inputs, request_from_file
     from runner.run import execute
 
     log_format = options.get("log_format")
@@ -184,7 +184,7 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool
     from runner.merge import finish
     from runner.progress import stderr_is_terminal
     from runner.rerun import check_server, merge_target, read_rerun, rerun_inputs
-    from runner.run import RunOutcome, execute
+    from runner.run import WrittenReport, execute
     from runner.status import ExitCode
 
     merge, server_anyway = how
@@ -196,7 +196,7 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool
     rerun = read_rerun(report)
     if not rerun.pairs:
         click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
-        return RunOutcome(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
+        return WrittenReport(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
     check_server(rerun, config.server_url, config.server_command, server_anyway)  # before any work
     target = merge_target(rerun, config.deck_template, config.junit_xml) if merge else None
     keep_runs = config.keep_runs

@@ -8,6 +8,7 @@ from a single definition. Kept free of heavy imports: `--help` and `config` load
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.redaction import redact
+from runner.redaction import EXPANSION, Secrets, address_credentials, credentials_in, header_credentials, redact
 from runner.status import PartialDecks
 
 ENV_PREFIX = "SCALAPAY_"
@@ -339,3 +340,24 @@ def redact_item(item: str) -> str:
         if found and re.fullmatch(r"[\w*?\[\]!#$%&'+.^`|~-]+", name.strip()):
             return f"{name}{separator}{' ' if separator == ':' else ''}***"
     return item
+
+
+def given_secrets(config: RunnerConfig, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Every value the configuration gives as a secret, or names for a server to inherit."""
+    environ = os.environ if environ is None else environ
+    values: list[str] = []
+    for text in (config.server_url, config.server_command, config.anthropic_base_url):
+        values += credentials_in(text) if text else []
+    values += address_credentials(config.dask_scheduler) if config.dask_scheduler else []
+    if config.anthropic_api_key:
+        values.append(config.anthropic_api_key)
+    for item in config.server_env:
+        name, assigned, value = item.partition("=")
+        given = [value] if assigned else [v for k, v in environ.items() if fnmatch.fnmatchcase(k, name.strip())]
+        for one in given:
+            values += [one, *credentials_in(one)]
+    for item in config.server_headers:
+        value = item.partition(":")[2]
+        values += [environ.get(variable, "") for variable in EXPANSION.findall(value)]
+        values += header_credentials(EXPANSION.sub(lambda match: environ.get(match[1], ""), value))
+    return Secrets.of(values)

@@ -24,17 +24,18 @@ from typing import Any
 
 from loguru import logger
 
+from runner.clock import iso_time
 from runner.config import RunnerConfig
 from runner.decks.book import DeckBook, DeckResult
 from runner.errors import ChartError, ErrorType, one_line
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
-from runner.jobs import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
 from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
 from runner.progress import Progress
-from runner.render.outcomes import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
-from runner.report import ChartResult, iso_time
+from runner.records import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
+from runner.render.backend import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
+from runner.report import ChartResult
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
@@ -63,7 +64,9 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunRecords:
+    """Everything the coordinator ended with: the rows of the report, before it is written."""
+
     charts: tuple[ChartResult, ...]
     batches: tuple[BatchResult, ...]
     metrics: dict[str, Any]
@@ -142,7 +145,7 @@ class Coordinator:
         self._stop_deadline: float | None = None
         self._server_unreachable = False
 
-    def run(self) -> RunResult:
+    def run(self) -> RunRecords:
         try:
             try:
                 unreachable = self.retrieval.preflight()
@@ -374,7 +377,7 @@ class Coordinator:
                                                        error_type, message)
         self._move(chart, ChartState.FAILED)
 
-    def _result(self) -> RunResult:
+    def _result(self) -> RunRecords:
         # A batch that never ran (interrupted, or the server was unreachable) is still listed.
         batches = tuple(
             self._batch_results.get(b.batch_id)
@@ -391,7 +394,7 @@ class Coordinator:
         metrics = self.metrics.as_report(counters.tool_calls, counters.sessions_opened,
                                          self.retrieval.batch_gauge.peak)
         metrics["decks"] = self.decks.metrics()
-        return RunResult(
+        return RunRecords(
             charts=tuple(chart.result(self.request.run_id) for chart in self._charts.values()),
             batches=batches,
             metrics=metrics,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from runner.jobs import Batch, BatchResult, BuiltDeck, RenderedChart, Retrieval
+from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, Retrieval
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from runner.decks.wording import months_between, shift_month, span
 from runner.errors import UsageError
 from runner.kinds import KINDS
+from runner.wording import months_between, shift_month, span
 
 if TYPE_CHECKING:
-    from runner.jobs import ChartData
+    from runner.records import ChartData
 
 MAX_FIGURES = 12
 SUMMARY_MONTHS = 12

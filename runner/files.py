@@ -3,7 +3,9 @@ user's input files read within bounds."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import stat
 from contextlib import suppress
@@ -15,6 +17,7 @@ from runner.errors import UsageError
 # file, say) makes the open fail instead of writing where it points.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_NAME_TRIES = 8
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
@@ -87,3 +90,11 @@ def read_input_text(path: Path, what: str, limit: int) -> str:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def safe_part(text: str) -> str:
+    """A file-name part that can never leave its folder; distinct inputs stay distinct."""
+    cleaned = _SAFE.sub("_", text)[:64]
+    if cleaned != text or not cleaned:
+        cleaned = f"{cleaned or '_'}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return cleaned

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
+from runner.clock import iso_time
 from runner.errors import one_line
 from runner.redaction import redact, scrub
-from runner.report import iso_time
 
 if TYPE_CHECKING:
     from loguru import Record

@@ -37,25 +37,25 @@ from typing import Any
 from loguru import logger
 
 from runner.charts import ChartSpec
+from runner.clock import iso_time
 from runner.decks.book import DECK_NAME, DeckBook
 from runner.errors import ChartError, ErrorType
-from runner.files import write_atomically
-from runner.jobs import ChartData, ChartJob, safe_part
+from runner.files import safe_part, write_atomically
 from runner.junit import write_junit
 from runner.metrics import batch_counts
+from runner.records import ChartData, ChartJob
 from runner.report import (
     ReportWriteError,
     chart_counts,
     deck_counts,
     errors_by_type,
-    iso_time,
     merchant_rows,
     names_of,
     with_merchant_names,
     write_report,
 )
 from runner.rerun import MergeTarget, Rerun
-from runner.run import RunOutcome, junit_failed
+from runner.run import WrittenReport, junit_failed
 from runner.runs import point_latest, prune_runs
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
@@ -313,7 +313,7 @@ def _write_junit(target: MergeTarget, report: dict[str, Any]) -> None:
             junit_failed(report, str(exc))
 
 
-def merge(target: MergeTarget, outcome: RunOutcome) -> tuple[Path, dict[str, Any]]:
+def merge(target: MergeTarget, outcome: WrittenReport) -> tuple[Path, dict[str, Any]]:
     """The original run with the rerun's outcome folded in; returns (report path, report)."""
     rerun = target.rerun
     rerun_report, rerun_dir = outcome.report, outcome.report_path.parent
@@ -343,7 +343,7 @@ def merge(target: MergeTarget, outcome: RunOutcome) -> tuple[Path, dict[str, Any
     return path, report
 
 
-def finish(rerun: Rerun, outcome: RunOutcome, target: MergeTarget | None, keep_runs: int | None) -> RunOutcome:
+def finish(rerun: Rerun, outcome: WrittenReport, target: MergeTarget | None, keep_runs: int | None) -> WrittenReport:
     """After the rerun: the merge (when asked), then --keep-runs, which spares every run this
     process read, wrote or merged into."""
     rerun_dir = outcome.report_path.parent
@@ -354,7 +354,7 @@ def finish(rerun: Rerun, outcome: RunOutcome, target: MergeTarget | None, keep_r
             point_latest(rerun.run_dir)  # the merged run is the one to look at now
             shutil.rmtree(rerun_dir, ignore_errors=True)  # ours, and all of it is in the run now
             logger.info("the rerun's folder {} is merged into {}: removed", rerun_dir.name, rerun.run_dir.name)
-        outcome = RunOutcome(path, ExitCode(merged["run"]["exit_code"]), merged)
+        outcome = WrittenReport(path, ExitCode(merged["run"]["exit_code"]), merged)
     if keep_runs is not None:
         prune_runs(base, keep_runs, rerun_dir, rerun.run_dir)
     return outcome

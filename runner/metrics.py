@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from runner.status import BatchStatus
 
 if TYPE_CHECKING:
-    from runner.jobs import BatchResult, RenderedChart
+    from runner.records import BatchResult, RenderedChart
 
 
 def open_fds() -> int:

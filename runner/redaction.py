@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import json
-import os
 import re
 import shlex
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, unquote
-
-if TYPE_CHECKING:
-    from runner.config import RunnerConfig
 
 MIN_CHARS = 4
 MARK = "***"
@@ -195,27 +190,6 @@ def address_credentials(address: str) -> list[str]:
 
 def redact_address(address: str) -> str:
     return Secrets.of(address_credentials(address))(address)
-
-
-def given_secrets(config: RunnerConfig, environ: Mapping[str, str] | None = None) -> Secrets:
-    """Every value the configuration gives as a secret, or names for a server to inherit."""
-    environ = os.environ if environ is None else environ
-    values: list[str] = []
-    for text in (config.server_url, config.server_command, config.anthropic_base_url):
-        values += credentials_in(text) if text else []
-    values += address_credentials(config.dask_scheduler) if config.dask_scheduler else []
-    if config.anthropic_api_key:
-        values.append(config.anthropic_api_key)
-    for item in config.server_env:
-        name, assigned, value = item.partition("=")
-        given = [value] if assigned else [v for k, v in environ.items() if fnmatch.fnmatchcase(k, name.strip())]
-        for one in given:
-            values += [one, *credentials_in(one)]
-    for item in config.server_headers:
-        value = item.partition(":")[2]
-        values += [environ.get(variable, "") for variable in EXPANSION.findall(value)]
-        values += header_credentials(EXPANSION.sub(lambda match: environ.get(match[1], ""), value))
-    return Secrets.of(values)
 
 
 _installed = Secrets()

@@ -7,12 +7,10 @@ import io
 import json
 import os
 import platform
-import re
 import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,27 +18,15 @@ from typing import Any
 from runner import __version__
 from runner.errors import ErrorType, RunEndingError
 from runner.files import write_atomically
+from runner.merchants import merchant_name
 from runner.redaction import scrubbed
 from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
-MAX_NAME_CHARS = 100  # a merchant's display name, as the decks and the report show it
 # A terminal's escape sequence (CSI, OSC): dropped whole, not left as "[31m" once its ESC is gone.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?)?")
 
 
-def merchant_name(text: object, token: str) -> str:
-    """A merchant's display name: printable text on one line, stripped, at most MAX_NAME_CHARS;
-    the token when there is none. A name comes from outside (a server, a file, an old report):
-    it is shown on slides and in rows, and never becomes part of a path (folders are the token's)."""
-    if not isinstance(text, str) or text == token:  # a token may be longer than a name: kept whole
-        return token
-    text = text[:MAX_NAME_CHARS * 10]
-    if not text.isprintable():  # most names are: only the others are taken apart
-        text = "".join(ch if ch.isprintable() else " " for ch in _ESCAPE.sub("", text))
-    name = " ".join(text.split())[:MAX_NAME_CHARS].strip()
-    return name or token
 
 
 def names_of(charts: list[dict[str, Any]]) -> dict[str, str]:
@@ -88,9 +74,6 @@ class ChartResult:
     worker: str | None = None  # who rendered it: host:pid, or a Dask worker's address
     merchant_name: str = ""  # the merchant's display name (the token where none is known): the report fills it
 
-
-def iso_time(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 CHART_COLUMNS = tuple(f.name for f in fields(ChartResult))

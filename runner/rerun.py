@@ -38,10 +38,10 @@ from runner.charts import ChartSpec, load_pack
 from runner.decks.book import DeckResult
 from runner.errors import ErrorType, UsageError, one_line
 from runner.figures import KeyFigure
-from runner.files import read_input
-from runner.job import JobInputs, check_dates
-from runner.jobs import check_merchant_token, safe_part
-from runner.report import BATCH_COLUMNS, CHART_COLUMNS, merchant_name, names_of
+from runner.files import read_input, safe_part
+from runner.merchants import check_merchant_token, merchant_name
+from runner.report import BATCH_COLUMNS, CHART_COLUMNS, names_of
+from runner.request import JobInputs, check_dates
 from runner.run import MAX_TEMPLATE_BYTES
 from runner.runs import is_run_id
 from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record

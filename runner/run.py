@@ -16,19 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from runner.cache.folder import unclaim
+from runner.cache.layer import claim_cache, render_cache, with_cache
 from runner.charts import ChartSpec
-from runner.config import RunnerConfig
+from runner.clock import iso_time
+from runner.config import RunnerConfig, given_secrets
 from runner.decks.book import DeckResult
 from runner.errors import ChartError, ErrorType, UsageError
-from runner.job import JobInputs, check_dates
-from runner.jobs import check_run_size, plan_batches
 from runner.junit import check_junit_path, write_junit
 from runner.logs import set_run_id
 from runner.metrics import RunMetrics, open_fds, peak_rss_mb
-from runner.redaction import given_secrets
+from runner.planning import check_run_size, plan_batches
 from runner.redaction import install as install_secrets
-from runner.render.cache_folder import unclaim
-from runner.render.cached import claim_cache, render_cache, with_cache
 from runner.report import (
     SCHEMA_VERSION,
     ChartResult,
@@ -37,25 +36,26 @@ from runner.report import (
     chart_counts,
     environment,
     errors_by_type,
-    exit_code_for,  # noqa: F401  (kept importable from here)
-    iso_time,
     merchant_rows,
     with_merchant_names,
     write_report,
 )
+from runner.request import JobInputs, check_dates
 from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.server_record import server_record
 from runner.signals import stop_on_signals
 from runner.status import ChartStatus, DeckStatus, ExitCode, PartialDecks
 
 if TYPE_CHECKING:
-    from runner.render.outcomes import RenderFunction
+    from runner.render.backend import RenderFunction
 
 MAX_TEMPLATE_BYTES = 50_000_000
 
 
 @dataclass(frozen=True)
-class RunOutcome:
+class WrittenReport:
+    """A run's report as written, and the exit code it gives."""
+
     report_path: Path
     exit_code: ExitCode
     report: dict[str, Any]
@@ -78,7 +78,7 @@ def _dask_cluster(config: RunnerConfig, render: RenderFunction | None) -> Any:
     """With --executor dask: the client to the cluster, connected (or ExecutorUnavailable)."""
     if config.executor != "dask":
         return None
-    from runner.render.dask_pool import DaskSupervisor, check_dask_installed
+    from runner.render.dask_backend import DaskSupervisor, check_dask_installed
 
     check_dask_installed()
     if not config.dask_scheduler:
@@ -126,13 +126,13 @@ def _rmdir(folder: Path) -> None:
 
 
 def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
-            render: RenderFunction | None = None) -> RunOutcome:
+            render: RenderFunction | None = None) -> WrittenReport:
     """Run the whole job. UsageError propagates (exit 2); everything else ends in a report.
     `render` replaces the worker-side render function (the tests inject faults with it)."""
     from runner.coordinator import Coordinator, RunRequest
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
-    from runner.render.supervisor import make_supervisor
+    from runner.render.process_backend import make_supervisor
     from runner.retrieval.discovery import default_merchants
     from runner.retrieval.discovery import query_tool as find_query_tool
     from runner.retrieval.sessions import ServerTarget, SessionPool
@@ -286,7 +286,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     if received:
         logger.warning("stopped by {}", ", ".join(dict.fromkeys(received)))
     log_closing_block(report)
-    return RunOutcome(path, ExitCode(report["run"]["exit_code"]), report)
+    return WrittenReport(path, ExitCode(report["run"]["exit_code"]), report)
 
 
 def junit_failed(report: dict[str, Any], message: str) -> None:

@@ -63,3 +63,16 @@ def stop_on_signals(stop: Callable[[], None], received: list[str]) -> Iterator[N
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start helper processes inside this: they begin with SIGINT blocked (a signal mask survives
+    fork and exec), so a terminal's Ctrl-C, which reaches the whole process group, cannot kill one
+    while Python is still starting there (a traceback on the user's terminal). The coordinator
+    decides what stops and ends its helpers itself."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

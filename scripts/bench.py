@@ -59,14 +59,15 @@ from runner.demo.fake_claude import FakeClaude, QueuedError, ToolFault
 from runner.demo.launch import embedded_server
 from runner.demo.server import CHART_TOOLS, Warehouse
 from runner.files import write_atomically
-from runner.job import DEFAULT_END, DEFAULT_START
-from runner.jobs import ChartJob, RenderTask, plan_batches
+from runner.planning import plan_batches
+from runner.records import ChartJob, RenderTask
 from runner.render import pool as render_pool
 from runner.render import worker
+from runner.request import DEFAULT_END, DEFAULT_START
 from runner.retrieval.direct import run_batch
 from runner.retrieval.parse import chart_data_from_json
+from runner.retrieval.retry import RetryPolicy
 from runner.retrieval.sessions import ServerTarget, SessionPool
-from runner.retry import RetryPolicy
 
 LATENCY_MS = 200
 HEAVY_MODULES = ("matplotlib", "mcp", "anthropic")

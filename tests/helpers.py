@@ -15,8 +15,8 @@ import psutil
 
 from runner.charts import BUILTIN_PACK
 from runner.demo.server import CHART_TOOLS, Warehouse
-from runner.job import DEFAULT_END, DEFAULT_START
-from runner.jobs import ChartJob, RenderTask
+from runner.records import ChartJob, RenderTask
+from runner.request import DEFAULT_END, DEFAULT_START
 from runner.retrieval.parse import chart_data_from_json
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from runner.jobs import RenderedChart, RenderTask
+from runner.records import RenderedChart, RenderTask
 from runner.render.worker import announce, render
 
 KINDS = ("crash", "segv", "hang", "raise", "crash-once")

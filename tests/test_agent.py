@@ -18,7 +18,7 @@ from runner.demo.fake_claude import FakeClaude, QueuedError, ToolFault
 from runner.errors import ChartError
 from runner.retrieval.agent import extract_answer, tool_call_problem, truncate_result
 from runner.retrieval.model_api import MessagesClient, ModelApi
-from runner.retry import RetryPolicy
+from runner.retrieval.retry import RetryPolicy
 from tests.helpers import CHART_IDS, assert_every_chart_once, assert_no_processes_left, run_cli
 
 # A key shaped like a real one: a short one would mask ordinary words wherever it is scrubbed.

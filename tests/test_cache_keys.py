@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from runner.cache.entries import chart_key, deck_key
 from runner.charts import BUILTIN_FIGURES, BUILTIN_PACK
 from runner.demo.server import Warehouse
-from runner.jobs import DeckChart, DeckTask
-from runner.render.cache import chart_key, deck_key
+from runner.records import DeckChart, DeckTask
 from runner.status import PartialDecks
 from tests.helpers import render_task
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.cache.entries import FORMATS, MAX_ENTRY_BYTES, EntryKind, parse_record, record_of
+from runner.cache.folder import INDEX, MARKER, MARKER_TEXT
 from runner.files import write_atomically
-from runner.render.cache import FORMATS, MAX_ENTRY_BYTES, EntryKind, parse_record, record_of
-from runner.render.cache_folder import INDEX, MARKER, MARKER_TEXT
 from tests.helpers import check_report, clean_env, cli_command, cli_result, run_cli
 from tests.userfiles import assert_untouched, plant_user_files, tree_digest
 

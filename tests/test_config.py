@@ -200,7 +200,7 @@ def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
 
 
 def test_input_files_lose_a_byte_order_mark(tmp_path: Path) -> None:
-    from runner.job import read_merchants
+    from runner.request import read_merchants
 
     merchants = tmp_path / "merchants.txt"
     merchants.write_bytes("\ufeffLIICIEWKV6BK\n# a comment\nUVQ455UK5O7B\n".encode())

@@ -11,13 +11,13 @@ from pptx.util import Inches
 from pypdf import PdfReader
 
 from runner.charts import BUILTIN_PACK
-from runner.decks import paragraphs
 from runner.decks.book import DeckBook
 from runner.decks.pdf import png_image, wrap
 from runner.errors import ErrorType
-from runner.jobs import BuiltDeck, ChartJob, DeckDocument
+from runner.kinds import paragraphs
+from runner.records import BuiltDeck, ChartJob, DeckDocument
+from runner.report import exit_code_for
 from runner.retrieval.parse import chart_data_from_json
-from runner.run import exit_code_for
 from runner.status import ExitCode, RunStatus
 from tests.helpers import assert_every_chart_once, assert_every_deck_once, run_cli
 

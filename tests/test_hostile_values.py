@@ -29,10 +29,10 @@ from matplotlib.text import Text
 from mcp.types import CallToolResult, TextContent
 
 from runner.charts import BUILTIN_PACK, ChartSpec, load_pack
-from runner.decks import paragraphs
 from runner.decks.build import build_deck
 from runner.errors import ChartError, ErrorType
-from runner.jobs import ChartData, ChartJob, DeckChart, DeckTask, RenderTask
+from runner.kinds import paragraphs
+from runner.records import ChartData, ChartJob, DeckChart, DeckTask, RenderTask
 from runner.render import worker
 from runner.render.draw import draw_chart
 from runner.retrieval.direct import chart_data

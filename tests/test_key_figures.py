@@ -20,8 +20,8 @@ from runner.charts import BUILTIN_FIGURES, BUILTIN_PACK, load_pack
 from runner.decks.summary import Headline, headlines
 from runner.demo.export import schema_sql
 from runner.errors import UsageError
-from runner.jobs import DeckChart, DeckTask
 from runner.kinds.window import shown_data
+from runner.records import DeckChart, DeckTask
 from runner.retrieval.parse import chart_data_from_json
 from tests.helpers import run_cli
 from tests.test_sql_servers import sql_server

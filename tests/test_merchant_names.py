@@ -4,7 +4,7 @@ of the report and the CSV, and in a template's {{merchant}}. The token stays the
 class name and the tool argument; a name is untrusted text, cleaned and never part of a path.
 
 Where the token still shows in a deck: on no slide. The PDF's document title (its metadata, no
-page) still holds it: runner.decks.build.pdf_deck, outside this change."""
+page) still holds it: runner.decks.pdf_deck, outside this change."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pptx import Presentation
 from pptx.util import Inches
 from pypdf import PdfReader
 
-from runner.report import MAX_NAME_CHARS, merchant_name
+from runner.merchants import MAX_NAME_CHARS, merchant_name
 from tests.helpers import REPO, clean_env, run_cli, server_args, validate_report
 
 pytestmark = pytest.mark.timeout(240)

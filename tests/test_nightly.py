@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner.errors import UsageError
-from runner.job import resolve_date
+from runner.request import resolve_date
 from tests.helpers import check_report, run_cli
 
 pytestmark = pytest.mark.timeout(180)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from runner.charts import BUILTIN_PACK
-from runner.jobs import plan_batches, safe_part
+from runner.files import safe_part
+from runner.planning import plan_batches
 from runner.render import worker
 from runner.render.worker import init_worker, render
 from tests.helpers import render_task

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from runner.errors import UsageError
-from runner.jobs import check_merchant_token
+from runner.merchants import check_merchant_token
 from runner.rerun import read_rerun
 from tests.helpers import check_report, run_cli, server_args
 from tests.userfiles import assert_untouched, plant_user_files, tree_digest

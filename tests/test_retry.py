@@ -7,7 +7,7 @@ import re
 import pytest
 
 from runner.errors import ChartError, ErrorType
-from runner.retry import RetryPolicy
+from runner.retrieval.retry import RetryPolicy
 from tests.helpers import CHART_IDS, assert_every_chart_once, run_cli
 
 UNKNOWN = "AAAAAAAAAAAA"  # a well-formed token the warehouse does not know: the tool says so

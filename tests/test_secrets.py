@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runner import redaction
-from runner.config import load_config
+from runner.config import given_secrets, load_config
 from runner.errors import ChartError, ErrorType, one_line
-from runner.redaction import MARK, MIN_CHARS, Secrets, given_secrets, redact, redact_address
+from runner.redaction import MARK, MIN_CHARS, Secrets, redact, redact_address
 from tests.helpers import REPO, run_cli
 from tests.userfiles import assert_untouched, plant_user_files, tree_digest
 

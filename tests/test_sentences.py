@@ -1,6 +1,6 @@
 """The paragraph under each chart says only what its data show: every number, month and span in it
 is recomputed here from the chart data, with this file's own arithmetic (exact fractions) and its
-own formatting of the rules in runner.decks.wording's docstring, and must be what is printed.
+own formatting of the rules in runner.wording's docstring, and must be what is printed.
 
 Data are generated with hypothesis for every kind (zeros, one year, partial years, a quarter, flat
 series, one category, all-but-one zero, gaps, tiny and huge values), go through the real validator
@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from runner.charts import BUILTIN_PACK, ChartSpec, Comparison
-from runner.decks import paragraphs
 from runner.errors import ChartError
-from runner.jobs import ChartData
+from runner.kinds import paragraphs
 from runner.kinds.window import shown_data
+from runner.records import ChartData
 from runner.retrieval.parse import chart_data_from_json
 
 SPECS = {spec.id: spec for spec in BUILTIN_PACK}

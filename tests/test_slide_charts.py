@@ -23,10 +23,10 @@ from pypdf.generic import ContentStream
 
 from runner.charts import BUILTIN_PACK, ChartSpec
 from runner.errors import ChartError
-from runner.job import DEFAULT_END, DEFAULT_START
-from runner.jobs import ChartData, ChartJob, Panel, Series
+from runner.records import ChartData, ChartJob, Panel, Series
 from runner.render import worker
 from runner.render.draw import draw_chart
+from runner.request import DEFAULT_END, DEFAULT_START
 from runner.retrieval.parse import chart_data_from_json
 from tests.helpers import render_task, run_cli
 

@@ -10,7 +10,7 @@ from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourc
 
 from runner.charts import Comparison, load_pack
 from runner.errors import ChartError, UsageError
-from runner.jobs import ChartJob
+from runner.records import ChartJob
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result

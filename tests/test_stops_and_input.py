@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pptx import Presentation
 
 from runner.errors import UsageError
-from runner.job import resolve_date
+from runner.request import resolve_date
 from tests.helpers import CHART_IDS, check_report, run_cli, server_args
 from tests.processes import finish, start_cli, wait_for
 from tests.test_hostile import _run_with_file_size_limit

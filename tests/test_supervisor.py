@@ -17,10 +17,10 @@ import pytest
 from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.errors import ErrorType
-from runner.jobs import RenderTask
-from runner.render.inline import InlineSupervisor
-from runner.render.outcomes import GoAgain, Rendered, RenderFailed, RenderSupervisor
-from runner.render.supervisor import ProcessSupervisor, make_supervisor
+from runner.records import RenderTask
+from runner.render.backend import GoAgain, Rendered, RenderFailed, RenderSupervisor
+from runner.render.inline_backend import InlineSupervisor
+from runner.render.process_backend import ProcessSupervisor, make_supervisor
 from runner.render.worker import init_worker, render
 from tests.helpers import assert_all_ended, render_task
 from tests.render_faults import faulty_render

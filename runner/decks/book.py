@@ -20,8 +20,8 @@ from loguru import logger
 from runner.errors import ErrorType
 from runner.figures import KeyFigure
 from runner.files import write_atomically
-from runner.jobs import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
 from runner.metrics import percentile
+from runner.records import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
 from runner.status import DeckStatus, PartialDecks
 
 DECK_NAME = "business-review"

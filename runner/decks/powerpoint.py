@@ -20,7 +20,8 @@ from pptx.dml.color import RGBColor
 from pptx.util import Emu, Inches, Pt
 
 from runner.charts import ChartSpec
-from runner.decks.build import (
+from runner.decks.pdf import PAGE_W, wrap
+from runner.decks.slides import (
     ACCENT,
     CHART_PLACE_IN,
     INK,
@@ -37,9 +38,8 @@ from runner.decks.build import (
     period,
     summary_grid,
 )
-from runner.decks.pdf import PAGE_W, wrap
 from runner.errors import UsageError
-from runner.jobs import DeckTask
+from runner.records import DeckTask
 
 # Uncompressed: the 50 MB a template file may have, with room for XML that compresses well.
 MAX_TEMPLATE_EXPANDED_BYTES = 250_000_000

@@ -1,7 +1,7 @@
 """The executive summary slide: the pack's key figures as headline numbers, each with its
 change against a named comparison ("vs Jan–Dec 2024").
 
-Numbers follow runner.decks.wording: money and counts in full; a change of money or counts in
+Numbers follow runner.wording: money and counts in full; a change of money or counts in
 percent, a change of a share in points; against an empty base there is "nothing in 2024 to
 compare with", and where no comparison was retrieved none is claimed.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.decks.wording import is_money, money, pct, percent_change, points, signed_pct
 from runner.figures import ChartSource, FigureValue, Period, measure, summary_period
-from runner.jobs import DeckTask
+from runner.records import DeckTask
+from runner.wording import is_money, money, pct, percent_change, points, signed_pct
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from loguru import logger
 
 from runner.errors import RunEndingError
-from runner.render.lifeline import sigint_blocked
+from runner.signals import sigint_blocked
 from runner.status import ExitCode
 
 READY_TIMEOUT_SECONDS = 60.0

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import is_level, money, pct, percent_change, share, signed_pct, total, unsigned_zero
 from runner.kinds.base import ChartKind, Shape
+from runner.wording import is_level, money, pct, percent_change, share, signed_pct, total, unsigned_zero
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob
+    from runner.records import ChartData, ChartJob
 
 
 def _draw(fig: Figure, job: ChartJob, data: ChartData, with_shares: bool) -> None:
-    from runner.render.axes import PALETTE, finish_axes, plain, value_formatter
+    from runner.kinds.axes import PALETTE, finish_axes, plain, value_formatter
 
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     panel = data.panels[0]

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob
+    from runner.records import ChartData, ChartJob
 
 
 class Shape(StrEnum):
@@ -64,3 +64,8 @@ class ChartKind:
     @property
     def hint(self) -> str:
         return SHAPE_HINTS[self.shape] + (f" ({self.agent_note})" if self.agent_note else "")
+
+
+class Comparison(StrEnum):
+    NONE = ""
+    PREVIOUS_YEAR = "previous_year"  # also retrieve the year before the window, to compare with

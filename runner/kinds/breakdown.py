@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import pct
 from runner.kinds.base import ChartKind, Shape
+from runner.wording import pct
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob
+    from runner.records import ChartData, ChartJob
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     from matplotlib.ticker import PercentFormatter
 
-    from runner.render.axes import PALETTE, part_labels, plain
+    from runner.kinds.axes import PALETTE, part_labels, plain
 
     if not fig.axes:
         fig.subplots(len(data.panels), 1, squeeze=False)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import is_steady, labels_span, money, month_name, percent_change, points, signed_pct
 from runner.kinds.base import ChartKind, Shape
+from runner.wording import is_steady, labels_span, money, month_name, percent_change, points, signed_pct
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob
+    from runner.records import ChartData, ChartJob
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    from runner.render.axes import draw_lines
+    from runner.kinds.axes import draw_lines
 
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     panel = data.panels[0]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import STEADY_POINTS, labels_span, money, pct, share, total
 from runner.kinds.base import ChartKind, Shape
+from runner.wording import STEADY_POINTS, labels_span, money, pct, share, total
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob, Panel
+    from runner.records import ChartData, ChartJob, Panel
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    from runner.render.axes import PALETTE, bar_totals, finish_axes, legend_above, month_ticks, plain, value_formatter
+    from runner.kinds.axes import PALETTE, bar_totals, finish_axes, legend_above, month_ticks, plain, value_formatter
 
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     panel = data.panels[0]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 
 from runner.charts import ChartSpec
-from runner.decks.wording import months_between, shift_month
-from runner.jobs import ChartData, Panel, Series
-from runner.retrieval.parse import require_values
+from runner.errors import ChartError, ErrorType
+from runner.records import ChartData, Panel, Series
+from runner.wording import months_between, shift_month
 
 _MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
 
@@ -59,3 +59,18 @@ def _years_shown(data: ChartData, window: list[str]) -> ChartData:
             series.append(Series(s.name, values))
     return ChartData(data.unit, (Panel(panel.title, tuple(panel.labels[i] for i in positions), tuple(series)),),
                      data.paragraph)
+
+
+def no_data(spec: ChartSpec, merchant: str) -> ChartError:
+    return ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
+
+
+def all_zero(panels: tuple[Panel, ...]) -> bool:
+    return all(not v for p in panels for s in p.series for v in s.values)
+
+
+def require_values(spec: ChartSpec, merchant: str, data: ChartData) -> ChartData:
+    """The data, if any value of it is not zero (and not missing): else the chart is empty_data."""
+    if all_zero(data.panels):
+        raise no_data(spec, merchant)
+    return data

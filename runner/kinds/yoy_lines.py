@@ -5,7 +5,8 @@ from __future__ import annotations
 import calendar
 from typing import TYPE_CHECKING
 
-from runner.decks.wording import (
+from runner.kinds.base import ChartKind, Comparison, Shape
+from runner.wording import (
     is_level,
     money,
     month_name,
@@ -16,17 +17,16 @@ from runner.decks.wording import (
     span,
     total,
 )
-from runner.kinds.base import ChartKind, Shape
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.charts import ChartSpec
-    from runner.jobs import ChartData, ChartJob
+    from runner.records import ChartData, ChartJob
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    from runner.render.axes import draw_lines
+    from runner.kinds.axes import draw_lines
 
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     panel = data.panels[0]
@@ -88,7 +88,6 @@ def sentence(spec: ChartSpec, data: ChartData) -> str:
     """The last twelve months shown (the whole window when shorter) against the same months a year
     earlier, and the best and weakest month. A year without a line had nothing only where the chart
     retrieved the year before its window (spec.compare); a month unknown leaves out the comparison."""
-    from runner.charts import Comparison  # here: runner.charts imports the kinds
 
     unit = data.unit
     shown = _by_month(data)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from runner.jobs import BuiltDeck, RenderTask
+from runner.records import BuiltDeck, RenderTask
 from runner.render import worker
-from runner.render.outcomes import Output, RenderFunction, Task
+from runner.render.backend import Output, RenderFunction, Task
 
 _lock = threading.Lock()
 _styled = False

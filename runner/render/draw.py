@@ -16,9 +16,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from runner.jobs import ChartData, ChartJob
 from runner.kinds import KINDS
-from runner.render.axes import MIN_TEXT_PT
+from runner.kinds.axes import MIN_TEXT_PT
+from runner.records import ChartData, ChartJob
 
 STYLE: dict[str, Any] = {
     "font.size": MIN_TEXT_PT,

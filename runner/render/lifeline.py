@@ -13,8 +13,6 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1
 
@@ -31,16 +29,3 @@ def die_with_parent() -> None:
         return
     if parent == 1 or os.getppid() != parent:  # the parent died before the signal was asked for
         os._exit(1)
-
-
-@contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Start helper processes inside this: they begin with SIGINT blocked (a signal mask survives
-    fork and exec), so a terminal's Ctrl-C, which reaches the whole process group, cannot kill one
-    while Python is still starting there (a traceback on the user's terminal). The coordinator
-    decides what stops and ends its helpers itself."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -1,6 +1,6 @@
 """Process-level helpers of the render stage: the forkserver, one pool's workers, ending them.
 
-The render supervisor (runner.render.supervisor) decides when; these do.
+The render supervisor (runner.render.process_backend) decides when; these do.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from loguru import logger
 # What every worker needs, imported once in the forkserver and inherited by each worker.
 # The lifeline comes first: the forkserver dies with the coordinator however that dies.
 PRELOAD = ["runner.render.forkserver_lifeline", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
-           "runner.render.worker", "runner.render.supervisor", "runner.decks.build", "runner.decks.powerpoint"]
+           "runner.render.worker", "runner.render.process_backend", "runner.decks.build", "runner.decks.powerpoint"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 
@@ -42,7 +42,7 @@ def prestart() -> None:
     server and sessions, and the pool's workers fork from it later at once."""
     from multiprocessing import forkserver, resource_tracker
 
-    from runner.render.lifeline import sigint_blocked
+    from runner.signals import sigint_blocked
 
     _context()  # its preload list
     # The tracker first: it blocks SIGINT around its own start but then unblocks it, which would

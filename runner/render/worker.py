@@ -23,13 +23,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from runner.decks.build import CHART_PLACE_IN  # noqa: E402
+from runner.decks.slides import CHART_PLACE_IN  # noqa: E402
 from runner.errors import ChartError, ErrorType  # noqa: E402
-from runner.jobs import RenderedChart, RenderTask  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
+from runner.records import RenderedChart, RenderTask  # noqa: E402
+from runner.render.backend import Task, key_of  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 from runner.render.lifeline import die_with_parent  # noqa: E402
-from runner.render.outcomes import Task, key_of  # noqa: E402
 
 # Drawn at the size the slide shows it (text sizes are then what a reader sees), at a
 # resolution that keeps the PNG 1600x900 for the run folder and for zooming in.

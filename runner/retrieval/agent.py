@@ -24,16 +24,16 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType, one_line
-from runner.jobs import Batch, BatchResult, Retrieval, batch_status
+from runner.kinds import paragraphs
 from runner.kinds.window import shown_or_empty
+from runner.records import Batch, BatchResult, Retrieval, batch_status
 from runner.retrieval.direct import Emit
 from runner.retrieval.model_api import MessagesClient, model_api
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.results import decode_json_text
+from runner.retrieval.retry import RetryPolicy
 from runner.retrieval.sessions import Slot
-from runner.retry import RetryPolicy
 
 # Characters per token for estimating what a call will cost before it is made: English and
 # JSON run at 3.5-4, so 3.5 errs on the side of stopping early. Figures (long digit runs) can

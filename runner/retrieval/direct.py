@@ -12,15 +12,15 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.decks import paragraphs
 from runner.errors import ChartError, ErrorType, one_line
-from runner.jobs import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
+from runner.kinds import paragraphs
 from runner.kinds.window import shown_or_empty
+from runner.records import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result
+from runner.retrieval.retry import RetryPolicy
 from runner.retrieval.sessions import Slot
-from runner.retry import RetryPolicy
 
 Emit = Callable[[Retrieval], None]
 

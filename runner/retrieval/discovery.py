@@ -21,12 +21,11 @@ from loguru import logger
 from runner.charts import ChartSpec
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, UsageError
-from runner.jobs import check_merchant_token
-from runner.report import merchant_name
+from runner.merchants import check_merchant_token, merchant_name
 from runner.retrieval.pivot import rows_of
 from runner.retrieval.results import decode_tool_result
+from runner.retrieval.retry import RetryPolicy
 from runner.retrieval.sessions import SessionPool, Slot, describe_exception
-from runner.retry import RetryPolicy
 from runner.sql import QueryTool, pick_query_tool
 
 DEFAULT_MERCHANT_COUNT = 3

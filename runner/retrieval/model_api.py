@@ -21,7 +21,7 @@ from typing import Any
 from runner.config import RunnerConfig, redact
 from runner.errors import ChartError, ErrorType, one_line
 from runner.retrieval.health import ServerHealth
-from runner.retry import RetryPolicy
+from runner.retrieval.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)

@@ -13,7 +13,8 @@ from typing import Any
 
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType
-from runner.jobs import ChartData, ChartJob, Panel, Series
+from runner.kinds.window import no_data, require_values
+from runner.records import ChartData, ChartJob, Panel, Series
 
 MAX_LABELS = 1000
 MAX_SERIES = 50
@@ -130,10 +131,6 @@ def _labels(spec: ChartSpec, raw: Any, what: str) -> tuple[str, ...]:
     return _distinct(spec, texts, items, what + "[{}]")
 
 
-def _all_zero(panels: tuple[Panel, ...]) -> bool:
-    return all(not v for p in panels for s in p.series for v in s.values)
-
-
 def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph: str | None = None) -> ChartData:
     """Validate one chart's JSON against its spec's shape."""
     if not isinstance(payload, dict):
@@ -182,17 +179,6 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
     if empty:
         raise no_data(spec, merchant)
     return require_values(spec, merchant, ChartData(unit=unit, panels=panels, paragraph=paragraph))
-
-
-def no_data(spec: ChartSpec, merchant: str) -> ChartError:
-    return ChartError(ErrorType.EMPTY_DATA, f"{spec.id}: no data for merchant {merchant!r} in the requested window")
-
-
-def require_values(spec: ChartSpec, merchant: str, data: ChartData) -> ChartData:
-    """The data, if any value of it is not zero (and not missing): else the chart is empty_data."""
-    if _all_zero(data.panels):
-        raise no_data(spec, merchant)
-    return data
 
 
 def chart_json(spec: ChartSpec, data: ChartData) -> dict[str, Any]:

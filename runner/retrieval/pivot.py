@@ -15,10 +15,10 @@ import re
 from typing import Any
 
 from runner.charts import ChartSpec
-from runner.decks.wording import months_between
 from runner.errors import ChartError, ErrorType, one_line
-from runner.jobs import ChartJob
+from runner.records import ChartJob
 from runner.retrieval.parse import label_text, number, show
+from runner.wording import months_between
 
 MAX_ROWS = 100_000
 POSITIONAL = {"series": ("x", "series", "value"), "categories": ("label", "value"),

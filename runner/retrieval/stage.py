@@ -20,11 +20,11 @@ from loguru import logger
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType
 from runner.events import BatchEnded, ChartRetrieved, Event
-from runner.jobs import Batch, BatchResult, Retrieval
 from runner.metrics import Gauge
+from runner.records import Batch, BatchResult, Retrieval
 from runner.retrieval.direct import fetch_chart, run_batch
+from runner.retrieval.retry import RetryPolicy
 from runner.retrieval.sessions import SessionPool, Slot
-from runner.retry import RetryPolicy
 
 
 class Cancelled(Exception):

@@ -20,8 +20,7 @@ from runner.charts import BUILTIN_PACK_NAMES, ChartSpec, load_pack, select_chart
 from runner.errors import UsageError
 from runner.figures import KeyFigure
 from runner.files import read_input_text
-from runner.jobs import check_merchant_token
-from runner.report import merchant_name
+from runner.merchants import check_merchant_token, merchant_name
 
 DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 MAX_MERCHANTS_FILE_BYTES = 10_000_000

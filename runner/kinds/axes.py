@@ -25,7 +25,7 @@ from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.ft2font import LoadFlags
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from runner.decks.wording import is_money, unsigned_zero
+from runner.wording import is_money, unsigned_zero
 
 PALETTE = ("#1b4f72", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
 MIN_TEXT_PT = 12.0  # the smallest chart text, in points on the slide

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from runner.jobs import RenderTask
-from runner.render.outcomes import (
+from runner.records import RenderTask
+from runner.render.backend import (
     Key,
     OnDone,
     Output,

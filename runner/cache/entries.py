@@ -36,22 +36,23 @@ from typing import Any
 from loguru import logger
 
 from runner import __version__
+from runner.cache.folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
 from runner.files import write_in_folder
-from runner.jobs import BuiltDeck, DeckDocument, DeckTask, RenderTask
-from runner.render.cache_folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
+from runner.records import BuiltDeck, DeckDocument, DeckTask, RenderTask
 
-_DRAWING_CODE = ("render/draw.py", "render/axes.py", "render/worker.py", "decks/build.py", "decks/pdf.py",
-                 "decks/powerpoint.py", "decks/paragraphs.py", "decks/wording.py", *(
-                     f"kinds/{path.name}" for path in sorted((Path(__file__).parents[1] / "kinds").glob("*.py"))))
+_RUNNER = Path(__file__).resolve().parents[1]
+# Everything that draws a chart or lays out a deck: a change to any of it is a new cache.
+_DRAWING_CODE = tuple(sorted(
+    [_RUNNER / "render" / "draw.py", _RUNNER / "render" / "worker.py", _RUNNER / "wording.py", _RUNNER / "figures.py",
+     *(_RUNNER / "decks").glob("*.py"), *(_RUNNER / "kinds").glob("*.py")]))
 
 
 @cache
 def code_version() -> str:
     """Changes whenever anything that draws could draw differently."""
     digest = hashlib.sha256(__version__.encode())
-    root = Path(__file__).resolve().parents[1]
-    for name in _DRAWING_CODE:
-        digest.update((root / name).read_bytes())
+    for path in _DRAWING_CODE:
+        digest.update(path.read_bytes())
     for package in ("matplotlib", "python-pptx"):
         digest.update(f"{package}={metadata.version(package)}".encode())
     return digest.hexdigest()

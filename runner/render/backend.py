@@ -1,7 +1,7 @@
 """What the render stage hands back: the outcome of settling a render, and its interface.
 
-The coordinator talks to any render supervisor (worker processes in runner.render.supervisor,
-in-process in runner.render.inline) through `RenderSupervisor` and these records only.
+The coordinator talks to any render supervisor (worker processes in runner.render.process_backend,
+in-process in runner.render.inline_backend) through `RenderSupervisor` and these records only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.errors import ChartError, ErrorType, one_line
-from runner.jobs import BuiltDeck, DeckTask, RenderedChart, RenderTask
+from runner.records import BuiltDeck, DeckTask, RenderedChart, RenderTask
 
 Key = tuple[str, str]  # (merchant, chart id), or (merchant, DECK) for a merchant's deck
 DECK = "#deck"  # never a chart id (those start with a letter or digit)

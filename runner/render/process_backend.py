@@ -10,7 +10,7 @@ Each pool it starts is a `_Generation` with a named state. A pool is replaced, n
 repaired: a dead worker breaks a ProcessPoolExecutor for good (every pending future fails
 with BrokenProcessPool), and `max_tasks_per_child` hangs on Python 3.11 (cpython#115634).
 
-In-process rendering (runner.render.inline) has the same interface and no processes.
+In-process rendering (runner.render.inline_backend) has the same interface and no processes.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType
-from runner.jobs import BuiltDeck, DeckTask, RenderedChart, RenderTask
+from runner.records import BuiltDeck, DeckTask, RenderedChart, RenderTask
 from runner.render import pool
-from runner.render.inline import InlineSupervisor
-from runner.render.outcomes import (
+from runner.render.backend import (
     GoAgain,
     Key,
     OnDone,
@@ -47,6 +46,7 @@ from runner.render.outcomes import (
     key_of,
     settle_result,
 )
+from runner.render.inline_backend import InlineSupervisor
 
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
 # Tasks handed to the pool at once, per worker: enough that no worker waits for the next chart,

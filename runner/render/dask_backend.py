@@ -21,9 +21,9 @@ from loguru import logger
 
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, RunEndingError, one_line
-from runner.jobs import RenderedChart, RenderTask
+from runner.records import RenderedChart, RenderTask
 from runner.redaction import Secrets, address_credentials, redact_address
-from runner.render.outcomes import (
+from runner.render.backend import (
     GoAgain,
     Key,
     OnDone,
@@ -36,7 +36,7 @@ from runner.render.outcomes import (
     key_of,
     settle_result,
 )
-from runner.render.supervisor import TASKS_PER_WORKER
+from runner.render.process_backend import TASKS_PER_WORKER
 from runner.status import ExitCode
 
 CONNECT_TIMEOUT_SECONDS = 10.0

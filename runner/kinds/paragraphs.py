@@ -5,15 +5,15 @@ and text from elsewhere (a model's paragraph) made fit for a slide.
 from __future__ import annotations
 
 from runner.charts import ChartSpec
-from runner.jobs import ChartData
 from runner.kinds import KINDS
+from runner.records import ChartData
 
 MAX_CHARS = 500  # what four lines under a chart hold
 
 
 def write(spec: ChartSpec, data: ChartData) -> str:
     """The paragraph for validated, non-empty chart data: the part its window shows
-    (runner.kinds.window.shown_data), written by the rules in runner.decks.wording."""
+    (runner.kinds.window.shown_data), written by the rules in runner.wording."""
     return KINDS[spec.kind].sentence(spec, data)
 
 

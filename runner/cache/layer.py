@@ -13,11 +13,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
+from runner.cache.entries import RenderCache, chart_key, deck_key
+from runner.cache.folder import claim
 from runner.config import RunnerConfig
-from runner.jobs import BuiltDeck, RenderedChart, RenderTask
-from runner.render.cache import RenderCache, chart_key, deck_key
-from runner.render.cache_folder import claim
-from runner.render.outcomes import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
+from runner.records import BuiltDeck, RenderedChart, RenderTask
+from runner.render.backend import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
 
 
 class CachedRendering:
