@@ -255,7 +255,8 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
 
 
 PACKS_DIR = Path(__file__).parent / "packs"
-BUILTIN_PACK_NAMES = ("business-review", "business-review-sql")
+DEFAULT_PACK = "business-review"
+BUILTIN_PACK_NAMES = (DEFAULT_PACK, "business-review-sql")
 
 
 def load_pack(path: str | Path) -> Pack:

@@ -43,6 +43,19 @@ def one_line(text: str, limit: int = 500) -> str:
     return scrub(safe)
 
 
+DETAIL_CHARS = 300  # an error's detail in a report row: enough to act on, short enough for a spreadsheet cell
+
+
+def detail(text: str) -> str:
+    """Words from elsewhere (a server, a tool, an exception) as one report cell: one line, cut short."""
+    return one_line(text, DETAIL_CHARS)
+
+
+def described(exc: BaseException) -> str:
+    """An unexpected exception as a report cell: its type and its message."""
+    return detail(f"{type(exc).__name__}: {exc}")
+
+
 class RunnerError(Exception):
     """Base of the runner's own errors."""
 
