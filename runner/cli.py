@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runner import __version__, signals
-from runner.config import CONFIG_FILE_ENV, ENV_PREFIX, RunnerConfig, env_name, flag_name, load_config, settings
+from runner.config import CONFIG_FILE_ENV, RunnerConfig, load_config, setting, settings
 from runner.errors import RunEndingError, UsageError
+from runner.settings import JOB_KEYS, Kind
 from runner.status import ExitCode
 
 if TYPE_CHECKING:
     from runner.render.backend import RenderFunction
-_ALIASES = {"retrieval_mode": ("--retrieval",), "verbose_logging": ("--verbose", "-v"),
-            "server_headers": ("--server-header",)}
+    from runner.request import JobRequest
+_LOG_FORMAT = "log_format"  # the key, in click's context, of the log format an error line is written in
 
 
 class DefaultToRun(click.Group):
@@ -36,21 +37,36 @@ class DefaultToRun(click.Group):
             signals.release()  # only a run turns a signal into a report
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one place an error that ends a run (errors.RunEndingError: a usage error, a report that
+        cannot be written, a server or cluster that cannot be reached) becomes its one line and its exit
+        code, without a traceback, whichever command raised it."""
+        try:
+            return super().invoke(ctx)
+        except RunEndingError as exc:
+            _error_line(str(exc), ctx.meta.get(_LOG_FORMAT))
+            sys.exit(exc.exit_code)
+
+
+def _option(names: list[str], dest: str, value_type: type, help_text: str, metavar: str | None = None,
+            negatable: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """A flag whose value stays None when it is not given (the file or the environment may give it):
+    bool is a switch (--x/--no-x when negatable), tuple a repeatable flag."""
+    if value_type is bool:
+        if negatable:
+            names = [f"{names[0]}/--no-{names[0].removeprefix('--')}", *names[1:]]
+        return click.option(*names, dest, is_flag=True, default=None, help=help_text)
+    if value_type is tuple:
+        return click.option(*names, dest, multiple=True, metavar=metavar, help=help_text)
+    return click.option(*names, dest, default=None, metavar=metavar, help=help_text)
+
 
 def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One CLI flag per RunnerConfig setting, named after it; unset flags stay None."""
-    for f in reversed(settings()):
-        names = [flag_name(f.name), *_ALIASES.get(f.name, ())]
-        help_text = f"{f.metadata['help']} [env {env_name(f)}; default {f.default}]"
-        if f.metadata["kind"] == "bool":
-            no = "--no-" + f.name.replace("_", "-")
-            option = click.option(f"{names[0]}/{no}", *names[1:], f.name, default=None, help=help_text)
-        elif f.metadata["kind"] == "list":
-            option = click.option(*names, f.name, multiple=True, metavar="ITEM", help=help_text)
-        else:
-            option = click.option(*names, f.name, default=None, metavar=f.metadata["kind"].upper(),
-                                  help=help_text)
-        command = option(command)
+    """One CLI flag per RunnerConfig setting (config.settings()), named after it; unset flags stay None."""
+    for s in reversed(settings()):
+        metavar = "ITEM" if s.kind is Kind.LIST else s.kind.value.upper()
+        command = _option([s.flag, *s.aliases], s.name, s.python_type, f"{s.help} [env {s.env}; default {s.default}]",
+                          metavar, negatable=True)(command)
     return click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                         help=f"TOML file of settings and the job (below env vars and flags) [env {CONFIG_FILE_ENV}]."
                         )(command)
@@ -61,21 +77,27 @@ def _config_file(options: dict[str, Any]) -> str | None:
     return options.pop("config_file", None) or os.environ.get(CONFIG_FILE_ENV) or None
 
 
+def job_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One `run` flag per job key that has one (settings.JOB_KEYS), its value under the key's name."""
+    for key in reversed(JOB_KEYS):
+        if key.flag is not None:
+            command = _option([key.flag], key.name, key.python_type, key.help, key.metavar)(command)
+    return command
+
+
+def _given(value: Any) -> Any:
+    """A flag's value, None where it was not given (a repeatable flag not given is ())."""
+    return None if value == () else value
+
+
 def _config_from(options: dict[str, Any], config_file: str | None) -> RunnerConfig:
-    cli_values = {f.name: options.pop(f.name, None) for f in settings()}
-    cli_values = {name: None if value == () else value for name, value in cli_values.items()}  # unused repeatable flag
-    return load_config(cli=cli_values, config_file=config_file)
-
-
-def _fail_usage(message: str, log_format: str | None = None) -> None:
-    _error_line(message, log_format)
-    sys.exit(ExitCode.USAGE)
+    return load_config(cli={s.name: _given(options.pop(s.name, None)) for s in settings()}, config_file=config_file)
 
 
 def _error_line(message: str, log_format: str | None) -> None:
     """One line: plain, or a JSON object when the logs are JSON (as asked by flag or
     environment, even if the rest of the settings could not be read)."""
-    if (log_format or os.environ.get(f"{ENV_PREFIX}LOG_FORMAT") or "").strip().lower() == "json":
+    if (log_format or os.environ.get(setting("log_format").env) or "").strip().lower() == "json":
         from datetime import UTC, datetime
 
         from runner.clock import iso_time
@@ -98,18 +120,7 @@ def cli() -> None:
 
 
 @cli.command("run")
-@click.option("--merchant", "merchants", multiple=True, metavar="TOKEN", help="A merchant token (repeatable).")
-@click.option("--merchants-file", type=str, default=None,
-              help="File of merchants: a token per line, or TOKEN,Name; or a CSV with a merchant_token,name header. "
-                   "# starts a comment.")
-@click.option("--start-date", default=None, help="First day: YYYY-MM-DD, or relative such as '-24 months' "
-                                                  "[default 2024-01-01].")
-@click.option("--end-date", default=None, help="Last day: YYYY-MM-DD, or relative such as 'last month end' "
-                                                "[default 2025-12-31].")
-@click.option("--charts", "chart_ids", default=None, metavar="ID,ID", help="A subset of the pack's charts.")
-@click.option("--pack", default=None, type=str,
-              help="A built-in pack (business-review, business-review-sql) or a pack file (TOML or JSON).")
-@click.option("--csv", "write_csv", is_flag=True, default=None, help="Also write charts.csv beside report.json.")
+@job_options
 @click.option("--rerun-failed", "rerun_failed", default=None, metavar="REPORT",
               help="Run only the failed and cancelled charts of this report.json, with its dates and pack.")
 @click.option("--merge", is_flag=True, help="With --rerun-failed: fold the outcome into the original run's folder.")
@@ -121,9 +132,7 @@ def cli() -> None:
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
 @setting_options
 @click.pass_obj
-def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_file: str | None, start_date: str | None,
-                end_date: str | None, chart_ids: str | None, pack: str | None, write_csv: bool | None,
-                rerun_failed: str | None, merge: bool, server_anyway: bool, quiet: bool,
+def run_command(seams: RunSeams | None, rerun_failed: str | None, merge: bool, server_anyway: bool, quiet: bool,
                 demo_server_args: tuple[str, ...], **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
     from dataclasses import replace
@@ -135,14 +144,14 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     from runner.request import JobRequest, job_inputs, request_from_file
     from runner.run import execute
 
-    log_format = options.get("log_format")
+    meta = click.get_current_context().meta
+    meta[_LOG_FORMAT] = options.get("log_format")  # as the flag gives it, until the settings are read
+    flags = JobRequest(**{key.name: _given(options.pop(key.name)) for key in JOB_KEYS if key.flag is not None})
     try:
         config_file = _config_file(options)
         config = _config_from(options, config_file)
-        log_format = config.log_format
+        meta[_LOG_FORMAT] = config.log_format
         setup_logging(config.log_format, config.verbose_logging, quiet)
-        flags = JobRequest(merchants=merchants or None, merchants_file=merchants_file, start_date=start_date,
-                           end_date=end_date, pack=pack, charts=chart_ids, csv=write_csv)
         if rerun_failed or merge or server_anyway:
             outcome = _rerun(config, flags, rerun_failed, (merge, server_anyway), demo_server_args, quiet, seams)
             signals.ignore()
@@ -159,9 +168,8 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
         outcome = execute(config, inputs, progress_live=live, render=seams.render if seams else None)
         signals.ignore()
         click.echo(str(outcome.report_path))
-    except RunEndingError as exc:  # a usage error, the embedded server not starting, ...: one line, its code
-        _error_line(str(exc), log_format)
-        sys.exit(exc.exit_code)
+    except RunEndingError:
+        raise  # one line and its code, at the one boundary (DefaultToRun.invoke)
     except KeyboardInterrupt:
         # Only outside the run itself: while it runs, a signal asks it to stop and report.
         click.echo("interrupted", err=True)
@@ -174,12 +182,12 @@ def run_command(seams: RunSeams | None, merchants: tuple[str, ...], merchants_fi
     sys.exit(outcome.exit_code)
 
 
-def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool, bool],
+def _rerun(config: RunnerConfig, flags: JobRequest, report: str | None, how: tuple[bool, bool],
            demo_server_args: tuple[str, ...], quiet: bool, seams: RunSeams | None) -> Any:
     """--rerun-failed [--merge] [--rerun-server-anyway]: the job comes from the report, never from
     flags or a job file; the settings (the server, its credentials) from flags, environment and
     the job file as for any run, and the server must be the run's."""
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
     from runner.merge import finish
     from runner.progress import stderr_is_terminal
@@ -190,9 +198,9 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool
     merge, server_anyway = how
     if not report:
         raise UsageError(f"{'--merge' if merge else '--rerun-server-anyway'} goes with --rerun-failed REPORT")
-    given = [f.name for f in fields(flags) if getattr(flags, f.name) is not None]
+    given = [key.flag for key in JOB_KEYS if getattr(flags, key.name) is not None]
     if given:
-        raise UsageError(f"--rerun-failed takes the job from the report; drop --{given[0].replace('_', '-')}")
+        raise UsageError(f"--rerun-failed takes the job from the report; drop {given[0]}")
     rerun = read_rerun(report)
     if not rerun.pairs:
         click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
@@ -213,11 +221,7 @@ def _rerun(config: RunnerConfig, flags: Any, report: str | None, how: tuple[bool
 @setting_options
 def config_command(**options: Any) -> None:
     """Print the effective settings and where each came from."""
-    try:
-        config = _config_from(options, _config_file(options))
-    except UsageError as exc:
-        _fail_usage(str(exc))
-        return
+    config = _config_from(options, _config_file(options))
     rows = config.effective()
     width = max(len(name) for name in rows)
     for name, entry in rows.items():
@@ -230,11 +234,7 @@ def charts_command(pack: str | None) -> None:
     """List the charts of the pack."""
     from runner.charts import BUILTIN_PACK, load_pack
 
-    try:
-        specs = load_pack(pack).charts if pack else BUILTIN_PACK
-    except UsageError as exc:
-        _fail_usage(str(exc))
-        return
+    specs = load_pack(pack).charts if pack else BUILTIN_PACK
     width = max(len(s.id) for s in specs)
     for spec in specs:
         click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.source:<36}  {spec.title}")
@@ -287,7 +287,7 @@ def demo_data_command(sqlite_path: str | None, csv_dir: str | None, merchant_cou
     from runner.demo.export import write_csv, write_sqlite
 
     if not sqlite_path and not csv_dir:
-        _fail_usage("demo-data needs --sqlite FILE or --csv DIR (or both)")
+        raise UsageError("demo-data needs --sqlite FILE or --csv DIR (or both)")
     try:
         if sqlite_path:
             write_sqlite(Path(sqlite_path), merchant_count)
@@ -297,7 +297,8 @@ def demo_data_command(sqlite_path: str | None, csv_dir: str | None, merchant_cou
                 click.echo(str(path))
     except (OSError, sqlite3.Error) as exc:
         where = getattr(exc, "filename", None) or sqlite_path or csv_dir
-        _fail_usage(f"cannot write the demo data to {where}: {getattr(exc, 'strerror', None) or exc}")
+        why = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"cannot write the demo data to {where}: {why}") from None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""The few named exceptions that cross module boundaries, and the report's error types."""
+"""The few named exceptions that cross module boundaries, and the report's error types.
+
+Every error that ends a run derives from RunEndingError and is declared here, with its exit code:
+the command line catches that one base at one place (cli.DefaultToRun.invoke)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from runner.status import ExitCode
 
 
 class ErrorType(StrEnum):
-    """The report's error_type vocabulary (DESIGN.md); nothing else may appear there."""
+    """The report's error_type vocabulary, a contract scripts and dashboards read (report.schema.json
+    lists which of them each row may carry); nothing else may appear there."""
 
     SERVER_UNAVAILABLE = "server_unavailable"
     TOOL_ERROR = "tool_error"
@@ -71,6 +75,26 @@ class UsageError(RunEndingError):
     """A user mistake (bad flag, config, pack, merchant list): exit code 2, one line, no traceback."""
 
     exit_code = ExitCode.USAGE
+
+
+class ReportWriteError(RunEndingError):
+    """The report (or the JUnit file, or a merge) could not be written (a full disk, a vanished
+    folder): exit 3, one line."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+class ExecutorUnavailable(RunEndingError):
+    """The Dask scheduler cannot be reached at the start: one line, exit 4, no work done."""
+
+    exit_code = ExitCode.NOTHING
+
+
+class ServerStartError(RunEndingError):
+    """The embedded demo server did not come up: no server, nothing can succeed (exit 4). The run
+    folder stays, for the server's log that the message names."""
+
+    exit_code = ExitCode.NOTHING
 
 
 class ChartError(RunnerError):

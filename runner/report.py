@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.errors import ErrorType, RunEndingError
+from runner.errors import ErrorType, ReportWriteError
 from runner.files import write_atomically
 from runner.merchants import merchant_name
 from runner.redaction import scrubbed
@@ -131,8 +131,13 @@ def chart_counts(charts: list[dict[str, Any]], decks: list[dict[str, Any]], inte
     counts = Counter(c["status"] for c in charts)
     decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
     status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
-    return {"status": status, "exit_code": code, "charts_total": len(charts),
-            **{f"charts_{s.value}": counts[s] for s in ChartStatus}}
+    return {"status": status, "exit_code": code, "charts_total": len(charts), **chart_status_counts(counts)}
+
+
+def chart_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """charts_<status> for each chart status. No chart is ever skipped (a deck can be): charts_skipped
+    stays in the report for the scripts that read it, always 0."""
+    return {**{f"charts_{status.value}": counts.get(status, 0) for status in ChartStatus}, "charts_skipped": 0}
 
 
 def deck_counts(decks: list[dict[str, Any]]) -> dict[str, int]:
@@ -168,8 +173,7 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
         row = rows.setdefault(chart["merchant"], {"merchant": chart["merchant"],
                                                   "merchant_name": merchant_name(chart.get("merchant_name"),
                                                                                  chart["merchant"]),
-                                                  "charts_total": 0,
-                                                  **{f"charts_{s.value}": 0 for s in ChartStatus},
+                                                  "charts_total": 0, **chart_status_counts({}),
                                                   **{f"deck_{fmt}": None for fmt in ("pdf", "pptx")}})
         row["charts_total"] += 1
         row[f"charts_{chart['status']}"] += 1
@@ -177,12 +181,6 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
         if deck["merchant"] in rows and deck["format"] in formats:
             rows[deck["merchant"]][f"deck_{deck['format']}"] = deck["status"]
     return list(rows.values())
-
-
-class ReportWriteError(RunEndingError):
-    """The report could not be written (a full disk, a vanished folder): exit 3, one line."""
-
-    exit_code = ExitCode.INTERNAL
 
 
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:

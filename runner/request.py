@@ -1,6 +1,6 @@
 """The job: which merchants, which charts, which dates. From flags, or from the config file.
 
-A config file may hold the job beside the settings (JOB_KEYS in config.py), so a nightly CI
+A config file may hold the job beside the settings (settings.JOB_KEYS), so a nightly CI
 job is `SCALAPAY_CONFIG=job.toml python -m runner`. A flag given on the command line wins over
 the same key in the file. Dates may be relative ("-24 months", "last month end"); they are
 resolved once, at start, and the report records both forms.
@@ -16,13 +16,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.charts import BUILTIN_PACK_NAMES, ChartSpec, load_pack, select_charts
+from runner.charts import BUILTIN_PACK_NAMES, DEFAULT_PACK, ChartSpec, load_pack, select_charts
 from runner.errors import UsageError
 from runner.figures import KeyFigure
 from runner.files import read_input_text
 from runner.merchants import check_merchant_token, merchant_name
+from runner.settings import DEFAULT_END, DEFAULT_START, JOB_KEYS, JobKey
 
-DEFAULT_START, DEFAULT_END = "2024-01-01", "2025-12-31"  # the demo data's last 24 months
 MAX_MERCHANTS_FILE_BYTES = 10_000_000
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -43,7 +43,7 @@ class JobInputs:
     write_csv: bool = False
     demo_server_args: tuple[str, ...] = ()  # extra flags for the embedded server
     dates_given: tuple[tuple[str, str], ...] = ()  # relative dates as written, before they were resolved
-    pack: str = "business-review"  # a built-in pack's name, or the pack file's absolute path
+    pack: str = DEFAULT_PACK  # a built-in pack's name, or the pack file's absolute path
     # The (merchant, chart id) pairs to build when not every merchant gets every chart (a rerun).
     only: tuple[tuple[str, str], ...] | None = None
     reruns: str | None = None  # the report whose failed charts this run runs again
@@ -58,7 +58,7 @@ class JobInputs:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """The job keys as one source gave them; None where it said nothing."""
+    """The job keys (settings.JOB_KEYS, one field each) as one source gave them; None where it said nothing."""
 
     merchants: tuple[str, ...] | None = None
     merchants_file: str | None = None
@@ -224,37 +224,31 @@ def _job_merchants(value: Any, where: str) -> tuple[tuple[str, ...], tuple[tuple
 
 
 def request_from_file(values: dict[str, Any], path: Path) -> JobRequest:
-    """The job keys of a config file, checked; file names in it are relative to the file."""
+    """The job keys of a config file (settings.JOB_KEYS), checked; file names in it are relative to the file."""
+    given = {key.name: _from_file(key, values[key.name], path) for key in JOB_KEYS if key.name in values}
+    merchants, names = given.pop("merchants", ((), ()))
+    return JobRequest(merchants=merchants or None, merchant_names=names or None, **given)
+
+
+def _from_file(key: JobKey, value: Any, path: Path) -> Any:
+    """One job key's value in a config file, as JobRequest holds it; the file may write some keys
+    as its flag cannot (a list of merchants or charts, a TOML date)."""
     where = f"in {path}"
-
-    def text(key: str) -> str | None:
-        value = values.get(key)
-        if value is not None and not isinstance(value, str):
-            raise UsageError(f"invalid {key} {where}: expected a string, got {value!r}")
-        return value
-
-    def beside(name: str | None) -> str | None:
-        return None if name is None else str(path.parent / Path(name).expanduser())
-
-    merchants, names = _job_merchants(values["merchants"], where) if "merchants" in values else ((), ())
-    charts = values.get("charts")
-    if isinstance(charts, list) and all(isinstance(c, str) for c in charts):
-        charts = ",".join(charts)
-    elif charts is not None and not isinstance(charts, str):
+    if key.name == "merchants":
+        return _job_merchants(value, where)
+    if key.name == "today":
+        return parse_today(value.isoformat() if isinstance(value, date) else value, where)  # today = 2026-03-05
+    if key.name == "charts" and isinstance(value, list) and all(isinstance(c, str) for c in value):
+        value = ",".join(value)
+    elif key.name == "charts" and not isinstance(value, str):
         raise UsageError(f"invalid charts {where}: expected a list of chart ids")
-    csv = values.get("csv")
-    if csv is not None and not isinstance(csv, bool):
-        raise UsageError(f"invalid csv {where}: expected true or false, got {csv!r}")
-    today = values.get("today")
-    if isinstance(today, date):  # TOML's own date type: today = 2026-03-05
-        today = today.isoformat()
-    pack = text("pack")
-    if pack is not None and ("/" in pack or pack.endswith((".toml", ".json"))):
-        pack = beside(pack)  # a file, not a built-in pack's name
-    return JobRequest(
-        merchants=merchants or None, merchant_names=names or None,
-        merchants_file=beside(text("merchants_file")), start_date=text("start_date"), end_date=text("end_date"),
-        pack=pack, charts=charts, csv=csv, today=parse_today(today, where) if today is not None else None)
+    if not isinstance(value, key.python_type):
+        expected = "true or false" if key.python_type is bool else "a string"
+        raise UsageError(f"invalid {key.name} {where}: expected {expected}, got {value!r}")
+    if isinstance(value, str) and key.name in ("merchants_file", "pack"):
+        if key.name == "merchants_file" or "/" in value or value.endswith((".toml", ".json")):  # not a built-in pack
+            return str(path.parent / Path(value).expanduser())  # relative to the config file
+    return value
 
 
 def parse_today(value: object, where: str = "") -> str:
@@ -286,7 +280,7 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     start = resolve_date(request.start_date, today, "start_date") if request.start_date else DEFAULT_START
     end = resolve_date(request.end_date, today, "end_date", end=True) if request.end_date else DEFAULT_END
     check_dates(start, end)
-    pack = request.pack or "business-review"
+    pack = request.pack or DEFAULT_PACK
     if pack not in BUILTIN_PACK_NAMES:
         pack = str(Path(pack).expanduser().resolve())
     return JobInputs(merchants=tuple(dict.fromkeys(tokens)), charts=charts, start_date=start, end_date=end,

@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "runner"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.status", "runner.clock", "runner.signals", "runner.redaction", "runner.errors", "runner.files",
      "runner.merchants", "runner.wording", "runner.sql", "runner.logs"),
-    ("runner.config", "runner.charts", "runner.figures", "runner.kinds", "runner.records", "runner.request",
-     "runner.planning", "runner.metrics", "runner.events"),
+    ("runner.settings", "runner.config", "runner.charts", "runner.figures", "runner.kinds", "runner.records",
+     "runner.request", "runner.planning", "runner.metrics", "runner.events", "runner.chart_states"),
     ("runner.decks", "runner.retrieval", "runner.demo"),
     ("runner.render",),
     ("runner.cache",),
-    ("runner.report", "runner.junit", "runner.progress", "runner.coordinator", "runner.runs",
+    ("runner.report", "runner.junit", "runner.progress", "runner.report_rows", "runner.coordinator", "runner.runs",
      "runner.server_record", "runner.run", "runner.rerun", "runner.merge"),
     ("runner.cli", "runner.__main__"),
 )

@@ -12,18 +12,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from runner.errors import RunEndingError
+from runner.errors import ServerStartError
 from runner.signals import sigint_blocked
-from runner.status import ExitCode
 
 READY_TIMEOUT_SECONDS = 60.0
-
-
-class ServerStartError(RunEndingError):
-    """The embedded server did not come up: no server, nothing can succeed (exit 4). The run
-    folder stays, for the server's log that the message names."""
-
-    exit_code = ExitCode.NOTHING
 
 
 def _read_ready_line(proc: subprocess.Popen[str], timeout: float) -> str | None:

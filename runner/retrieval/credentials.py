@@ -13,13 +13,16 @@ import fnmatch
 import re
 from collections.abc import Mapping
 
+from runner.config import setting
 from runner.errors import UsageError
 from runner.redaction import EXPANSION
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!]+$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-HEADER_FLAGS = "--server-header (config server_headers, env SCALAPAY_SERVER_HEADERS)"
+_HEADERS = setting("server_headers")
+# Where the credentials sent to an HTTP server are given: its singular flag (one header a flag), key and variable.
+HEADER_FLAGS = f"{_HEADERS.aliases[0]} (config {_HEADERS.name}, env {_HEADERS.env})"
 
 
 def server_environment(items: tuple[str, ...], environ: Mapping[str, str]) -> dict[str, str]:
