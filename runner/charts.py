@@ -12,7 +12,7 @@ from typing import Any
 
 from runner import sql
 from runner.errors import UsageError
-from runner.figures import KeyFigure, check_figures, figure_from_mapping
+from runner.figures import KeyFigure, check_figures, check_pack_id, figure_from_mapping, pack_table
 from runner.files import read_input_text
 from runner.kinds import KINDS, ChartKind, Comparison, Shape
 from runner.sql import Param
@@ -23,7 +23,6 @@ MAX_PACK_BYTES = 2_000_000
 MAX_PACK_CHARTS = 200
 MAX_ARGUMENT_DEPTH = 8  # tables or lists inside a tool's arguments
 
-_CHART_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
@@ -189,18 +188,13 @@ def _depth(value: Any) -> int:
 
 
 def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) -> ChartSpec:
-    if not isinstance(entry, dict):
-        raise UsageError(f"{where}: expected a table of chart fields, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - _FIELDS)
-    if unknown:
-        raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    entry = pack_table(entry, _FIELDS, "chart", where)
     for key in ("id", "title", "kind"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise UsageError(f"{where}: field {key!r} is required and must be text")
     chart_id, kind = entry["id"].strip(), entry["kind"].strip()
     tool, query = _text_field(entry, "tool", where), _text_field(entry, "sql", where)
-    if not _CHART_ID.match(chart_id):
-        raise UsageError(f"{where}: chart id {chart_id!r} must be 1-64 of a-z, 0-9, '_' or '-'")
+    check_pack_id(chart_id, "chart", where)
     where = f"{where} ({chart_id})"
     if kind not in KINDS:
         raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
@@ -263,7 +257,7 @@ def load_pack(path: str | Path) -> Pack:
     """A built-in pack by name, or a user's pack file (TOML with [[chart]] tables, or JSON
     {"charts": [...]}); either may hold a table of `params` shared by its charts, and key
     figures ([[figure]] tables, or "figures": [...])."""
-    if str(path) == BUILTIN_PACK_NAMES[0]:
+    if str(path) == DEFAULT_PACK:
         return Pack(BUILTIN_PACK, BUILTIN_FIGURES)
     if str(path) in BUILTIN_PACK_NAMES:
         path = PACKS_DIR / f"{path}.toml"

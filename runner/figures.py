@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 MAX_FIGURES = 12
 SUMMARY_MONTHS = 12
-_FIGURE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_PACK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # a chart's or a key figure's id
 
 
 class Aggregate(StrEnum):
@@ -84,15 +84,26 @@ def _text(entry: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def figure_from_mapping(entry: Any, where: str) -> KeyFigure:
+def pack_table(entry: Any, fields: set[str], what: str, where: str) -> dict[str, Any]:
+    """One of a pack's [[chart]] or [[figure]] tables (`what`): a table, with no field but `fields`."""
     if not isinstance(entry, dict):
-        raise UsageError(f"{where}: expected a table of figure fields, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - _FIELDS)
+        raise UsageError(f"{where}: expected a table of {what} fields, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - fields)
     if unknown:
         raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    return entry
+
+
+def check_pack_id(value: str, what: str, where: str) -> None:
+    """A chart's or a key figure's id (`what`), as the pack gives it."""
+    if not _PACK_ID.match(value):
+        raise UsageError(f"{where}: {what} id {value!r} must be 1-64 of a-z, 0-9, '_' or '-'")
+
+
+def figure_from_mapping(entry: Any, where: str) -> KeyFigure:
+    entry = pack_table(entry, _FIELDS, "figure", where)
     figure_id, label = _text(entry, "id", where), _text(entry, "label", where)
-    if not _FIGURE_ID.match(figure_id):
-        raise UsageError(f"{where}: figure id {figure_id!r} must be 1-64 of a-z, 0-9, '_' or '-'")
+    check_pack_id(figure_id, "figure", where)
     if not label:
         raise UsageError(f"{where} ({figure_id}): 'label' is required")
     where = f"{where} ({figure_id})"

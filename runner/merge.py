@@ -54,7 +54,7 @@ from runner.report import (
     with_merchant_names,
     write_report,
 )
-from runner.rerun import MergeTarget, Rerun
+from runner.rerun import MergeTarget, Rerun, recorded_setting
 from runner.run import WrittenReport, junit_failed
 from runner.runs import point_latest, prune_runs
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
@@ -182,9 +182,7 @@ def _in_place(rerun: Rerun, row: dict[str, Any], read: bool) -> _Chart:
 
 def _recorded_partial_decks(report: dict[str, Any]) -> PartialDecks:
     """The run's own partial_decks setting, as its report recorded it (read back: only a known value counts)."""
-    config = report.get("config")
-    recorded = config.get("partial_decks") if isinstance(config, dict) else None
-    value = recorded.get("value") if isinstance(recorded, dict) else None
+    value = recorded_setting(report, "partial_decks")
     return PartialDecks(value) if value in tuple(PartialDecks) else PartialDecks.PLACEHOLDER
 
 
@@ -273,7 +271,7 @@ def _recorded_junit(rerun: Rerun) -> Path | None:
     config's junit_xml from the current folder."""
     recorded = rerun.report["run"].get("junit_xml")
     if recorded is None:
-        recorded = _section(rerun.report, "config", "junit_xml").get("value")
+        recorded = recorded_setting(rerun.report, "junit_xml")
     if not isinstance(recorded, str) or not recorded or "\x00" in recorded:
         return None
     return Path(recorded).expanduser().absolute()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from runner.charts import ChartSpec
+from runner.clock import iso_time
 from runner.errors import ErrorType
 from runner.figures import KeyFigure
 from runner.status import BatchStatus, PartialDecks
@@ -184,6 +186,19 @@ class BatchResult:
     error: str | None = None
     # Charts that failed for a transient reason, not yet final: the sequential fallback may retry them.
     held: tuple[Retrieval, ...] = ()
+
+    @classmethod
+    def finished(cls, batch: Batch, started_at: datetime, wall_ms: float, *, failed: int, attempts: int,
+                 error_type: ErrorType | None = None, error: str | None = None, held: tuple[Retrieval, ...] = (),
+                 steps: int | None = None, input_tokens: int | None = None, output_tokens: int | None = None,
+                 context_tokens: int | None = None) -> BatchResult:
+        """A batch's row as the report has it: its status from how many of its charts failed, its
+        start as an ISO time, its wall time to a tenth of a millisecond."""
+        return cls(batch_id=batch.batch_id, merchant=batch.merchant, chart_ids=batch.chart_ids,
+                   status=batch_status(len(batch.jobs), failed), attempts=attempts,
+                   started_at=str(iso_time(started_at)), wall_ms=round(wall_ms, 1), steps=steps,
+                   input_tokens=input_tokens, output_tokens=output_tokens, context_tokens=context_tokens,
+                   error_type=error_type, error=error, held=held)
 
 
 def batch_status(charts: int, failed: int) -> BatchStatus:

@@ -34,7 +34,7 @@ from typing import Any
 
 from loguru import logger
 
-from runner.charts import ChartSpec, load_pack
+from runner.charts import DEFAULT_PACK, ChartSpec, load_pack
 from runner.decks.book import DeckResult
 from runner.errors import ErrorType, UsageError, one_line
 from runner.figures import KeyFigure
@@ -155,7 +155,7 @@ def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSp
     merged = run.get("merged", [])
     if not isinstance(merged, list):
         raise _Bad("run.merged is not a list")
-    pack = run.get("pack") or "business-review"
+    pack = _pack(run)
     if not isinstance(pack, str) or one_line(pack) != pack:
         raise _Bad(f"run.pack is {one_line(repr(pack), 60)}")
     loaded = load_pack(pack)
@@ -166,6 +166,19 @@ def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSp
                "batches": [_batch_row(row, f"batches[{i}]") for i, row in enumerate(_field(report, "batches", list,
                                                                                           "report"))]}
     return checked, specs, loaded.figures
+
+
+def recorded_setting(report: dict[str, Any], name: str) -> Any:
+    """A setting's value as the run's report recorded it (config.<name>.value); None where the
+    report has none. Read back from a file, so of any type."""
+    config = report.get("config")
+    recorded = config.get(name) if isinstance(config, dict) else None
+    return recorded.get("value") if isinstance(recorded, dict) else None
+
+
+def _pack(run: dict[str, Any]) -> Any:
+    """The run's pack as its report records it (checked by _checked); a report without one ran the default."""
+    return run.get("pack") or DEFAULT_PACK
 
 
 def _merge_entry(entry: Any) -> Any:
@@ -228,7 +241,7 @@ def check_server(rerun: Rerun, url: str | None, command: str | None, anyway: boo
     the one the run read, with the same pack. One line (exit 2) naming both if not, unless
     `anyway`; never the embedded demo server for a run that read another."""
     run_id = rerun.report["run"]["run_id"]
-    recorded, pack = rerun.server, rerun.report["run"].get("pack") or "business-review"
+    recorded, pack = rerun.server, _pack(rerun.report["run"])
     how = ("give it as the run had it: SCALAPAY_CONFIG=job.toml (or --config job.toml) with the job file, or "
            "--server-url / --server-command with its credentials")
     if recorded is None:
@@ -259,7 +272,7 @@ def rerun_inputs(rerun: Rerun, demo_server_args: tuple[str, ...] = ()) -> JobInp
     charts = tuple(rerun.specs[chart] for chart in dict.fromkeys(chart for _, chart in rerun.pairs))
     merchants = tuple(dict.fromkeys(merchant for merchant, _ in rerun.pairs))
     return JobInputs(merchants=merchants, charts=charts, start_date=run["start_date"], end_date=run["end_date"],
-                     demo_server_args=demo_server_args, pack=run.get("pack") or "business-review", only=rerun.pairs,
+                     demo_server_args=demo_server_args, pack=_pack(run), only=rerun.pairs,
                      reruns=str(rerun.report_path), figures=rerun.figures,
                      merchant_names=tuple(names_of([c for c in rerun.report["charts"] if c["merchant"] in merchants])
                                           .items()))
@@ -294,9 +307,7 @@ def merge_target(rerun: Rerun, deck_template: str | None, junit_xml: str | None)
         if folder.exists():
             _check_writable(folder)
     template = None
-    config = rerun.report.get("config")
-    recorded = config.get("deck_template") if isinstance(config, dict) else None
-    path = deck_template or (recorded.get("value") if isinstance(recorded, dict) else None)
+    path = deck_template or recorded_setting(rerun.report, "deck_template")
     if path is not None and any(d["format"] == "pptx" for d in rerun.report["decks"]):
         hint = "" if deck_template else " (the run's own; give --deck-template to use another)"
         if not isinstance(path, str) or one_line(path) != path:

@@ -24,12 +24,13 @@ formats by them independently):
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 from collections.abc import Iterable, Sequence
 
 _MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+# English whatever the machine's locale (calendar.month_abbr follows LC_TIME).
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STEADY_POINTS = 1.0  # a mix held steady when no share moved by this many points or more
 STEADY_CHANGE = 0.02  # steady: every value within 2% of the mean; level: two values within 2%
 
@@ -62,8 +63,9 @@ def signed_pct(value: float) -> str:
     return unsigned_zero(f"{value:+,.1f}") + "%"
 
 
-def points(value: float) -> str:
-    return unsigned_zero(f"{value:+,.1f}") + " pt"
+def points(value: float, signed: bool = True) -> str:
+    """A difference of percentages in points: a change ("+1.2 pt"), or a gap (signed=False: "1.2 pt")."""
+    return unsigned_zero(f"{value:+,.1f}" if signed else f"{value:,.1f}") + " pt"
 
 
 def share(part: float, whole: float) -> float:
@@ -98,12 +100,20 @@ def is_level(a: float, b: float) -> bool:
     return high == low or (low > 0 and high - low < STEADY_CHANGE * low)
 
 
-def month_name(label: str) -> str:
-    """"2025-01" as "Jan 2025"; any other label as it is."""
+def year_month(label: str) -> tuple[int, int] | None:
+    """"2025-01" as (2025, 1); None for a label that is not a month "YYYY-MM" (01-12)."""
     match = _MONTH.match(label)
     if match is None or not 1 <= int(match[2]) <= 12:
+        return None
+    return int(match[1]), int(match[2])
+
+
+def month_name(label: str) -> str:
+    """"2025-01" as "Jan 2025"; any other label as it is."""
+    parts = year_month(label)
+    if parts is None:
         return label
-    return f"{calendar.month_abbr[int(match[2])]} {match[1]}"
+    return f"{MONTH_NAMES[parts[1] - 1]} {parts[0]:04d}"
 
 
 def span(first: str, last: str) -> str:
@@ -115,14 +125,14 @@ def span(first: str, last: str) -> str:
     if y1 == y2 and m1 == 1 and m2 == 12:
         return str(y1)
     if y1 == y2:
-        return f"{calendar.month_abbr[m1]}–{calendar.month_abbr[m2]} {y1}"
+        return f"{MONTH_NAMES[m1 - 1]}–{MONTH_NAMES[m2 - 1]} {y1}"
     return f"{month_name(first)}–{month_name(last)}"
 
 
 def labels_span(first: str, last: str) -> str:
     """A chart's run of labels named: a span of months (see span) where both are months in order,
     else the labels as they are ("Q1–Q4")."""
-    if _MONTH.match(first) and _MONTH.match(last) and first <= last:
+    if year_month(first) and year_month(last) and first <= last:
         return span(first, last)
     return first if first == last else f"{first}–{last}"
 

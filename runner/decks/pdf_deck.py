@@ -14,9 +14,10 @@ from runner.decks.slides import (
     TILE_H,
     TILE_TOP,
     Slide,
+    SlideKind,
     document_title,
     fitted_size,
-    period,
+    footer,
     summary_grid,
 )
 from runner.records import DeckTask
@@ -29,14 +30,14 @@ def pdf_deck(slides: list[Slide], task: DeckTask) -> bytes:
 
 def _footer(page: Canvas, task: DeckTask, number: int, total: int) -> None:
     page.rect(0, PAGE_H - 6, PAGE_W, 6, ACCENT)
-    page.text(MARGIN, 18, f"{task.display_name} · business review · {period(task)}", 9, color=MUTED)
+    page.text(MARGIN, 18, footer(task), 9, color=MUTED)
     page.text(PAGE_W - MARGIN, 18, f"{number} / {total}", 9, color=MUTED, align="right")
 
 
 def _pdf_page(slide: Slide, task: DeckTask, number: int, total: int) -> Canvas:
     page = Canvas()
     width = PAGE_W - 2 * MARGIN
-    if slide.kind == "title":
+    if slide.kind is SlideKind.TITLE:
         page.rect(0, 0, 18, PAGE_H, ACCENT)
         page.text(MARGIN + 20, 330, slide.title, 22, color=MUTED)
         page.paragraph(MARGIN + 20, 280, slide.subtitle, 40, width - 40, 2, bold=True, color=ACCENT)
@@ -45,7 +46,7 @@ def _pdf_page(slide: Slide, task: DeckTask, number: int, total: int) -> Canvas:
         return page
     _footer(page, task, number, total)
     page.paragraph(MARGIN, PAGE_H - 50, slide.title, 26, width, 1, bold=True, color=ACCENT)
-    if slide.kind == "summary":
+    if slide.kind is SlideKind.SUMMARY:
         _pdf_summary(page, slide)
         return page
     x, y, w, h = CHART_BOX

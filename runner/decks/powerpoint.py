@@ -33,8 +33,10 @@ from runner.decks.slides import (
     TILE_H,
     TILE_TOP,
     Slide,
+    SlideKind,
     document_title,
     fitted_size,
+    footer,
     period,
     summary_grid,
 )
@@ -107,31 +109,25 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
     blank = deck.slide_layouts[6]
     for number, spec in enumerate(slides, 1):
         slide = deck.slides.add_slide(blank)
-        bar = slide.shapes.add_shape(1, 0, 0, Inches(13.333) if spec.kind != "title" else Inches(0.25),
-                                     Inches(0.08) if spec.kind != "title" else Inches(7.5))
-        bar.fill.solid()
-        bar.fill.fore_color.rgb = _rgb(ACCENT)
-        bar.line.fill.background()
-        if spec.kind == "title":
+        title = spec.kind is SlideKind.TITLE
+        _box(slide, 0, 0, 0.25 if title else 13.333, 7.5 if title else 0.08, ACCENT)  # a bar down the left, or across
+        if title:
             _text(slide, 0.9, 2.2, 11.5, 0.6, spec.title, 22, MUTED)
             _text(slide, 0.9, 2.8, 11.5, 1.2, _fitted(spec.subtitle, 40, 11.5, 1), 40, ACCENT, bold=True)
             _text(slide, 0.9, 4.1, 11.5, 0.5, spec.paragraph, 20)
             _text(slide, 0.9, 4.7, 11.5, 0.4, spec.lines[0], 12, MUTED)
             continue
         _text(slide, 0.67, 0.3, 12.0, 0.7, _fitted(spec.title, 26, 12.0, 1), 26, ACCENT, bold=True)
-        _text(slide, 0.67, 7.05, 9.0, 0.3, f"{task.display_name} · business review · {period(task)}", 9, MUTED)
+        _text(slide, 0.67, 7.05, 9.0, 0.3, footer(task), 9, MUTED)
         _text(slide, 11.0, 7.05, 1.67, 0.3, f"{number} / {len(slides)}", 9, MUTED, align="right")
-        if spec.kind == "summary":
+        if spec.kind is SlideKind.SUMMARY:
             _summary(slide, spec)
             continue
         left, top, width, height = CHART_BOX
         if spec.png is not None:
             slide.shapes.add_picture(io.BytesIO(spec.png), Inches(left), Inches(top), Inches(width), Inches(height))
         else:
-            box = slide.shapes.add_shape(1, Inches(left), Inches(top), Inches(width), Inches(height))
-            box.fill.solid()
-            box.fill.fore_color.rgb = _rgb(PANEL)
-            box.line.fill.background()
+            _box(slide, left, top, width, height, PANEL)
             _text(slide, left + 0.4, top + height / 2 - 0.4, width - 0.8, 1.0,
                   _fitted(spec.missing or "", 15, width - 0.8, 3), 15, MUTED, align="center")
         _text(slide, 0.67, top + height + 0.1, 12.0, 6.95 - (top + height + 0.1), _fitted(spec.paragraph, 13, 12.0, 4),
@@ -217,7 +213,7 @@ def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
     specs = tuple(chart.spec for chart in task.charts)
     chart_slides, how = _chart_slides(deck, specs)
     everywhere = {"merchant": task.display_name, "merchant_token": task.merchant, "period": period(task)}
-    by_id = {slide.chart_id: slide for slide in slides if slide.kind == "chart"}  # none for a chart left out
+    by_id = {slide.chart_id: slide for slide in slides if slide.kind is SlideKind.CHART}  # none for a chart left out
     for spec in specs:
         slide, content = chart_slides[spec.id], by_id.get(spec.id)
         prefix = f"{spec.id}_" if how == "id" else ""

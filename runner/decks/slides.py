@@ -7,9 +7,9 @@ are: a title slide, one per chart in pack order (title, chart, paragraph; for a 
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 
 from runner.decks.pdf import PAGE_H, text_width
 from runner.decks.summary import Headline, headlines
@@ -18,6 +18,7 @@ from runner.kinds import paragraphs
 from runner.kinds.window import shown_data
 from runner.records import DeckTask
 from runner.status import PartialDecks
+from runner.wording import MONTH_NAMES
 
 INK = (0.10, 0.10, 0.10)
 MUTED = (0.40, 0.40, 0.40)
@@ -25,6 +26,12 @@ ACCENT = (0.106, 0.310, 0.447)  # the charts' first colour
 PANEL = (0.95, 0.95, 0.95)
 # In place of a chart that failed. Why it failed is for the report and the log, never the merchant.
 NOT_AVAILABLE = "Not available for this period"
+
+
+class SlideKind(StrEnum):
+    TITLE = "title"
+    CHART = "chart"
+    SUMMARY = "summary"
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,12 @@ class Slide:
     lines: tuple[str, ...] = ()  # the title slide's date line; the summary's note on missing charts
     headlines: tuple[Headline, ...] = ()  # the summary's key figures
     chart_id: str = ""  # a chart slide's chart
-    kind: str = "chart"  # "title", "chart" or "summary"
+    kind: SlideKind = SlideKind.CHART
 
 
 def day(iso: str) -> str:
     value = date.fromisoformat(iso)
-    return f"{value.day} {calendar.month_abbr[value.month]} {value.year}"
+    return f"{value.day} {MONTH_NAMES[value.month - 1]} {value.year}"
 
 
 def document_title(task: DeckTask) -> str:
@@ -54,6 +61,11 @@ def period(task: DeckTask) -> str:
     return f"{day(task.start_date)} – {day(task.end_date)}"
 
 
+def footer(task: DeckTask) -> str:
+    """The line at the foot of every slide but the title."""
+    return f"{task.display_name} · business review · {period(task)}"
+
+
 def slides_for(task: DeckTask) -> list[Slide]:
     """Title, the summary of key figures, then a slide per chart in pack order."""
     summary_period, figures = headlines(task)
@@ -61,9 +73,9 @@ def slides_for(task: DeckTask) -> list[Slide]:
     shown_missing = missing and task.partial is not PartialDecks.OMIT  # omitted: the user chose not to say
     note = (f"Not available for this period: {', '.join(missing)}.",) if shown_missing else ()
     slides = [Slide("Business review", subtitle=task.display_name, paragraph=period(task),
-                    lines=(f"Generated {day(task.generated_on)}",), kind="title"),
+                    lines=(f"Generated {day(task.generated_on)}",), kind=SlideKind.TITLE),
               Slide("At a glance", subtitle=_compared(summary_period, figures), headlines=tuple(figures),
-                    lines=note, kind="summary")]
+                    lines=note, kind=SlideKind.SUMMARY)]
     for chart in task.charts:
         if chart.data is None or chart.png is None:
             if task.partial is not PartialDecks.OMIT:

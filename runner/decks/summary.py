@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from runner.figures import ChartSource, FigureValue, Period, measure, summary_period
 from runner.records import DeckTask
-from runner.wording import is_money, money, pct, percent_change, points, signed_pct
+from runner.wording import is_money, money, percent_change, points, signed_pct
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,10 @@ class Headline:
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "%":
-        return pct(value)
-    if is_money(unit):
+    """Money and percentages as the sentences write them; a count whole, without its unit."""
+    if unit == "%" or is_money(unit):
         return money(value, unit)
-    return money(round(value), "")  # a count, whole
+    return money(round(value), "")
 
 
 def _comparison(figure: FigureValue, period: Period) -> str:

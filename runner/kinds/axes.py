@@ -12,11 +12,11 @@ coordinator and the CLI never need matplotlib to know a kind.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from math import ceil
+from typing import TYPE_CHECKING
 
 from matplotlib import rcParams
 from matplotlib.axes import Axes
@@ -25,16 +25,17 @@ from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.ft2font import LoadFlags
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from runner.wording import is_money, unsigned_zero
+from runner.wording import MONTH_NAMES, is_money, pct, unsigned_zero, year_month
+
+if TYPE_CHECKING:
+    from runner.records import ChartData, ChartJob
 
 PALETTE = ("#1b4f72", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
 MIN_TEXT_PT = 12.0  # the smallest chart text, in points on the slide
 LABEL_PT = MIN_TEXT_PT  # values written over bars and parts
 LINE = 1.2  # matplotlib's line height, in font sizes
-_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 Formatter = Callable[..., str]  # (value, tick position=None) -> label, as matplotlib calls it
 
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_STEPS = (1, 2, 3, 4, 6, 12)  # every n-th month named: steps that keep January named
 _GAP_PT = 6.0  # the least room between two labels side by side
 
@@ -66,6 +67,12 @@ def text_width(text: str, size: float, bold: bool = False) -> float:
     Character by character, cached: laying out each label through FreeType costs more than
     drawing it."""
     return max(sum(_advance(char, bold) for char in line) for line in text.split("\n")) * size
+
+
+def one_axes(fig: Figure) -> Axes:
+    """The axes of a one-panel chart: made on a new figure, the same again on a reused one
+    (runner.render.draw.clear_chart keeps them)."""
+    return fig.axes[0] if fig.axes else fig.add_subplot()
 
 
 def figure_of(ax: Axes) -> Figure:
@@ -124,18 +131,18 @@ def month_labels(labels: tuple[str, ...], step: int = 1) -> list[str]:
     """'2024-01' -> 'Jan\\n2024' at the first named month and each January, 'Feb' elsewhere;
     with a step, only every step-th month from January is named ('' for the others).
     Labels that are not all months are written as they are."""
-    matches = [_MONTH.match(label) for label in labels]
-    if not all(match and 1 <= int(match[2]) <= 12 for match in matches):
-        return [plain(label) for label in labels]
-    out, named = [], False
-    for match in matches:
-        assert match is not None
-        month = int(match[2])
+    months = [year_month(label) for label in labels]
+    out: list[str] = []
+    named = False
+    for parts in months:
+        if parts is None:
+            return [plain(label) for label in labels]
+        year, month = parts
         if (month - 1) % step:
             out.append("")
             continue
-        name = _MONTH_NAMES[month - 1]
-        out.append(f"{name}\n{match[1]}" if not named or month == 1 else name)
+        name = MONTH_NAMES[month - 1]
+        out.append(f"{name}\n{year:04d}" if not named or month == 1 else name)
         named = True
     return out
 
@@ -145,7 +152,7 @@ def month_ticks(ax: Axes, labels: tuple[str, ...]) -> None:
     (see month_labels). The x axis spans every label, whatever the values (gaps, zeros)."""
     ax.set_xlim(-0.5, len(labels) - 0.5)
     size = float(rcParams["xtick.labelsize"])
-    widest = max(text_width(text, size) for text in (*_MONTH_NAMES, "2000"))
+    widest = max(text_width(text, size) for text in (*MONTH_NAMES, "2000"))
     spacing = points_per_x(ax)
     step = next((s for s in _MONTH_STEPS if widest + _GAP_PT <= s * spacing), _MONTH_STEPS[-1])
     ax.set_xticks(range(len(labels)), month_labels(labels, step))
@@ -227,11 +234,11 @@ def part_labels(ax: Axes, labels: Sequence[str], parts: Sequence[float], bar_top
     left = 0.0
     for label, part in zip(labels, parts, strict=True):
         centre = left + part / 2
-        inside = f"{plain(label)}\n{part:.1f}%"
+        inside = f"{plain(label)}\n{pct(part)}"
         if part > 0 and text_width(inside, LABEL_PT, bold=True) + _GAP_PT <= part * scale:
             ax.text(centre, 0, inside, ha="center", va="center", color="white", fontsize=LABEL_PT, fontweight="bold")
         elif part > 0:
-            text = f"{plain(label)} {part:.1f}%"
+            text = f"{plain(label)} {pct(part)}"
             outside.append(_Outside(text, centre * scale, text_width(text, LABEL_PT), part))
         left += part
     while outside and sum(o.width + _GAP_PT for o in outside) - _GAP_PT > width:
@@ -246,18 +253,20 @@ def part_labels(ax: Axes, labels: Sequence[str], parts: Sequence[float], bar_top
                     arrowprops={"arrowstyle": "-", "color": "#888888", "linewidth": 0.8} if moved else None)
 
 
-def draw_lines(ax: Axes, labels: tuple[str, ...], series: list[tuple[str, tuple[float | None, ...]]], unit: str,
-               y_label: str, highlight_last: bool, legend_title: str | None = None) -> None:
+def draw_lines(fig: Figure, job: ChartJob, data: ChartData, highlight_last: bool, legend_title: str | None = None,
+               ) -> None:
     """One line per series over the labels, markers at each value, a gap where a value is None; the
     legend above the axes. No average of the months is drawn: of monthly averages (AOV) it is not
     the period's average, which the deck's summary gives."""
-    x = range(len(labels))
-    for i, (name, values) in enumerate(series):
-        ys = [float("nan") if v is None else v for v in values]
-        last = i == len(series) - 1
+    ax = one_axes(fig)
+    panel = data.panels[0]
+    x = range(len(panel.labels))
+    for i, series in enumerate(panel.series):
+        ys = [float("nan") if v is None else v for v in series.values]
+        last = i == len(panel.series) - 1
         ax.plot(x, ys, marker="o", markersize=5 if not last else 7, linewidth=3.0 if (last and highlight_last) else 2.0,
-                color=PALETTE[i % len(PALETTE)], label=plain(name))
-    month_ticks(ax, labels)
-    finish_axes(ax, y_label, unit)
+                color=PALETTE[i % len(PALETTE)], label=plain(series.name))
+    month_ticks(ax, panel.labels)
+    finish_axes(ax, job.spec.y_label, data.unit)
     ax.set_ylim(bottom=0)
     legend_above(ax, legend_title)

@@ -17,10 +17,7 @@ if TYPE_CHECKING:
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     from runner.kinds.axes import draw_lines
 
-    ax = fig.axes[0] if fig.axes else fig.add_subplot()
-    panel = data.panels[0]
-    draw_lines(ax, panel.labels, [(s.name, s.values) for s in panel.series], data.unit, job.spec.y_label,
-               highlight_last=False)
+    draw_lines(fig, job, data, highlight_last=False)
 
 
 def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:

@@ -15,9 +15,18 @@ if TYPE_CHECKING:
 
 
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
-    from runner.kinds.axes import PALETTE, bar_totals, finish_axes, legend_above, month_ticks, plain, value_formatter
+    from runner.kinds.axes import (
+        PALETTE,
+        bar_totals,
+        finish_axes,
+        legend_above,
+        month_ticks,
+        one_axes,
+        plain,
+        value_formatter,
+    )
 
-    ax = fig.axes[0] if fig.axes else fig.add_subplot()
+    ax = one_axes(fig)
     panel = data.panels[0]
     x = list(range(len(panel.labels)))
     bottoms = [0.0] * len(x)

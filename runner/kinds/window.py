@@ -9,14 +9,10 @@ twelve months as the line they are compared with.
 
 from __future__ import annotations
 
-import re
-
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType
 from runner.records import ChartData, Panel, Series
-from runner.wording import months_between, shift_month
-
-_MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
+from runner.wording import months_between, shift_month, year_month
 
 
 def shown_or_empty(spec: ChartSpec, merchant: str, data: ChartData, start_date: str, end_date: str) -> ChartData:
@@ -34,7 +30,7 @@ def shown_data(spec: ChartSpec, data: ChartData, start_date: str, end_date: str)
     if kind.by_year:
         return _years_shown(data, window)
     else:
-        if not all(_MONTH.match(label) for label in panel.labels):
+        if not all(year_month(label) for label in panel.labels):
             return data
         first, last = window[0], window[-1]
         keep = [i for i, label in enumerate(panel.labels) if first <= label <= last]

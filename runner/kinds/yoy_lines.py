@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import calendar
 from typing import TYPE_CHECKING
 
 from runner.kinds.base import ChartKind, Comparison, Shape
 from runner.wording import (
+    MONTH_NAMES,
     is_level,
     money,
     month_name,
@@ -28,10 +28,7 @@ if TYPE_CHECKING:
 def draw(fig: Figure, job: ChartJob, data: ChartData) -> None:
     from runner.kinds.axes import draw_lines
 
-    ax = fig.axes[0] if fig.axes else fig.add_subplot()
-    panel = data.panels[0]
-    draw_lines(ax, panel.labels, [(s.name, s.values) for s in panel.series], data.unit, job.spec.y_label,
-               highlight_last=True, legend_title="Year")
+    draw_lines(fig, job, data, highlight_last=True, legend_title="Year")
 
 
 def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
@@ -43,7 +40,7 @@ def monthly(data: ChartData, series: str | None = None) -> dict[str, float]:
 def _month_number(label: str) -> int | None:
     """A calendar month's number from its label ("Jan", "January"); None for any other label."""
     word = label.strip()[:3].title()
-    return list(calendar.month_abbr).index(word) if word in calendar.month_abbr[1:] else None
+    return MONTH_NAMES.index(word) + 1 if word in MONTH_NAMES else None
 
 
 def _by_month(data: ChartData, series: str | None = None) -> dict[str, float] | None:

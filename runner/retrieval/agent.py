@@ -27,7 +27,7 @@ from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, one_line
 from runner.kinds import paragraphs
 from runner.kinds.window import shown_or_empty
-from runner.records import Batch, BatchResult, Retrieval, batch_status
+from runner.records import Batch, BatchResult, Retrieval
 from runner.retrieval.direct import Emit
 from runner.retrieval.model_api import MessagesClient, model_api
 from runner.retrieval.parse import chart_data_from_json
@@ -323,21 +323,12 @@ def run_agent_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: Retr
                        error.message if error else None, 1, elapsed))
     log.info("done in {:.0f} ms: {} steps, {} model API retries, peak context {:,} tokens, {} ok, {} failed", elapsed,
              conversation.steps, retries, conversation.peak_context, len(batch.jobs) - len(failed), len(failed))
-    return BatchResult(
-        batch_id=batch.batch_id,
-        merchant=batch.merchant,
-        chart_ids=batch.chart_ids,
-        status=batch_status(len(batch.jobs), len(failed)),
+    return BatchResult.finished(
+        batch, started_at, elapsed, failed=len(failed),
         attempts=1 + retries,  # model calls sent again count as the batch's retries
-        started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        wall_ms=round(elapsed, 1),
-        steps=conversation.steps,
-        input_tokens=conversation.input_tokens,
-        output_tokens=conversation.output_tokens,
-        context_tokens=conversation.peak_context,
-        error_type=failed[0].error_type if failed else None,
-        error=failed[0].message if failed else None,
-    )
+        error_type=failed[0].error_type if failed else None, error=failed[0].message if failed else None,
+        steps=conversation.steps, input_tokens=conversation.input_tokens, output_tokens=conversation.output_tokens,
+        context_tokens=conversation.peak_context)
 
 
 def _no_answer(chart_id: str, tool: str | None, conversation: _Conversation) -> ChartError:

@@ -15,7 +15,7 @@ from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, one_line
 from runner.kinds import paragraphs
 from runner.kinds.window import shown_or_empty
-from runner.records import Batch, BatchResult, ChartData, ChartJob, Retrieval, batch_status
+from runner.records import Batch, BatchResult, ChartData, ChartJob, Retrieval
 from runner.retrieval.parse import chart_data_from_json
 from runner.retrieval.pivot import chart_payload, rows_of
 from runner.retrieval.results import decode_tool_result
@@ -103,15 +103,7 @@ def run_batch(batch: Batch, slot: Slot, config: RunnerConfig, policy: RetryPolic
     first = held[0] if held else (failed[0] if failed else None)
     wall_ms = (time.perf_counter() - started) * 1000
     log.info("done in {:.0f} ms: {} ok, {} failed", wall_ms, len(results) - len(failed), len(failed))
-    return BatchResult(
-        batch_id=batch.batch_id,
-        merchant=batch.merchant,
-        chart_ids=batch.chart_ids,
-        status=batch_status(len(results), len(failed)),
-        attempts=max(r.attempts for r in results),
-        started_at=started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        wall_ms=round(wall_ms, 1),
-        error_type=first.error_type if first else None,
-        error=first.error if first else None,
-        held=tuple(held),
-    )
+    return BatchResult.finished(batch, started_at, wall_ms, failed=len(failed),
+                                attempts=max(r.attempts for r in results),
+                                error_type=first.error_type if first else None, error=first.error if first else None,
+                                held=tuple(held))

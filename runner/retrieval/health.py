@@ -16,6 +16,8 @@ from loguru import logger
 
 from runner.errors import ChartError, ErrorType
 
+# Failures of the way to the server, not answers from it: they count towards giving it up, and
+# the retry policy (runner.retrieval.retry) tries them again.
 TRANSPORT_ERRORS = frozenset({ErrorType.SERVER_UNAVAILABLE, ErrorType.TIMEOUT})
 
 

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner.config import RunnerConfig, redact
-from runner.errors import ChartError, ErrorType, one_line
+from runner.errors import ChartError, ErrorType, detail
 from runner.retrieval.health import ServerHealth
 from runner.retrieval.retry import RetryPolicy
 
@@ -133,9 +133,9 @@ class MessagesClient:
             text = f"cannot reach the Messages API at {self.api.where}: {root}"
         else:
             body = getattr(exc, "body", None)
-            detail = body.get("error") if isinstance(body, dict) else None
-            if isinstance(detail, dict) and detail.get("message"):
-                said = str(detail["message"])
+            error = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error, dict) and error.get("message"):
+                said = str(error["message"])
             elif isinstance(body, str) and "<html" in body[:500].lower():
                 title = _TITLE.search(body)
                 said = f"an HTML page{' titled ' + repr(title[1].strip()) if title else ''}"
@@ -145,7 +145,7 @@ class MessagesClient:
         key = self.api.config.anthropic_api_key
         if key:
             text = text.replace(key, "***")
-        return one_line(text, 300)
+        return detail(text)
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -28,11 +28,14 @@ _LIMIT = f"{MAX_VALUE:.0e}".replace("+", "")  # "1e15"
 MAX_SHOWN_DIGITS = 4000  # str() of a longer integer raises (Python's int/str conversion limit)
 _NOT_FINITE = re.compile(r"^[-+]?(?:nan|inf|infinity)$", re.IGNORECASE)
 _NEGATIVE_ZERO = re.compile(r"^-0+(?:\.0*)?$")
-_MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")  # what paragraphs and drawing read as a month
+# What a reader takes for a month: wider than runner.wording's "YYYY-MM" (any script's digits), so
+# that "２０２４-１３" is refused too rather than drawn as a label.
+_MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-def _bad(spec: ChartSpec, why: str) -> ChartError:
-    return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
+def bad_data(what: str, why: str) -> ChartError:
+    """The answer for `what` (a chart's id) is not data a chart can use, and says why."""
+    return ChartError(ErrorType.BAD_DATA, f"{what}: {why}")
 
 
 def show(value: Any, limit: int = 40) -> str:
@@ -61,17 +64,17 @@ def show(value: Any, limit: int = 40) -> str:
 def label_text(spec: ChartSpec, value: Any, what: str) -> str:
     """A label or a name as drawn: printable, stripped, at most MAX_TEXT characters."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _bad(spec, f"{what} must be text, got {type(value).__name__}")
+        raise bad_data(spec.id, f"{what} must be text, got {type(value).__name__}")
     too_long = isinstance(value, int) and abs(value) > 10 ** MAX_TEXT  # and str() of a huge one raises
     if too_long or (isinstance(value, float) and not math.isfinite(value)):
-        raise _bad(spec, f"{what} is {show(value)}, not a label")
+        raise bad_data(spec.id, f"{what} is {show(value)}, not a label")
     if isinstance(value, float):
         value += 0.0  # -0.0 reads as 0.0
     text = "".join(ch for ch in str(value) if ch.isprintable()).strip()
     # Text rows carry every value as text: a NaN or an infinity that became text is no label, and a
     # negative zero reads as zero, as it does when it comes as a number.
     if _NOT_FINITE.match(text):
-        raise _bad(spec, f"{what} is {show(text)}, not a label")
+        raise bad_data(spec.id, f"{what} is {show(text)}, not a label")
     if _NEGATIVE_ZERO.match(text):
         text = text[1:]
     return text[:MAX_TEXT].rstrip()  # read again, it stays the same
@@ -80,21 +83,22 @@ def label_text(spec: ChartSpec, value: Any, what: str) -> str:
 def number(spec: ChartSpec, value: Any, what: str) -> float:
     """A value a chart can draw, add up and write: a finite number within ±MAX_VALUE; -0 is 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(spec, f"{what} must be a number, got {show(value)}")
+        raise bad_data(spec.id, f"{what} must be a number, got {show(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise _bad(spec, f"{what} is {show(value)}, not a finite number")
+        raise bad_data(spec.id, f"{what} is {show(value)}, not a finite number")
     if abs(value) > MAX_VALUE:  # int against float compares exactly: no conversion, no overflow
-        raise _bad(spec, f"{what} is {show(value)}, beyond the ±{_LIMIT} a chart can show")
+        raise bad_data(spec.id, f"{what} is {show(value)}, beyond the ±{_LIMIT} a chart can show")
     if value < 0 and (spec.counts or spec.chart_kind.parts_of_a_whole):
-        raise _bad(spec, f"{what} is negative ({show(value)}), but a {'count' if spec.counts else 'share of a total'}")
+        raise bad_data(spec.id, f"{what} is negative ({show(value)}), "
+                                f"but a {'count' if spec.counts else 'share of a total'}")
     return float(value) + 0.0
 
 
 def _list(spec: ChartSpec, value: Any, what: str, limit: int) -> list[Any]:
     if not isinstance(value, list):
-        raise _bad(spec, f"{what} must be a list, got {type(value).__name__}")
+        raise bad_data(spec.id, f"{what} must be a list, got {type(value).__name__}")
     if len(value) > limit:
-        raise _bad(spec, f"{what} has {len(value):,} entries, more than the {limit:,} a chart can show")
+        raise bad_data(spec.id, f"{what} has {len(value):,} entries, more than the {limit:,} a chart can show")
     return value
 
 
@@ -102,7 +106,7 @@ def _values(spec: ChartSpec, raw: Any, labels: tuple[str, ...], what: str, allow
             ) -> tuple[float | None, ...]:
     values = _list(spec, raw, what, MAX_LABELS)
     if len(values) != len(labels):
-        raise _bad(spec, f"{what} has {len(values)} values for {len(labels)} labels")
+        raise bad_data(spec.id, f"{what} has {len(values)} values for {len(labels)} labels")
     return tuple(None if v is None and allow_null else number(spec, v, f"{what}[{i}] (at {show(labels[i], 30)})")
                  for i, v in enumerate(values))
 
@@ -115,7 +119,8 @@ def _distinct(spec: ChartSpec, texts: tuple[str, ...], raw: list[Any], what: str
         j = first.setdefault(text, i)
         if j != i:
             cut = f" once cleaned and cut to {MAX_TEXT} characters" if raw[i] != raw[j] else ""
-            raise _bad(spec, f"{what.format(j)} and {what.format(i)} both read {show(text)}{cut}: each must differ")
+            raise bad_data(spec.id, f"{what.format(j)} and {what.format(i)} both read {show(text)}{cut}: "
+                                    "each must differ")
     return texts
 
 
@@ -127,14 +132,14 @@ def _labels(spec: ChartSpec, raw: Any, what: str) -> tuple[str, ...]:
     for i, label in enumerate(texts):
         match = _MONTH_LABEL.match(label)
         if match and not 1 <= int(match[2]) <= 12:
-            raise _bad(spec, f"{what}[{i}] is {show(label)}, not a month (01-12)")
+            raise bad_data(spec.id, f"{what}[{i}] is {show(label)}, not a month (01-12)")
     return _distinct(spec, texts, items, what + "[{}]")
 
 
 def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph: str | None = None) -> ChartData:
     """Validate one chart's JSON against its spec's shape."""
     if not isinstance(payload, dict):
-        raise _bad(spec, f"expected a JSON object, got {type(payload).__name__}")
+        raise bad_data(spec.id, f"expected a JSON object, got {type(payload).__name__}")
     unit = label_text(spec, payload.get("unit") or "", "unit")[:20].rstrip()
     shape = spec.shape
     panels: tuple[Panel, ...]
@@ -144,7 +149,7 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         names, series = [], []
         for i, entry in enumerate(raw_series):
             if not isinstance(entry, dict):
-                raise _bad(spec, f"series[{i}] must be an object with name and values")
+                raise bad_data(spec.id, f"series[{i}] must be an object with name and values")
             names.append(label_text(spec, entry.get("name", f"series {i + 1}"), f"series[{i}].name"))
             values = _values(spec, entry.get("values"), labels, f"series[{i}].values", True)
             series.append(Series(names[-1], values))
@@ -161,15 +166,15 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         built = []
         for i, group in enumerate(groups):
             if not isinstance(group, dict):
-                raise _bad(spec, f"groups[{i}] must be an object with name, labels and values")
+                raise bad_data(spec.id, f"groups[{i}] must be an object with name, labels and values")
             name = label_text(spec, group.get("name", f"group {i + 1}"), f"groups[{i}].name")
             labels = _labels(spec, group.get("labels"), f"groups[{i}].labels")
             shares = _values(spec, group.get("values"), labels, f"groups[{i}].values", False)
             if any(v is not None and (v < 0 or v > 100 + PERCENT_TOLERANCE) for v in shares):
-                raise _bad(spec, f"groups[{i}] ({show(name)}) has a share outside 0-100%")
+                raise bad_data(spec.id, f"groups[{i}] ({show(name)}) has a share outside 0-100%")
             total = sum(v or 0 for v in shares)
             if labels and abs(total - 100) > PERCENT_TOLERANCE:
-                raise _bad(spec, f"shares of {show(name)} add up to {total:.1f}%, not 100%")
+                raise bad_data(spec.id, f"shares of {show(name)} add up to {total:.1f}%, not 100%")
             built.append(Panel(name, labels, (Series(name, shares),)))
         _distinct(spec, tuple(p.title for p in built), [g.get("name") for g in groups], "groups[{}].name")
         panels = tuple(built)

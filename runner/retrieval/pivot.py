@@ -10,33 +10,28 @@ The result then goes through the same validation as any tool's answer.
 
 from __future__ import annotations
 
-import calendar
 import re
 from typing import Any
 
 from runner.charts import ChartSpec
-from runner.errors import ChartError, ErrorType, one_line
+from runner.errors import ChartError, ErrorType, detail, one_line
 from runner.records import ChartJob
-from runner.retrieval.parse import label_text, number, show
-from runner.wording import months_between
+from runner.retrieval.parse import bad_data, label_text, number, show
+from runner.wording import MONTH_NAMES, months_between, year_month
 
 MAX_ROWS = 100_000
 POSITIONAL = {"series": ("x", "series", "value"), "categories": ("label", "value"),
               "groups": ("group", "label", "value")}
-_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})(?:-[0-9]{2}(?:[ T].*)?)?$")
+_MONTH_OR_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2}(?:[ T].*)?)?$")
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _ROW_LISTS = ("rows", "data", "results", "records")
-
-
-def _bad(spec: ChartSpec, why: str) -> ChartError:
-    return ChartError(ErrorType.BAD_DATA, f"{spec.id}: {why}")
 
 
 def _column_names(spec: ChartSpec, names: Any) -> list[str]:
     if names is None:
         return [column for role in POSITIONAL[spec.shape] if (column := spec.column(role))]
     if not isinstance(names, list):
-        raise _bad(spec, f"'columns' must be a list, got {type(names).__name__}")
+        raise bad_data(spec.id, f"'columns' must be a list, got {type(names).__name__}")
     return [str(n.get("name") if isinstance(n, dict) else n) for n in names]
 
 
@@ -45,20 +40,21 @@ def rows_of(spec: ChartSpec, payload: Any) -> list[dict[str, Any]]:
     names = None
     if isinstance(payload, dict):
         if payload.get("success") is False or ("error" in payload and not any(k in payload for k in _ROW_LISTS)):
-            detail = one_line(str(payload.get("error") or payload.get("message") or payload), 300)
-            raise ChartError(ErrorType.TOOL_ERROR, f"{spec.id}: the query failed: {detail}")
+            said = detail(str(payload.get("error") or payload.get("message") or payload))
+            raise ChartError(ErrorType.TOOL_ERROR, f"{spec.id}: the query failed: {said}")
         if payload.get("truncated"):
             why = one_line(str(payload.get("warning") or "no reason given"), 200)
-            raise _bad(spec, f"the server cut the result short ({why}); aggregate more in the SQL")
+            raise bad_data(spec.id, f"the server cut the result short ({why}); aggregate more in the SQL")
         key = next((k for k in _ROW_LISTS if isinstance(payload.get(k), list)), None)
         if key is None:
-            raise _bad(spec, "expected rows (a list of row objects, or {columns, rows}), got an object with keys "
-                             + ", ".join(map(str, list(payload)[:8])))
+            raise bad_data(spec.id, "expected rows (a list of row objects, or {columns, rows}), got an object with "
+                                    "keys " + ", ".join(map(str, list(payload)[:8])))
         names, payload = payload.get("columns"), payload[key]
     if not isinstance(payload, list):
-        raise _bad(spec, f"expected rows (a list of row objects, or {{columns, rows}}), got {type(payload).__name__}")
+        raise bad_data(spec.id, "expected rows (a list of row objects, or {columns, rows}), "
+                                f"got {type(payload).__name__}")
     if len(payload) > MAX_ROWS:
-        raise _bad(spec, f"the query returned {len(payload):,} rows, more than the {MAX_ROWS:,} a chart can use")
+        raise bad_data(spec.id, f"the query returned {len(payload):,} rows, more than the {MAX_ROWS:,} a chart can use")
     rows = []
     for i, row in enumerate(payload):
         if isinstance(row, dict):
@@ -66,18 +62,19 @@ def rows_of(spec: ChartSpec, payload: Any) -> list[dict[str, Any]]:
         elif isinstance(row, list):
             columns = _column_names(spec, names)
             if len(row) != len(columns):
-                raise _bad(spec, f"row {i} has {len(row)} values for {len(columns)} columns ({', '.join(columns)})")
+                raise bad_data(spec.id, f"row {i} has {len(row)} values for {len(columns)} columns "
+                                        f"({', '.join(columns)})")
             rows.append({c.lower(): v for c, v in zip(columns, row, strict=True)})
         else:
-            raise _bad(spec, f"row {i} is a {type(row).__name__}, not a row object or list")
+            raise bad_data(spec.id, f"row {i} is a {type(row).__name__}, not a row object or list")
     return rows
 
 
 def _cell(spec: ChartSpec, row: dict[str, Any], role: str) -> Any:
     column = spec.column(role) or ""
     if column.lower() not in row:
-        raise _bad(spec, f"the result has no column {column!r} (its {role}); it has: "
-                         f"{', '.join(show(name, 30) for name in list(row)[:20]) or 'none'}")
+        raise bad_data(spec.id, f"the result has no column {column!r} (its {role}); it has: "
+                                f"{', '.join(show(name, 30) for name in list(row)[:20]) or 'none'}")
     return row[column.lower()]
 
 
@@ -93,7 +90,7 @@ def _number(spec: ChartSpec, row: dict[str, Any], index: int) -> float | None:
         return None
     if isinstance(value, str):
         if not _NUMBER.match(value):
-            raise _bad(spec, f"{what} holds {show(value)}, not a number")
+            raise bad_data(spec.id, f"{what} holds {show(value)}, not a number")
         return number(spec, float(value), f"{what} ({show(value)})")  # "1e999" is inf: refused by name
     return number(spec, value, what)
 
@@ -101,18 +98,17 @@ def _number(spec: ChartSpec, row: dict[str, Any], index: int) -> float | None:
 def _month(spec: ChartSpec, x: str, index: int) -> str | None:
     """A month ("YYYY-MM") from a month, a date or a timestamp; None for a label that is none of
     them; bad data for one that looks like a date but cannot be (2024-13-01, 0000-00)."""
-    match = _MONTH.match(x)
-    if match is None:
+    if not _MONTH_OR_DATE.match(x):
         return None
-    if not 1 <= int(match[2]) <= 12:
-        raise _bad(spec, f"row {index}: column {spec.column('x')!r} holds {show(x)}, whose month is not 01-12")
-    return f"{match[1]}-{match[2]}"
+    if year_month(x[:7]) is None:
+        raise bad_data(spec.id, f"row {index}: column {spec.column('x')!r} holds {show(x)}, whose month is not 01-12")
+    return x[:7]
 
 
 def _unique(spec: ChartSpec, seen: set[Any] | dict[Any, Any], key: Any, index: int) -> None:
     if key in seen:
         shown = ", ".join(map(show, key)) if isinstance(key, tuple) else show(key)
-        raise _bad(spec, f"row {index} repeats ({shown}): each must come once (GROUP BY it in the SQL)")
+        raise bad_data(spec.id, f"row {index} repeats ({shown}): each must come once (GROUP BY it in the SQL)")
     if isinstance(seen, set):
         seen.add(key)
 
@@ -140,14 +136,14 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
     window = months_between(job.retrieve_start, job.end_date)
     if spec.chart_kind.by_year:
         if not monthly:
-            raise _bad(spec, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
-                             "year-over-year chart")
+            raise bad_data(spec.id, f"column {spec.column('x')!r} must hold months (YYYY-MM) or dates for a "
+                                    "year-over-year chart")
         in_window = set(window)
         years = range(int(job.retrieve_start[:4]), int(job.end_date[:4]) + 1)
         series = [{"name": str(year), "values": [
             (cells.get((key, str(spec.column("value"))), 0.0) if key in in_window else None)
             for key in (f"{year:04d}-{m:02d}" for m in range(1, 13))]} for year in years]
-        return {"labels": [calendar.month_abbr[m] for m in range(1, 13)], "series": series if cells else []}
+        return {"labels": list(MONTH_NAMES), "series": series if cells else []}
     labels = window if monthly else list(xs)
     fill = spec.chart_kind.fill
     series = [{"name": name, "values": [cells.get((x, name), fill) for x in labels]} for name in names]

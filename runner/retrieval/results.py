@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from runner.errors import ChartError, ErrorType, one_line
+from runner.errors import ChartError, ErrorType, detail, one_line
 from runner.retrieval import text_rows
 
 MAX_RESULT_CHARS = 2_000_000
@@ -98,7 +98,7 @@ def decode_python_literal(what: str, text: str) -> Any:
 def decode_text(what: str, tool: str, text: str) -> Any:
     """JSON text, else a Python literal of rows, else (if it reads like one) an error message."""
     if _ERROR_TEXT.match(text):
-        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {one_line(text.strip(), 300)}")
+        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {detail(text.strip())}")
     if text_rows.claims(text):  # numbered rows (mcp-alchemy), a query plan
         _too_big(what, text)
         return text_rows.decode(what, tool, text)
@@ -131,8 +131,8 @@ def decode_tool_result(what: str, tool: str, result: Any) -> Any:
     """The JSON payload of an MCP CallToolResult."""
     if getattr(result, "is_error", False):
         text = " ".join(getattr(block, "text", "") for block in result.content or [])
-        detail = one_line(text.strip(), 300) or "no detail"
-        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {detail}")
+        said = detail(text.strip()) or "no detail"
+        raise ChartError(ErrorType.TOOL_ERROR, f"tool {tool} reported an error: {said}")
     structured = getattr(result, "structured_content", None)
     if isinstance(structured, dict) and structured:
         if _structured_size(structured, MAX_RESULT_CHARS) > MAX_RESULT_CHARS:  # the same limit as for text

@@ -24,11 +24,10 @@ from typing import Any, Generic, TypeVar
 from loguru import logger
 
 from runner.errors import ChartError, ErrorType
-from runner.retrieval.health import ServerHealth
+from runner.retrieval.health import TRANSPORT_ERRORS, ServerHealth
 
 T = TypeVar("T")
 
-TRANSPORT_ERRORS = frozenset({ErrorType.SERVER_UNAVAILABLE, ErrorType.TIMEOUT})
 TOOL_ERROR_TRIES = 2
 
 

@@ -23,7 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 from loguru import logger
 
-from runner.errors import ChartError, ErrorType, UsageError, one_line
+from runner.errors import ChartError, ErrorType, UsageError, detail, one_line
 from runner.redaction import redact
 from runner.retrieval.credentials import access_denied_message, server_environment, server_headers
 from runner.retrieval.health import ServerHealth
@@ -88,7 +88,7 @@ def describe_exception(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return one_line(f"{type(exc).__name__}: {text}", 300) if text else type(exc).__name__
+    return detail(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

@@ -45,10 +45,6 @@ _TAIL = re.compile(rf'((?:,\s*{_SCALAR})+)\}}\s*$')
 _ID = re.compile(r'"id"\s*:\s*(-?\d+|"[^"\\]*")')
 
 
-class NotMCP(Exception):
-    """The server wrote something other than MCP on stdout, and nothing that was MCP after it."""
-
-
 @dataclass
 class _Traffic:
     """What the reader has seen, and the requests still waiting for an answer."""

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runner.errors import ChartError, ErrorType, one_line
+from runner.errors import one_line
+from runner.retrieval.parse import bad_data
 
 NO_ROWS = "No rows returned"
 NULL = "NULL"  # how mcp-alchemy writes a null (a text value "NULL" reads as null too: it cannot tell)
@@ -39,10 +40,6 @@ def claims(text: str) -> bool:
     """Whether the text is in a format this module reads (or refuses by name)."""
     first = text.lstrip().split("\n", 1)[0].rstrip()
     return first in ("1. row", NO_ROWS) or bool(_FOOTER.match(first) or _PLAN.match(first))
-
-
-def _bad(what: str, why: str) -> ChartError:
-    return ChartError(ErrorType.BAD_DATA, f"{what}: {why}")
 
 
 def _field(line: str, expected: str | None) -> tuple[str, str] | None:
@@ -63,28 +60,28 @@ def decode(what: str, tool: str, text: str) -> list[dict[str, Any]]:
     answer, a query plan, or text that breaks the format."""
     lines = text.strip().replace("\r\n", "\n").split("\n")
     if _PLAN.match(lines[0]):
-        raise _bad(what, f"tool {tool} answered a query plan, not rows: it explains queries instead of running "
-                         f"them; the run's log says why it was picked as the query tool; name the tool that "
-                         f"runs SQL with --query-tool and --query-argument")
+        raise bad_data(what, f"tool {tool} answered a query plan, not rows: it explains queries instead of running "
+                             f"them; the run's log says why it was picked as the query tool; name the tool that "
+                             f"runs SQL with --query-tool and --query-argument")
     if lines == [NO_ROWS]:
         return []
     cut = next((match for line in lines if (match := _FOOTER.match(line)) and match[2]), None)
     if cut:  # whatever the rows before it hold, they are not all of them
-        raise _bad(what, f"tool {tool} cut its answer short after {cut[1]} rows (output truncated): raise the "
-                         f"server's {TRUNCATION_SETTING}, e.g. --server-env {TRUNCATION_SETTING}=1000000, or "
-                         "aggregate more in the SQL")
+        raise bad_data(what, f"tool {tool} cut its answer short after {cut[1]} rows (output truncated): raise the "
+                             f"server's {TRUNCATION_SETTING}, e.g. --server-env {TRUNCATION_SETTING}=1000000, or "
+                             "aggregate more in the SQL")
     rows: list[dict[str, Any]] = []
     last: str | None = None  # the previous line's field; None at a row's start or after an empty line
     for number, line in enumerate(lines, 1):
         footer = _FOOTER.match(line) if last is None else None
         if footer:
             if int(footer[1]) != len(rows):
-                raise _bad(what, f"tool {tool} says {footer[1]} rows but sent {len(rows)}")
+                raise bad_data(what, f"tool {tool} says {footer[1]} rows but sent {len(rows)}")
             return _same_columns(what, tool, rows)
         header = _HEADER.match(line) if last is None else None
         if header:
             if int(header[1]) != len(rows) + 1:
-                raise _bad(what, f"line {number} of tool {tool}'s numbered rows: row {header[1]} out of order")
+                raise bad_data(what, f"line {number} of tool {tool}'s numbered rows: row {header[1]} out of order")
             rows.append({})
             continue
         if not line:  # a row ends with an empty line; the next starts a row or is the count
@@ -95,19 +92,19 @@ def decode(what: str, tool: str, text: str) -> list[dict[str, Any]]:
         expected = None if columns is None or row is None else columns[len(row)] if len(row) < len(columns) else ""
         found = _field(line, expected) if row is not None and expected != "" else None
         if row is None or not found or found[0] in row:  # a value with a line break is unreadable: refused
-            raise _bad(what, f"line {number} of tool {tool}'s numbered rows is no 'column: value': "
-                             f"'{one_line(line, 60)}'")
+            raise bad_data(what, f"line {number} of tool {tool}'s numbered rows is no 'column: value': "
+                                 f"'{one_line(line, 60)}'")
         row[found[0]] = None if found[1] == NULL else found[1]
         last = found[0]
-    raise _bad(what, f"tool {tool}'s numbered rows end without their count ('Result: N rows'): the answer "
-                     "may have been cut short")
+    raise bad_data(what, f"tool {tool}'s numbered rows end without their count ('Result: N rows'): the answer "
+                         "may have been cut short")
 
 
 def _same_columns(what: str, tool: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for index, row in enumerate(rows[1:], 2):
         if list(row) != list(rows[0]):
-            raise _bad(what, f"tool {tool}'s row {index} has columns {', '.join(row) or 'none'}, "
-                             f"not {', '.join(rows[0])}")
+            raise bad_data(what, f"tool {tool}'s row {index} has columns {', '.join(row) or 'none'}, "
+                                 f"not {', '.join(rows[0])}")
     return rows
 
 
@@ -124,6 +121,6 @@ def text_item(what: str, tool: str, value: Any) -> str | None:
                and set(item) <= _CONTENT_KEYS for item in value):
         return None
     if len(value) > 1:
-        raise _bad(what, f"tool {tool} answered a list of {len(value)} text items, not rows; the run's log says "
-                         "why it was picked as the query tool; name another with --query-tool")
+        raise bad_data(what, f"tool {tool} answered a list of {len(value)} text items, not rows; the run's log says "
+                             "why it was picked as the query tool; name another with --query-tool")
     return str(value[0]["text"])
