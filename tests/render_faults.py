@@ -1,7 +1,9 @@
 """Render faults for tests: a render function that dies or hangs the way real workers do.
 
 The supervisor takes the worker-side render function as a parameter; tests hand it
-`functools.partial(faulty_render, faults)` (picklable, so it reaches worker processes).
+`functools.partial(faulty_render, faults)` (picklable, so it reaches worker processes). It is
+called by runner.render.task.run_task, which has already said which chart the worker begins:
+the supervisor pins a crash or a hang on that chart.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from pathlib import Path
 
 from runner.records import RenderedChart, RenderTask
-from runner.render.worker import announce, render
+from runner.render.worker import render
 
 KINDS = ("crash", "segv", "hang", "raise", "crash-once")
 
@@ -33,7 +35,6 @@ def faulty_render(faults: dict[str, str], task: RenderTask) -> RenderedChart:
     kind = faults.get(task.job.spec.id)
     in_worker = multiprocessing.parent_process() is not None  # never hang or kill the test process itself
     if kind and in_worker:
-        announce(task)  # as render() does first: the supervisor pins the crash on this chart
         if kind == "crash":
             os._exit(70)
         if kind == "segv":

@@ -17,11 +17,12 @@ import pytest
 from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.errors import ErrorType
-from runner.records import RenderTask
-from runner.render.backend import GoAgain, Rendered, RenderFailed, RenderSupervisor
+from runner.records import DeckChart, DeckTask, RenderedChart, RenderTask
+from runner.render.backend import GoAgain, Rendered, RenderFailed, RenderSupervisor, Task, key_of
 from runner.render.inline_backend import InlineSupervisor
 from runner.render.process_backend import ProcessSupervisor, make_supervisor
-from runner.render.worker import init_worker, render
+from runner.render.task import run_task
+from runner.render.worker import init_worker
 from tests.helpers import assert_all_ended, render_task
 from tests.render_faults import faulty_render
 
@@ -38,11 +39,11 @@ def supervisor(faults: dict[str, str] | None = None, **settings: str) -> Process
     return ProcessSupervisor(config, functools.partial(faulty_render, faults or {}))
 
 
-def drive(sup: RenderSupervisor, tasks: list[RenderTask], deadline_s: float = 90) -> dict[Any, Any]:
+def drive(sup: RenderSupervisor, tasks: list[Task], deadline_s: float = 90) -> dict[Any, Any]:
     """What the coordinator does, reduced to the supervisor's interface: submit while it has
     room, settle each finished future, tick, and go again when told. Returns key -> outcome."""
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    by_key = {task.job.key: task for task in tasks}
+    by_key = {key_of(task): task for task in tasks}
     waiting = deque(tasks)
     outcomes: dict[Any, Any] = {}
     go_again: list[Any] = []
@@ -74,16 +75,26 @@ def drive(sup: RenderSupervisor, tasks: list[RenderTask], deadline_s: float = 90
 
 
 def worker_pids(outcomes: dict[Any, Any]) -> set[int]:
-    return {o.chart.worker_pid for o in outcomes.values() if isinstance(o, Rendered)}
+    return {o.chart.worker_pid for o in outcomes.values() if isinstance(o, Rendered)
+            and isinstance(o.chart, RenderedChart)}
 
 
-def test_pool_renders_the_same_pngs_as_one_process(warehouse, tmp_path):
-    tasks = tasks_for(warehouse, tmp_path)
+def digests(output: Any) -> tuple[str, ...]:
+    return (output.sha256,) if isinstance(output, RenderedChart) else tuple(d.sha256 for d in output.documents)
+
+
+def test_pool_renders_the_same_pngs_and_decks_as_one_process(warehouse, tmp_path):
+    charts = tasks_for(warehouse, tmp_path)
+    init_worker()  # the workers' style, in this process
+    first = charts[0]
+    # PDF only: a PPTX holds the time it was made.
+    deck = DeckTask(first.job.merchant, first.job.start_date, first.job.end_date, "2026-11-29",
+                    (DeckChart(first.job.spec, first.data, run_task(first).png),), ("pdf",))
+    tasks: list[Task] = [*charts, deck]  # decks go to the same workers as charts
     sup = supervisor()
     outcomes = drive(sup, tasks)
-    init_worker()  # the workers' style, in this process
-    expected = {task.job.key: render(task).sha256 for task in tasks}
-    assert {key: o.chart.sha256 for key, o in outcomes.items() if key != "go_again"} == expected
+    expected = {key_of(task): digests(run_task(task)) for task in tasks}
+    assert {key: digests(o.chart) for key, o in outcomes.items() if key != "go_again"} == expected
     assert sup.restarts == 0 and sup.recycles == 0 and outcomes["go_again"] == []
     assert len(worker_pids(outcomes)) == 2
     assert_all_ended(worker_pids(outcomes))
@@ -131,10 +142,12 @@ def test_workers_are_recycled_and_every_one_ends(warehouse, tmp_path):
 
 
 def test_a_hung_render_is_ended_after_its_timeout(warehouse, tmp_path):
-    sup = supervisor({"user_demographics": "hang"}, SCALAPAY_RENDER_TIMEOUT_SECONDS="1")
+    # The timeout holds for every render: it is far above a chart's render time (a fraction of a
+    # second) even on a busy machine, so only the hung one can pass it.
+    sup = supervisor({"user_demographics": "hang"}, SCALAPAY_RENDER_TIMEOUT_SECONDS="5")
     outcomes = drive(sup, tasks_for(warehouse, tmp_path))
     hung = outcomes[(warehouse.merchants()[0]["token"], "user_demographics")]
-    assert isinstance(hung, RenderFailed) and hung.error_type is ErrorType.TIMEOUT and "within 1s" in hung.message
+    assert isinstance(hung, RenderFailed) and hung.error_type is ErrorType.TIMEOUT and "within 5s" in hung.message
     assert sum(isinstance(o, Rendered) for o in outcomes.values()) == len(BUILTIN_PACK) - 1
     assert sup.restarts == 1
 

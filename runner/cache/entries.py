@@ -38,7 +38,8 @@ from loguru import logger
 from runner import __version__
 from runner.cache.folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
 from runner.files import write_in_folder
-from runner.records import BuiltDeck, DeckDocument, DeckTask, RenderTask
+from runner.records import BuiltDeck, DeckDocument, DeckTask, RenderedChart, RenderTask
+from runner.render.backend import Output, Task
 
 _RUNNER = Path(__file__).resolve().parents[1]
 # Everything that draws a chart or lays out a deck: a change to any of it is a new cache.
@@ -80,6 +81,11 @@ def deck_key(task: DeckTask) -> str:
     rest = {field.name: getattr(task, field.name) for field in fields(task) if field.name not in ("charts", "template")}
     return _digest({"deck": rest, "charts": charts,
                     "template": hashlib.sha256(task.template).hexdigest() if task.template else None})
+
+
+def task_key(task: Task) -> str:
+    """The key of a task's output: a chart's or a deck's (never the same: each hashes its own shape)."""
+    return chart_key(task) if isinstance(task, RenderTask) else deck_key(task)
 
 
 class EntryKind(StrEnum):
@@ -172,14 +178,30 @@ class RenderCache:
         self.folder = folder
         self.max_bytes = max_bytes
 
-    def get_chart(self, key: str) -> bytes | None:
+    def get(self, key: str, task: Task) -> Output | None:
+        """The task's output stored under `key`, marked cached; None when there is none to serve."""
+        if isinstance(task, RenderTask):
+            return self._get_chart(key)
+        return self._get_deck(key, task.formats)
+
+    def put(self, key: str, output: Output) -> None:
+        """Keep a rendered chart or a built deck under `key` (a cache that cannot be written only costs speed)."""
+        if isinstance(output, RenderedChart):
+            self._put_chart(key, output)
+        else:
+            self._put_deck(key, output)
+
+    def _get_chart(self, key: str) -> RenderedChart | None:
         found = self._load(key, EntryKind.CHART)
-        return found[1][0] if found else None
+        if found is None:
+            return None
+        record, (png,) = found
+        return RenderedChart(png, record.files[0].sha256, 0.0, 0.0, 0, 0.0, cached=True)  # the hash _load checked
 
-    def put_chart(self, key: str, png: bytes) -> None:
-        self._store(record_of(key, EntryKind.CHART, [("png", png)]), [png])
+    def _put_chart(self, key: str, chart: RenderedChart) -> None:
+        self._store(record_of(key, EntryKind.CHART, [("png", chart.png)]), [chart.png])
 
-    def get_deck(self, key: str, formats: tuple[str, ...]) -> BuiltDeck | None:
+    def _get_deck(self, key: str, formats: tuple[str, ...]) -> BuiltDeck | None:
         """The deck under `key`, when the cache holds exactly the formats asked for."""
         found = self._load(key, EntryKind.DECK)
         if found is None:
@@ -192,7 +214,7 @@ class RenderCache:
                                                                                            strict=True))
         return BuiltDeck(documents, record.slides, 0.0, 0.0, cached=True)
 
-    def put_deck(self, key: str, deck: BuiltDeck) -> None:
+    def _put_deck(self, key: str, deck: BuiltDeck) -> None:
         documents = [(d.format, d.content) for d in deck.documents]
         if all(fmt in FORMATS[EntryKind.DECK] for fmt, _ in documents):
             self._store(record_of(key, EntryKind.DECK, documents, deck.slides), [d.content for d in deck.documents])

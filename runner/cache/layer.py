@@ -7,16 +7,14 @@ settles. The coordinator sees the same interface either way.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from runner.cache.entries import RenderCache, chart_key, deck_key
+from runner.cache.entries import RenderCache, task_key
 from runner.cache.folder import claim
 from runner.config import RunnerConfig
-from runner.records import BuiltDeck, RenderedChart, RenderTask
 from runner.render.backend import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
 
 
@@ -66,8 +64,8 @@ class CachedRendering:
         return self._inner.rendering()
 
     def submit(self, task: Task, on_done: OnDone) -> None:
-        key = chart_key(task) if isinstance(task, RenderTask) else deck_key(task)
-        hit = self._lookup(key, task)
+        key = task_key(task)
+        hit = self.cache.get(key, task)
         if hit is not None:
             future: Future[Output] = Future()
             future.set_result(hit)
@@ -87,14 +85,6 @@ class CachedRendering:
 
         self._inner.submit(task, done)
 
-    def _lookup(self, key: str, task: Task) -> Output | None:
-        if isinstance(task, RenderTask):
-            png = self.cache.get_chart(key)
-            if png is None:
-                return None
-            return RenderedChart(png, hashlib.sha256(png).hexdigest(), 0.0, 0.0, 0, 0.0, cached=True)
-        return self.cache.get_deck(key, task.formats)
-
     def settle(self, future: Future[Output]) -> Settled:
         if (task := self._hits.pop(future, None)) is not None:
             return Rendered(key_of(task), future.result())
@@ -102,10 +92,7 @@ class CachedRendering:
         self._unpark()  # a place is free: the coordinator may have nothing else to hand over
         key = self._keys.pop(future, None)
         if key is not None and isinstance(settled, Rendered):
-            if isinstance(settled.chart, RenderedChart):
-                self.cache.put_chart(key, settled.chart.png)
-            elif isinstance(settled.chart, BuiltDeck):
-                self.cache.put_deck(key, settled.chart)
+            self.cache.put(key, settled.chart)
         return settled
 
     def tick(self) -> list[RenderFailed]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from runner.decks.pdf_deck import pdf_deck
 from runner.decks.powerpoint import pptx_deck
 from runner.decks.slides import Slide, slides_for
-from runner.errors import ChartError, ErrorType
+from runner.errors import ChartError, ErrorType, detail
 from runner.records import BuiltDeck, DeckDocument, DeckTask
 
 FORMATS: dict[str, Callable[[list[Slide], DeckTask], bytes]] = {"pdf": pdf_deck, "pptx": pptx_deck}
@@ -27,7 +27,7 @@ def build_deck(task: DeckTask) -> BuiltDeck:
     except ChartError:
         raise
     except Exception as exc:
-        raise ChartError(ErrorType.DECK_ERROR, f"{task.merchant}: {type(exc).__name__}: {exc}"[:300]) from None
+        raise ChartError(ErrorType.DECK_ERROR, detail(f"{task.merchant}: {type(exc).__name__}: {exc}")) from None
     return BuiltDeck(
         documents=tuple(DeckDocument(fmt, content, hashlib.sha256(content).hexdigest()) for fmt, content in contents),
         slides=len(slides),

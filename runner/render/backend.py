@@ -1,7 +1,9 @@
 """What the render stage hands back: the outcome of settling a render, and its interface.
 
 The coordinator talks to any render supervisor (worker processes in runner.render.process_backend,
-in-process in runner.render.inline_backend) through `RenderSupervisor` and these records only.
+in-process in runner.render.inline_backend, a Dask cluster in runner.render.dask_backend) through
+`RenderSupervisor` and these records only. Every backend hands each task to the same function,
+runner.render.task.run_task, wherever it runs it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.errors import ChartError, ErrorType, one_line
+from runner.errors import ChartError, ErrorType, described
 from runner.records import BuiltDeck, DeckTask, RenderedChart, RenderTask
 
 Key = tuple[str, str]  # (merchant, chart id), or (merchant, DECK) for a merchant's deck
@@ -20,6 +22,11 @@ Task = RenderTask | DeckTask
 Output = RenderedChart | BuiltDeck
 RenderFunction = Callable[[RenderTask], RenderedChart]
 OnDone = Callable[["Future[Output]"], None]
+
+# Tasks a backend holds at once, per worker: one rendering and one waiting there, so no worker idles
+# through a round trip; not more, so a replaced pool has little left to finish, a stop has little to
+# cancel, and a task queued on a Dask scheduler does not spend its render timeout waiting.
+TASKS_PER_WORKER = 2
 
 
 def key_of(task: Task) -> Key:
@@ -57,7 +64,7 @@ def settle_result(key: Key, future: Future[Output]) -> Settled:
     if isinstance(error, ChartError):
         return RenderFailed(key, error.error_type, error.message)
     failure = ErrorType.DECK_ERROR if key[1] == DECK else ErrorType.RENDER_ERROR
-    return RenderFailed(key, failure, one_line(f"{type(error).__name__}: {error}", 300))
+    return RenderFailed(key, failure, described(error))
 
 
 class RenderSupervisor(Protocol):

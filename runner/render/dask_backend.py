@@ -20,10 +20,12 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import ChartError, ErrorType, RunEndingError, one_line
-from runner.records import RenderedChart, RenderTask
+from runner.errors import ChartError, ErrorType, ExecutorUnavailable, detail, one_line
+from runner.records import RenderedChart
 from runner.redaction import Secrets, address_credentials, redact_address
 from runner.render.backend import (
+    DECK,
+    TASKS_PER_WORKER,
     GoAgain,
     Key,
     OnDone,
@@ -36,8 +38,6 @@ from runner.render.backend import (
     key_of,
     settle_result,
 )
-from runner.render.process_backend import TASKS_PER_WORKER
-from runner.status import ExitCode
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 LOST_GRACE_SECONDS = 10.0  # how long the client may be reconnecting before the scheduler counts as gone
@@ -45,12 +45,6 @@ LOST_GRACE_SECONDS = 10.0  # how long the client may be reconnecting before the 
 
 class _Lost(Exception):
     """A task's result went with its worker: render it again."""
-
-
-class ExecutorUnavailable(RunEndingError):
-    """The Dask scheduler cannot be reached at the start: one line, exit 4, no work done."""
-
-    exit_code = ExitCode.NOTHING
 
 
 @dataclass
@@ -113,7 +107,7 @@ class DaskSupervisor:
             self._client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ExecutorUnavailable(f"cannot reach the Dask scheduler at {self.address}: "
-                                      f"{one_line(str(exc) or type(exc).__name__, 300)}") from None
+                                      f"{detail(str(exc) or type(exc).__name__)}") from None
         self._timeout = config.render_timeout_seconds
         self._render = render
         self._in_flight: dict[Future[Output], _Remote] = {}
@@ -142,9 +136,7 @@ class DaskSupervisor:
     def capacity(self) -> int:
         if self._gone is not None:
             return 1  # each task handed over now fails at once, with the reason
-        # Two tasks per worker thread, like the local pool: one rendering, one waiting there, so no
-        # worker idles through a round trip. Not more: a task queued on the scheduler spends its
-        # render timeout waiting.
+        # Per worker thread, as the local pool holds per worker process (see TASKS_PER_WORKER).
         return TASKS_PER_WORKER * max(1, self._threads) - len(self._in_flight)
 
     def in_flight(self) -> int:
@@ -163,7 +155,8 @@ class DaskSupervisor:
             on_done(local)
             return
         merchant, what = key_of(task)
-        name = f"{'chart' if isinstance(task, RenderTask) else 'deck'}-{merchant}-{what}-{uuid.uuid4().hex[:8]}"
+        # Dask's dashboard groups tasks by the first word of their name.
+        name = f"{'deck' if what == DECK else 'chart'}-{merchant}-{what}-{uuid.uuid4().hex[:8]}"
         remote = self._client.submit(run_task, task, self._render, key=name, pure=False)
         self._in_flight[local] = _Remote(key_of(task), remote, time.monotonic())
 

@@ -9,10 +9,12 @@ that uses the cores (one worker process per core).
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import replace
 
-from runner.records import BuiltDeck, RenderTask
+import runner.render.task
+from runner.records import RenderedChart, RenderTask
 from runner.render import worker
 from runner.render.backend import Output, RenderFunction, Task
 
@@ -21,19 +23,20 @@ _styled = False
 
 
 def run_task(task: Task, render: RenderFunction | None = None) -> Output:
-    """One chart's PNG or one deck, built on this Dask worker; `render` replaces the chart
-    render function, as with the local pool (the tests inject faults with it)."""
+    """One chart's PNG or one deck, built on this Dask worker by runner.render.task.run_task, one
+    at a time; `render` replaces the chart render function, as with the local pool (the tests
+    inject faults with it)."""
     global _styled
     with _lock:
         if not _styled:
             worker.init_worker()
             _styled = True
-        if isinstance(task, RenderTask):
-            return replace((render or worker.render)(task), worker=_address())
-        from runner.decks.build import build_deck
+        return runner.render.task.run_task(task, functools.partial(_on_this_worker, render or worker.render))
 
-        built: BuiltDeck = build_deck(task)
-        return built
+
+def _on_this_worker(render: RenderFunction, task: RenderTask) -> RenderedChart:
+    """The chart, with the address of the worker that drew it: the report counts the workers seen."""
+    return replace(render(task), worker=_address())
 
 
 def _address() -> str:
@@ -51,4 +54,3 @@ def dask_setup(_worker: object) -> None:
     with _lock:
         worker.init_worker()
         _styled = True
-

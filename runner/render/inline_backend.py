@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from runner.records import RenderTask
 from runner.render.backend import (
     Key,
     OnDone,
@@ -17,6 +16,7 @@ from runner.render.backend import (
     key_of,
     settle_result,
 )
+from runner.render.task import run_task
 
 
 class InlineSupervisor:
@@ -26,8 +26,8 @@ class InlineSupervisor:
     start_method = "inline"
     restarts = recycles = 0
 
-    def __init__(self, render: RenderFunction) -> None:
-        self._render = render
+    def __init__(self, render: RenderFunction | None = None) -> None:
+        self._render = render  # None: runner.render.worker.render
         self._done: dict[Future[Output], Key] = {}
 
     def start(self, on_ready: Callable[[], None]) -> None:
@@ -49,12 +49,7 @@ class InlineSupervisor:
         future: Future[Output] = Future()
         future.set_running_or_notify_cancel()
         try:
-            if isinstance(task, RenderTask):
-                future.set_result(self._render(task))
-            else:
-                from runner.decks.build import build_deck
-
-                future.set_result(build_deck(task))
+            future.set_result(run_task(task, self._render))
         except Exception as exc:  # noqa: BLE001 - handed over like a pool would
             future.set_exception(exc)
         self._done[future] = key_of(task)

@@ -15,10 +15,12 @@ from typing import Any
 
 from loguru import logger
 
-# What every worker needs, imported once in the forkserver and inherited by each worker.
-# The lifeline comes first: the forkserver dies with the coordinator however that dies.
-PRELOAD = ["runner.render.forkserver_lifeline", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
-           "runner.render.worker", "runner.render.process_backend", "runner.decks.build", "runner.decks.powerpoint"]
+# What every worker needs, imported once in the forkserver and inherited by each worker: the pool's
+# worker loop, matplotlib, and what runs a task. First the module whose import ties the forkserver to
+# the coordinator: it dies with it however that dies.
+PRELOAD = ["runner.render.forkserver_preload", "concurrent.futures.process", "matplotlib", "matplotlib.figure",
+           "matplotlib.backends.backend_agg", "runner.render.worker", "runner.render.task", "runner.decks.build",
+           "runner.decks.powerpoint"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 

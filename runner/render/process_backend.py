@@ -30,10 +30,10 @@ from typing import Any
 from loguru import logger
 
 from runner.config import RunnerConfig
-from runner.errors import ChartError, ErrorType
-from runner.records import BuiltDeck, DeckTask, RenderedChart, RenderTask
+from runner.errors import ChartError, ErrorType, detail
 from runner.render import pool
 from runner.render.backend import (
+    TASKS_PER_WORKER,
     GoAgain,
     Key,
     OnDone,
@@ -47,11 +47,9 @@ from runner.render.backend import (
     settle_result,
 )
 from runner.render.inline_backend import InlineSupervisor
+from runner.render.task import run_task
 
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
-# Tasks handed to the pool at once, per worker: enough that no worker waits for the next chart,
-# few enough that a replaced pool has little left to finish and a stop has little to cancel.
-TASKS_PER_WORKER = 2
 
 # -- worker processes ------------------------------------------------------------------------------
 
@@ -92,10 +90,10 @@ class ProcessSupervisor:
 
     start_method = pool.START_METHOD
 
-    def __init__(self, config: RunnerConfig, render: RenderFunction) -> None:
+    def __init__(self, config: RunnerConfig, render: RenderFunction | None = None) -> None:
         self.workers = pool.worker_count(config.max_concurrent_charts, config.oversubscribe_workers)
         self.restarts = self.recycles = 0
-        self._render = render
+        self._render = render  # None: the workers' own (runner.render.worker.render)
         self._max_charts = config.render_worker_max_charts
         self._timeout = config.render_timeout_seconds
         self._started_reader, self._started_writer = pool.started_channel()
@@ -112,13 +110,13 @@ class ProcessSupervisor:
     def start(self, on_ready: Callable[[], None]) -> None:
         """Start the first pool in a thread: its workers fork from the forkserver, which may still
         be importing matplotlib (~0.5 s), and the caller's loop must not wait for that."""
-        pool.prestart()  # from this (the main) thread: see runner.render.lifeline
+        pool.prestart()  # from this (the main) thread: see runner.render.forkserver_preload
 
         def first() -> None:
             try:
                 self._current = self._new_generation()
             except Exception as exc:  # noqa: BLE001 - every chart then fails with this reason
-                self._start_error = f"render workers could not start: {type(exc).__name__}: {exc}"[:300]
+                self._start_error = detail(f"render workers could not start: {type(exc).__name__}: {exc}")
                 logger.error(self._start_error)
             on_ready()
 
@@ -159,13 +157,12 @@ class ProcessSupervisor:
         if self._current.submitted >= self._max_charts * self.workers:
             self._recycle()
         generation = self._current
-        work: Callable[[Any], Output] = self._render if isinstance(task, RenderTask) else build_deck
         try:
-            future = generation.executor.submit(work, task)
+            future = generation.executor.submit(run_task, task, self._render)
         except BrokenProcessPool:  # a worker died since the last look: replace the pool, then submit
             self._broke(generation)
             generation = self._current
-            future = generation.executor.submit(work, task)
+            future = generation.executor.submit(run_task, task, self._render)
         generation.submitted += 1
         self._in_flight[future] = _InFlight(key_of(task), generation)
         future.add_done_callback(on_done)
@@ -287,26 +284,8 @@ class ProcessSupervisor:
         self._started_writer.close()
 
 
-def render_chart(task: RenderTask) -> RenderedChart:
-    """The default render function, by a reference that does not import matplotlib here: the
-    coordinator only pickles it; workers have the render module preloaded."""
-    from runner.render.worker import render
-
-    return render(task)
-
-
-def build_deck(task: DeckTask) -> BuiltDeck:
-    """Decks are built by the render workers too, beside the charts of other merchants."""
-    from runner.decks.build import build_deck as build
-    from runner.render.worker import announce
-
-    announce(task)
-    return build(task)
-
-
 def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:
     """The supervisor the settings ask for; `render` replaces the worker-side function (tests inject faults)."""
-    render = render or render_chart
     if config.enable_concurrent_chart_generation:
         return ProcessSupervisor(config, render)
     return InlineSupervisor(render)

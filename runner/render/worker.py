@@ -1,6 +1,7 @@
 """The worker side: render one chart to PNG bytes, which go back to the coordinator to write.
 
-Runs in render worker processes (or in-process when concurrent rendering is off). Workers
+Runs in render worker processes (or in-process when concurrent rendering is off), called by
+runner.render.task.run_task, which also says which task the worker begins (`announce`). Workers
 write nothing, so they need no shared disk, and one killed mid-render leaves nothing behind.
 Imports matplotlib at module level on purpose: the forkserver preloads this module once,
 so every worker starts with matplotlib already imported.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import signal
 import time
 from typing import Any, cast
 
@@ -24,12 +24,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from runner.decks.slides import CHART_PLACE_IN  # noqa: E402
-from runner.errors import ChartError, ErrorType  # noqa: E402
+from runner.errors import ChartError, ErrorType, detail  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.records import RenderedChart, RenderTask  # noqa: E402
 from runner.render.backend import Task, key_of  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
-from runner.render.lifeline import die_with_parent  # noqa: E402
+from runner.render.lifeline import tie_to_parent  # noqa: E402
 
 # Drawn at the size the slide shows it (text sizes are then what a reader sees), at a
 # resolution that keeps the PNG 1600x900 for the run folder and for zooming in.
@@ -47,10 +47,9 @@ def init_worker(started: Any = None) -> None:
     cast(Any, matplotlib.rcParams).update(STYLE)  # its stubs accept only literal keys
     _started = started
     if started is not None:
-        # A pool worker: Ctrl-C reaches the whole process group, but only the coordinator decides
-        # what stops; it ends workers itself. If the forkserver dies (with the coordinator), so do they.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        die_with_parent()
+        # A pool worker: it ignores Ctrl-C (the coordinator ends workers itself) and dies with the
+        # forkserver, which dies with the coordinator.
+        tie_to_parent()
 
 
 def _canvas_for(layout: tuple[str, int]) -> FigureCanvasAgg:
@@ -83,7 +82,6 @@ def announce(task: Task) -> None:
 def render(task: RenderTask) -> RenderedChart:
     started, cpu_started = time.perf_counter(), time.process_time()
     job = task.job
-    announce(task)
     try:
         layout = figure_layout(job, task.data)
         canvas = _canvas_for(layout)
@@ -96,7 +94,7 @@ def render(task: RenderTask) -> RenderedChart:
     except ChartError:
         raise
     except Exception as exc:
-        raise ChartError(ErrorType.RENDER_ERROR, f"{job.spec.id}: {type(exc).__name__}: {exc}"[:300]) from None
+        raise ChartError(ErrorType.RENDER_ERROR, detail(f"{job.spec.id}: {type(exc).__name__}: {exc}")) from None
     return RenderedChart(
         png=content,
         sha256=hashlib.sha256(content).hexdigest(),
