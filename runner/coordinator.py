@@ -1,124 +1,52 @@
-"""The coordinator: one event loop, and each chart's state machine.
+"""The coordinator: one event loop that moves each chart through its states.
 
 Batch threads, the fallback thread, the render pool's starter and render futures only put
 events (runner.events) on one queue; the main thread takes them off and acts: a chart goes
 to rendering the moment its data arrives, results are recorded, a failure is final once.
-So a chart's state has one writer, and every chart ends in exactly one final state.
-Processes are the render supervisor's business; retries and batches the retrieval stage's.
+A chart's state has one writer, and changes only by the named moves of runner.chart_states:
+every chart ends in exactly one final state. Processes are the render supervisor's business;
+retries and batches the retrieval stage's; each merchant's deck the deck ledger's
+(runner.decks.book); the report's rows and metrics runner.report_rows'.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import queue
-import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
-from runner.clock import iso_time
+from runner.chart_states import FINAL, ChartBook, ChartState, Move, TrackedChart
 from runner.config import RunnerConfig
-from runner.decks.book import DeckBook, DeckResult
-from runner.errors import ChartError, ErrorType, one_line
+from runner.decks.book import DeckBook
+from runner.errors import ChartError, ErrorType, detail
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
 from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
 from runner.progress import Progress
-from runner.records import Batch, BatchResult, BuiltDeck, ChartData, ChartJob, RenderedChart, RenderTask, Retrieval
+from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, RenderTask, Retrieval
 from runner.render.backend import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
-from runner.report import ChartResult
+from runner.report_rows import RunRecords, batch_rows, chart_row, failed_batch, run_metrics
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
-from runner.status import BatchStatus, ChartStatus
 
 STOP_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
 TICK_SECONDS = 0.2  # how often hung renders are looked for and progress is shown
-
-
-class ChartState(enum.Enum):
-    RETRIEVING = "retrieving"  # no data yet
-    QUEUED = "queued"  # data in hand: waiting for a worker, or being rendered
-    OK = "ok"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINAL = {ChartState.OK: ChartStatus.OK, ChartState.FAILED: ChartStatus.FAILED,
-         ChartState.CANCELLED: ChartStatus.CANCELLED}
 
 
 @dataclass(frozen=True)
 class RunRequest:
     run_id: str
     batches: tuple[Batch, ...]
-
-
-@dataclass(frozen=True)
-class RunRecords:
-    """Everything the coordinator ended with: the rows of the report, before it is written."""
-
-    charts: tuple[ChartResult, ...]
-    batches: tuple[BatchResult, ...]
-    metrics: dict[str, Any]
-    interrupted: bool
-    server_unreachable: bool
-    decks: tuple[DeckResult, ...] = ()
-
-
-HOST = socket.gethostname()
-
-
-@dataclass
-class _Chart:
-    """The coordinator's working state for one chart (main thread only)."""
-
-    job: ChartJob
-    batch_id: str
-    state: ChartState = ChartState.RETRIEVING
-    error_type: ErrorType | None = None
-    error: str | None = None
-    attempts: int = 0
-    retrieve_ms: float | None = None
-    data: ChartData | None = None
-    queued_at: float | None = None  # when its data was ready to render
-    finished_at: float | None = None
-    rendered: RenderedChart | None = None  # without its PNG, once written: a long run holds thousands
-    size: int | None = None  # bytes of the PNG written
-    data_written: bool = False
-    started_wall: datetime | None = None
-    ended_wall: datetime | None = None
-
-    def result(self, run_id: str) -> ChartResult:
-        out = self.rendered if self.state is ChartState.OK else None
-        queue_ms = total_ms = None
-        if out is not None and self.queued_at is not None and self.finished_at is not None:
-            in_render = (self.finished_at - self.queued_at) * 1000
-            queue_ms = round(max(0.0, in_render - out.render_ms), 1)
-            total_ms = round((self.retrieve_ms or 0.0) + in_render, 1)
-        state = self.state if self.state in FINAL else ChartState.CANCELLED
-        return ChartResult(
-            run_id=run_id, merchant=self.job.merchant, chart_id=self.job.spec.id, title=self.job.spec.title,
-            status=FINAL[state], error_type=self.error_type, error=self.error, batch_id=self.batch_id,
-            attempts=self.attempts, retrieve_ms=None if self.retrieve_ms is None else round(self.retrieve_ms, 1),
-            queue_ms=queue_ms, render_ms=out.render_ms if out else None, total_ms=total_ms,
-            output=self.job.output if out else None, bytes=self.size if out else None,
-            sha256=out.sha256 if out else None, worker_pid=out.worker_pid if out and not out.cached else None,
-            data_output=self.job.data_output if self.data_written else None,
-            paragraph=self.data.paragraph if self.data else None,
-            started_at=iso_time(self.started_wall), finished_at=iso_time(self.ended_wall),
-            cached=bool(out and out.cached),
-            worker=None if out is None or out.cached else out.worker or f"{HOST}:{out.worker_pid}",
-        )
 
 
 class Coordinator:
@@ -133,15 +61,11 @@ class Coordinator:
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.retrieval = RetrievalStage(config, sessions, self._events.put, self.stop)
         self._on_progress = on_progress or (lambda progress: None)
-        self._charts = {job.key: _Chart(job, batch.batch_id) for batch in request.batches for job in batch.jobs}
+        self._charts = ChartBook(request.batches)
         self.decks = decks or DeckBook([], (), None, "")
-        self._by_merchant: dict[str, list[_Chart]] = {}
-        for chart in self._charts.values():
-            self._by_merchant.setdefault(chart.job.merchant, []).append(chart)
-        self._states = Counter({ChartState.RETRIEVING: len(self._charts)})
         self._batch_results: dict[str, BatchResult] = {}
         self._batches_running = 0
-        self._waiting: deque[_Chart] = deque()  # data in hand, not yet handed to the supervisor
+        self._waiting: deque[TrackedChart] = deque()  # WAITING charts, in the order they go to the render stage
         self._stop_deadline: float | None = None
         self._server_unreachable = False
 
@@ -154,7 +78,7 @@ class Coordinator:
             if unreachable is not None:
                 self._server_unreachable = True
                 logger.error("giving up: {}", unreachable.message)
-                for chart in self._charts.values():
+                for chart in self._charts:
                     self._fail(chart, unreachable.error_type, unreachable.message, quiet=True)
             elif not self.stop.is_set():
                 self._batches_running = len(self.request.batches)
@@ -169,7 +93,15 @@ class Coordinator:
             if self.metrics.retrieval_started is not None and self.metrics.retrieval_finished is None:
                 self.metrics.retrieval_finished = time.perf_counter()  # stopped: retrieval ended now
             self.render.close(terminate=self._stopping)
-        return self._result()
+        batches = batch_rows(self.request.batches, self._batch_results, self._charts, self._stopping)
+        return RunRecords(
+            charts=tuple(chart_row(chart, self.request.run_id) for chart in self._charts),
+            batches=batches,
+            metrics=run_metrics(self.metrics, batches, self.render, self.retrieval, self.decks),
+            interrupted=self._stopping,
+            server_unreachable=self._server_unreachable,
+            decks=self.decks.results(),
+        )
 
     # -- the loop -----------------------------------------------------------------------------------
     @property
@@ -180,7 +112,7 @@ class Coordinator:
         if self._stopping:
             return self.render.in_flight() == 0 or time.monotonic() > (self._stop_deadline or 0)
         # Wait for the batch records too: a batch's last chart can fail before its batch is reported.
-        return self._states[ChartState.RETRIEVING] + self._states[ChartState.QUEUED] == 0 \
+        return self._charts.count(ChartState.RETRIEVING, ChartState.WAITING, ChartState.RENDERING) == 0 \
             and self._batches_running == 0 and self.decks.pending() == 0
 
     def _loop(self) -> None:
@@ -193,7 +125,7 @@ class Coordinator:
                 for timed_out in self.render.tick():
                     self._render_failed(timed_out)
                 self._fill()  # places freed; a supervisor that lost its cluster fails what it is handed
-            elif self.decks.due:  # a merchant's last chart may have failed, which frees no worker
+            elif self.decks.next_due() is not None:  # a merchant's last chart may have failed, which frees no worker
                 self._fill()
             try:
                 self._handle(self._events.get(timeout=TICK_SECONDS))
@@ -201,7 +133,7 @@ class Coordinator:
                 pass
             self._on_progress(self.progress())
         if self._stopping:
-            for chart in self._charts.values():
+            for chart in self._charts:
                 self._fail(chart, ErrorType.CANCELLED, "the run was interrupted before this chart finished")
         self._on_progress(self.progress())
 
@@ -224,13 +156,15 @@ class Coordinator:
         self.render.cancel_pending()
 
     def progress(self) -> Progress:
-        rendering = self.render.rendering()
+        # The render stage's count includes decks: only as many charts as it holds are rendering.
+        handed_over = self._charts.count(ChartState.RENDERING)
+        rendering = min(self.render.rendering(), handed_over)
         return Progress(
             batches_total=len(self.request.batches), batches_done=len(self._batch_results),
-            charts_total=len(self._charts), retrieving=self._states[ChartState.RETRIEVING],
-            queued=self._states[ChartState.QUEUED] - rendering, rendering=rendering,
-            done=self._states[ChartState.OK], failed=self._states[ChartState.FAILED],
-            cancelled=self._states[ChartState.CANCELLED],
+            charts_total=len(self._charts), retrieving=self._charts.count(ChartState.RETRIEVING),
+            queued=self._charts.count(ChartState.WAITING) + handed_over - rendering, rendering=rendering,
+            done=self._charts.count(ChartState.OK), failed=self._charts.count(ChartState.FAILED),
+            cancelled=self._charts.count(ChartState.CANCELLED),
             running=tuple(f"{b.batch_id} {b.merchant}: {', '.join(j.spec.id for j in b.jobs)}"
                           for b in self.retrieval.running()),
         )
@@ -255,7 +189,7 @@ class Coordinator:
         chart.data_written = True
         chart.data = retrieval.data
         chart.queued_at = time.perf_counter()
-        self._move(chart, ChartState.QUEUED)
+        self._move(chart, Move.DATA_ARRIVED)
         self._waiting.append(chart)
         self._fill()
 
@@ -270,9 +204,8 @@ class Coordinator:
             error_type = error.error_type if isinstance(error, ChartError) else ErrorType.INTERNAL
             if not isinstance(error, ChartError):
                 logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
-            message = one_line(str(error), 300)
-            self._record_batch(BatchResult(batch.batch_id, batch.merchant, batch.chart_ids, BatchStatus.FAILED, 1, "",
-                                           0.0, error_type=error_type, error=message))
+            message = detail(str(error))
+            self._record_batch(failed_batch(batch, error_type, message))
             for job in batch.jobs:
                 self._fail(self._charts[job.key], error_type, f"batch failed: {message}")
             return
@@ -293,24 +226,25 @@ class Coordinator:
     # -- rendering -----------------------------------------------------------------------------------
     def _fill(self) -> None:
         """Hand due decks, then waiting charts, to the supervisor while it has room."""
-        while self.decks.due and not self._stopping:
-            merchant = self.decks.due[0]
-            charts = self._by_merchant[merchant]
+        while (merchant := self.decks.next_due()) is not None and not self._stopping:
+            charts = self._charts.of(merchant)
             if self.render.capacity() == 0 and any(c.state is ChartState.OK for c in charts):
                 break  # a deck with charts to show waits for a worker; one without is settled here
-            self.decks.due.popleft()
-            data = {c.job.spec.id: c.data if c.state is ChartState.OK else None for c in charts}
-            deck = self.decks.task(merchant, data, {c.job.spec.id: f"{c.error_type}: {c.error}" if c.error else None
-                                                    for c in charts})
+            deck = self.decks.task(merchant, {c.job.spec.id: c.data for c in charts if c.state is ChartState.OK},
+                                   {c.job.spec.id: f"{c.error_type}: {c.error}" for c in charts if c.error})
             if deck is not None:
-                self.render.submit(deck, lambda future: self._events.put(RenderDone(future)))
+                self.render.submit(deck, self._put_render_done)
         while self._waiting and not self._stopping and self.render.capacity() > 0:
             chart = self._waiting.popleft()
-            if chart.state is ChartState.QUEUED and chart.data is not None:
+            if chart.state is ChartState.WAITING and chart.data is not None:
                 shown = shown_data(chart.job.spec, chart.data, chart.job.start_date, chart.job.end_date)
-                task = RenderTask(chart.job, shown, self.config.png_compress_level)
-                self.render.submit(task, lambda future: self._events.put(RenderDone(future)))
+                self._move(chart, Move.HANDED_OVER)
+                self.render.submit(RenderTask(chart.job, shown, self.config.png_compress_level), self._put_render_done)
                 self.metrics.render_submitted(time.perf_counter(), self.render.in_flight(), self.render.workers)
+
+    def _put_render_done(self, future: concurrent.futures.Future[Output]) -> None:
+        """Called by the render stage, on any thread: only puts the event on the queue."""
+        self._events.put(RenderDone(future))
 
     def _on_render_done(self, future: concurrent.futures.Future[Output]) -> None:
         settled = self.render.settle(future)
@@ -322,12 +256,17 @@ class Coordinator:
                 self._write(self._charts[key], rendered)
             case RenderFailed():
                 self._render_failed(settled)
+            case GoAgain(key) if key[1] == DECK:
+                if not self._stopping:
+                    self.decks.again(key[0])
             case GoAgain(key):
-                if not self._stopping and key[1] == DECK:
-                    self.decks.due.appendleft(key[0])
-                elif not self._stopping:
-                    self._waiting.appendleft(self._charts[key])
+                self._handed_back(self._charts[key])
         self._fill()  # a place is free
+
+    def _handed_back(self, chart: TrackedChart) -> None:
+        if chart.state is ChartState.RENDERING:
+            self._move(chart, Move.HANDED_BACK)
+            self._waiting.appendleft(chart)  # first in line; nothing is handed over once stopping
 
     def _render_failed(self, failed: RenderFailed) -> None:
         merchant, what = failed.key
@@ -337,8 +276,8 @@ class Coordinator:
         logger.warning("deck for {} failed ({}): {}", merchant, failed.error_type, failed.message)
         self.decks.failed(merchant, ErrorType.DECK_ERROR, failed.message)
 
-    def _write(self, chart: _Chart, rendered: RenderedChart) -> None:
-        if chart.state is not ChartState.QUEUED:
+    def _write(self, chart: TrackedChart, rendered: RenderedChart) -> None:
+        if chart.state is not ChartState.RENDERING:
             return
         try:
             write_atomically(Path(chart.job.output), rendered.png)
@@ -351,54 +290,23 @@ class Coordinator:
         how = "copied from the render cache" if rendered.cached else \
             f"rendered in {rendered.render_ms:.0f} ms by {rendered.worker or f'pid {rendered.worker_pid}'}"
         logger.debug("{} {} {}", chart.job.merchant, chart.job.spec.id, how)
-        self._move(chart, ChartState.OK)
+        self._move(chart, Move.WRITTEN)
 
     # -- final states --------------------------------------------------------------------------------
-    def _move(self, chart: _Chart, state: ChartState) -> None:
-        self._states[chart.state] -= 1
-        self._states[state] += 1
-        chart.state = state
-        if state in FINAL:
-            chart.ended_wall = datetime.now(UTC)
-        if state in FINAL and not self._stopping:
+    def _move(self, chart: TrackedChart, move: Move) -> None:
+        if self._charts.move(chart, move) in FINAL and not self._stopping:
             self.decks.chart_final(chart.job.merchant)
 
-    def _fail(self, chart: _Chart, error_type: ErrorType, message: str, quiet: bool = False) -> None:
+    def _fail(self, chart: TrackedChart, error_type: ErrorType, message: str, quiet: bool = False) -> None:
         """A chart's final failure: recorded once, and said once in the log."""
-        if chart.state in FINAL:
+        if chart.final:
             return
         chart.error_type, chart.error = error_type, message
         if error_type is ErrorType.CANCELLED:  # not an error: counted as cancelled (runner.metrics)
-            self._move(chart, ChartState.CANCELLED)
+            self._move(chart, Move.CANCELLED)
             return
         if not quiet:
             logger.bind(batch=chart.batch_id, merchant=chart.job.merchant, chart=chart.job.spec.id,
                         error_type=error_type).warning("{} {} failed ({}): {}", chart.job.merchant, chart.job.spec.id,
                                                        error_type, message)
-        self._move(chart, ChartState.FAILED)
-
-    def _result(self) -> RunRecords:
-        # A batch that never ran (interrupted, or the server was unreachable) is still listed.
-        batches = tuple(
-            self._batch_results.get(b.batch_id)
-            or BatchResult(b.batch_id, b.merchant, b.chart_ids,
-                           BatchStatus.CANCELLED if self._stopping else BatchStatus.FAILED, 0, "", 0.0,
-                           error_type=self._charts[b.jobs[0].key].error_type,
-                           error=self._charts[b.jobs[0].key].error)
-            for b in self.request.batches
-        )
-        self.metrics.count_batches(batch.status for batch in batches)
-        render = self.render
-        self.metrics.set_render_pool(render.workers, render.start_method, render.restarts, render.recycles)
-        counters = self.retrieval.sessions.counters
-        metrics = self.metrics.as_report(counters.tool_calls, counters.sessions_opened,
-                                         self.retrieval.batch_gauge.peak)
-        metrics["decks"] = self.decks.metrics()
-        return RunRecords(
-            charts=tuple(chart.result(self.request.run_id) for chart in self._charts.values()),
-            batches=batches,
-            metrics=metrics,
-            interrupted=self._stopping,
-            server_unreachable=self._server_unreachable,
-            decks=self.decks.results(),
-        )
+        self._move(chart, Move.FAILED)

@@ -2,7 +2,8 @@
 
 The class name is the merchant's token, never its display name: CI keeps a test's history under
 it, and a name may change or repeat. A failed chart or deck is a <failure> whose type is its
-error_type; a cancelled or skipped one is <skipped>. Times are in seconds: a chart's is its own
+error_type; a cancelled chart or deck, and a deck skipped by partial_decks=skip, is <skipped>
+(a chart is never skipped). Times are in seconds: a chart's is its own
 work, its retrieval and its render (not the wait for a worker: queued charts would add up to many
 times the run), a deck's its build (one build makes all of a merchant's formats: each format gets
 an equal share); a chart or deck from the render cache took no render time.
@@ -19,9 +20,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from runner.errors import UsageError, one_line
+from runner.errors import ReportWriteError, UsageError, one_line
 from runner.files import write_atomically
-from runner.report import ReportWriteError
 
 
 def _case(suite: ElementTree.Element, merchant: str, name: str, status: str, error_type: str | None,
@@ -31,7 +31,7 @@ def _case(suite: ElementTree.Element, merchant: str, name: str, status: str, err
         message = one_line(error or "failed", 2000)
         failure = ElementTree.SubElement(case, "failure", type=error_type or "failed", message=message)
         failure.text = message
-    elif status in ("cancelled", "skipped"):
+    elif status in ("cancelled", "skipped"):  # skipped: a deck's (DeckStatus.SKIPPED)
         ElementTree.SubElement(case, "skipped", message=one_line(error or status, 2000))
     return status
 

@@ -6,9 +6,10 @@ from enum import IntEnum, StrEnum
 
 
 class ChartStatus(StrEnum):
+    """A chart is never skipped: the report's charts_skipped stays 0 (runner.report.chart_status_counts)."""
+
     OK = "ok"
     FAILED = "failed"
-    SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
 

@@ -206,7 +206,6 @@ def test_a_deck_that_cannot_be_written_fails_and_counts_like_a_failed_chart(tmp_
     job = ChartJob("M1", BUILTIN_PACK[0], "2024-01-01", "2025-12-31", str(blocker / "chart.png"))
     book = DeckBook([job], ("pdf",), None, "2026-01-01")
     book.chart_final("M1")
-    book.due.popleft()
     book.task("M1", {job.spec.id: None}, {job.spec.id: "bad_data: x"})  # no data: failed, nothing to build
     (row,) = book.results()
     assert (row.status, row.error_type) == ("failed", ErrorType.DECK_ERROR)

@@ -1,8 +1,9 @@
 """Which merchant's deck is due, built, failed or never built: the coordinator's deck ledger.
 
-A merchant's deck is due the moment its last chart is final. The coordinator hands it to the
-render stage and, when it comes back, writes its documents here (atomically). Every merchant
-ends with one record per format, whatever happened.
+A merchant's deck is due the moment its last chart is final (chart_final). The coordinator asks
+for the next deck due (next_due), takes its task (task: no longer due), hands it to the render
+stage, and gives it back if the stage lost it (again); when it comes back built, its documents are
+written here (atomically). Every merchant ends with one record per format, whatever happened.
 
 A deck missing some charts is `partial`; the partial_decks setting says whether their slides say
 "not available" or are left out, or whether the merchant gets no deck (`skipped`). Why a chart is
@@ -12,6 +13,7 @@ missing is in the chart's report row and the log: the deck's worker is never tol
 from __future__ import annotations
 
 from collections import Counter, deque
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +76,7 @@ class DeckBook:
             deck = self._decks.setdefault(job.merchant, _Deck(Path(job.output).parent, [], 0))
             deck.jobs.append(job)
             deck.waiting += 1
-        self.due: deque[str] = deque()  # merchants whose deck can be built now
+        self._due: deque[str] = deque()  # merchants whose deck can be built now, in the order they became due
         self.cpu_ms = 0.0
         self._build_ms: list[float] = []
 
@@ -83,7 +85,15 @@ class DeckBook:
         if deck is not None and self.formats:
             deck.waiting -= 1
             if deck.waiting == 0:
-                self.due.append(merchant)
+                self._due.append(merchant)
+
+    def next_due(self) -> str | None:
+        """The merchant whose deck is next to build, left due until its task is taken; None if none is due."""
+        return self._due[0] if self._due else None
+
+    def again(self, merchant: str) -> None:
+        """A deck the render stage lost (its pool broke beside it): due again, first in line."""
+        self._due.appendleft(merchant)
 
     def missing(self, merchant: str) -> int:
         return self._decks[merchant].missing
@@ -95,7 +105,10 @@ class DeckBook:
     def task(self, merchant: str, data: dict[str, ChartData | None], errors: dict[str, str | None]) -> DeckTask | None:
         """The deck's task, its PNGs read back from the run folder; None if no deck is to be built:
         no chart has data, or some have none and partial_decks=skip. The charts' `errors` are not
-        passed on: no slide may show them (the report's chart rows and the log do)."""
+        passed on: no slide may show them (the report's chart rows and the log do). The deck is no
+        longer due."""
+        with suppress(ValueError):
+            self._due.remove(merchant)
         deck = self._decks[merchant]
         charts = []
         for job in deck.jobs:
