@@ -9,7 +9,7 @@ times the run), a deck's its build (one build makes all of a merchant's formats:
 an equal share); a chart or deck from the render cache took no render time.
 
 A JUnit file that cannot be written does not lose the run: the report is still written and
-`latest` still moves, and the run exits 3 where it would have exited 0 or 1 (runner.run.junit_failed).
+`latest` still moves, and the run exits 3 where it would have exited 0 or 1 (runner.run_report.junit_failed).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from loguru import logger
 
 from runner.clock import iso_time
-from runner.errors import one_line
+from runner.errors import detail, one_line
 from runner.redaction import redact, scrub
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class _LibraryLines(logging.Handler):
         warns = record.name == "py.warnings" or (record.name.startswith("distributed") and
                                                  record.levelno >= logging.WARNING)
         # A library's line may carry credentials nobody gave as a secret (a URL's user info).
-        message = redact(one_line(record.getMessage(), 300))
+        message = redact(detail(record.getMessage()))
         logger.log("WARNING" if warns else "DEBUG", "{}: {}{}", record.name, message, reason)
 
 

@@ -55,7 +55,8 @@ from runner.report import (
     write_report,
 )
 from runner.rerun import MergeTarget, Rerun, recorded_setting
-from runner.run import WrittenReport, junit_failed
+from runner.run import WrittenReport
+from runner.run_report import junit_failed
 from runner.runs import point_latest, prune_runs
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
