@@ -23,7 +23,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from runner.errors import UsageError
 from runner.redaction import EXPANSION, Secrets, address_credentials, credentials_in, header_credentials, redact
 from runner.settings import ENV_PREFIX, JOB_KEYS, Declaration, Kind, Secret, Setting
-from runner.status import PartialDecks
+from runner.status import DeckFormat, PartialDecks
 
 _DECLARED = "declared"  # the key of a setting's Declaration in its field's metadata
 
@@ -101,8 +101,8 @@ class RunnerConfig:
                                             "tool that takes SQL).")
     query_argument: str | None = _setting(None, "The query tool's argument that takes the SQL (default: query, "
                                                 "sql or statement).")
-    deck: str = _setting("pdf,pptx", "Deck formats per merchant: pdf, pptx, both, or none.",
-                         choices=("pdf", "pptx"), comma_separated=True)
+    deck: str = _setting(",".join(DeckFormat), "Deck formats per merchant: pdf, pptx, both, or none.",
+                         choices=tuple(fmt.value for fmt in DeckFormat), comma_separated=True)
     deck_template: str | None = _setting(None, "A .pptx template whose slides carry {{title}}, {{paragraph}} "
                                                "and {{chart}} placeholders.")
     partial_decks: str = _setting("placeholder", "A deck missing some charts: their slides say 'not available' "

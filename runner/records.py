@@ -128,7 +128,7 @@ class DeckTask:
     end_date: str
     generated_on: str  # ISO date
     charts: tuple[DeckChart, ...]
-    formats: tuple[str, ...]  # "pdf", "pptx"
+    formats: tuple[str, ...]  # runner.status.DeckFormat values, in the order the run asks for them
     template: bytes | None = None  # a user's .pptx template
     figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the summary slide
     partial: PartialDecks = PartialDecks.PLACEHOLDER  # a missing chart's slide: "not available", or left out

@@ -20,7 +20,7 @@ from runner.errors import ErrorType, ReportWriteError
 from runner.files import write_atomically
 from runner.merchants import merchant_name
 from runner.redaction import scrubbed
-from runner.status import ChartStatus, DeckStatus, ExitCode, RunStatus
+from runner.status import ChartStatus, DeckFormat, DeckStatus, ExitCode, RunStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
@@ -174,7 +174,7 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
                                                   "merchant_name": merchant_name(chart.get("merchant_name"),
                                                                                  chart["merchant"]),
                                                   "charts_total": 0, **chart_status_counts({}),
-                                                  **{f"deck_{fmt}": None for fmt in ("pdf", "pptx")}})
+                                                  **{f"deck_{fmt}": None for fmt in DeckFormat}})
         row["charts_total"] += 1
         row[f"charts_{chart['status']}"] += 1
     for deck in decks:

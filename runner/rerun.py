@@ -45,11 +45,11 @@ from runner.request import JobInputs, check_dates
 from runner.run import MAX_TEMPLATE_BYTES
 from runner.runs import is_run_id
 from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record
-from runner.status import BatchStatus, ChartStatus, DeckStatus, ExitCode
+from runner.status import BatchStatus, ChartStatus, DeckFormat, DeckStatus, ExitCode
 
 MAX_REPORT_BYTES = 200_000_000
 RERUN = (ChartStatus.FAILED, ChartStatus.CANCELLED)
-DECK_FORMATS = ("pdf", "pptx")
+DECK_FORMATS = tuple(fmt.value for fmt in DeckFormat)
 DECK_COLUMNS = tuple(f.name for f in fields(DeckResult))
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -308,7 +308,7 @@ def merge_target(rerun: Rerun, deck_template: str | None, junit_xml: str | None)
             _check_writable(folder)
     template = None
     path = deck_template or recorded_setting(rerun.report, "deck_template")
-    if path is not None and any(d["format"] == "pptx" for d in rerun.report["decks"]):
+    if path is not None and any(d["format"] == DeckFormat.PPTX for d in rerun.report["decks"]):
         hint = "" if deck_template else " (the run's own; give --deck-template to use another)"
         if not isinstance(path, str) or one_line(path) != path:
             raise UsageError(f"--rerun-failed {rerun.report_path}: its deck_template {one_line(repr(path), 80)} "

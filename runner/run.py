@@ -35,7 +35,7 @@ from runner.run_report import build_report, junit_failed, log_closing_block
 from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.server_record import server_record
 from runner.signals import stop_on_signals
-from runner.status import ExitCode, PartialDecks
+from runner.status import DeckFormat, ExitCode, PartialDecks
 
 if TYPE_CHECKING:
     from runner.render.backend import RenderFunction
@@ -54,7 +54,7 @@ class WrittenReport:
 
 def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes | None:
     """The user's PPTX template, checked against the pack before any work."""
-    if not config.deck_template or "pptx" not in config.deck_formats:
+    if not config.deck_template or DeckFormat.PPTX not in config.deck_formats:
         return None
     from runner.decks.powerpoint import check_template
     from runner.files import read_input
@@ -63,18 +63,6 @@ def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes
     content = read_input(path, "deck template", MAX_TEMPLATE_BYTES)
     check_template(content, charts, str(path))
     return content
-
-
-def _dask_cluster(config: RunnerConfig, render: RenderFunction | None) -> Any:
-    """With --executor dask: the client to the cluster, connected (or ExecutorUnavailable)."""
-    if config.executor != "dask":
-        return None
-    from runner.render.dask_backend import DaskSupervisor, check_dask_installed
-
-    check_dask_installed()
-    if not config.dask_scheduler:
-        raise UsageError("--executor dask needs --dask-scheduler ADDRESS (such as tcp://10.0.0.5:8786)")
-    return DaskSupervisor(config, render)
 
 
 @contextmanager
@@ -123,7 +111,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.coordinator import Coordinator, RunRequest
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
-    from runner.render.process_backend import make_supervisor
+    from runner.render.backends import render_backend
     from runner.retrieval.discovery import default_merchants
     from runner.retrieval.discovery import query_tool as find_query_tool
     from runner.retrieval.sessions import ServerTarget, SessionPool
@@ -149,7 +137,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                          "or --server-url")
     server = server_record(config.server_url, config.server_command, inputs.pack)  # for a rerun to compare
     claim_cache(config, create=False)  # an existing folder that is not the runner's cache: refused now
-    dask = _dask_cluster(config, render)  # reached now: one that cannot be, and no work is done
+    backend = render_backend(config, render)  # a cluster is reached now: one that cannot be, and no work is done
     fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     output = Path(config.output_dir).expanduser()
     undo: list[Callable[[], None]] = [] if output.exists() else [partial(_rmdir, output)]  # taken back if empty
@@ -159,14 +147,10 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             if (cache := claim_cache(config)) is not None:  # made only now, once the output folder is good
                 undo.insert(0, partial(unclaim, cache))
     except UsageError:
-        if dask is not None:
-            dask.close(True)
+        backend.close()
         raise
     set_run_id(run_id)
-    if config.enable_concurrent_chart_generation and dask is None:
-        from runner.render.pool import prestart
-
-        prestart()
+    backend.prestart()
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     logger.info("run {} → {}", run_id, run_dir)
@@ -203,8 +187,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                                open_timeout=config.tool_timeout_seconds, errlog=errlog,
                                failure_limit=config.server_failure_limit)
             stack.callback(pool.close)
-            if dask is not None:
-                stack.callback(dask.close, True)
+            stack.callback(backend.close)
             query_tool = None
             if not merchants:  # a stop lets this answer arrive for a grace, so the report can name the charts
                 try:
@@ -240,7 +223,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                                  started_at.date().isoformat(), inputs.figures, PartialDecks(config.partial_decks),
                                  names=names)
                 coordinator = Coordinator(config, RunRequest(run_id, batches), pool,
-                                          with_cache(dask or make_supervisor(config, render), config), reporter,
+                                          with_cache(backend.supervisor(), config), reporter,
                                           stop, decks)
                 with reporter:
                     result = coordinator.run()
@@ -252,8 +235,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                                   (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by,
                                   names)
             report["run"].update(server_pid=server_pid, server=server.as_report(), junit_xml=None)
-            report["metrics"]["render"].update(executor=config.executor, scheduler=dask.address if dask else None,
-                                               dask_workers_seen=len(dask.workers_seen) if dask else None)
+            report["metrics"]["render"].update(backend.figures())
             report["metrics"]["process"] = {"coordinator_peak_rss_mb": peak_rss_mb(),
                                             "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
             if config.junit_xml:  # before the report: a report on disk means everything was written

@@ -1,4 +1,5 @@
-"""What a chart, a batch, a deck and a run ended as, what a partial deck becomes, and the exit codes."""
+"""What a chart, a batch, a deck and a run ended as, what a partial deck becomes, the formats a deck is
+written in, and the exit codes."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ class PartialDecks(StrEnum):
     PLACEHOLDER = "placeholder"  # the chart keeps its slide, saying it is not available for this period
     OMIT = "omit"  # the chart's slide is left out
     SKIP = "skip"  # no deck at all: the deck rows say it was skipped, and by which setting
+
+
+class DeckFormat(StrEnum):
+    """The documents a merchant's deck is written as, in the order the report lists them: the deck
+    setting's choices, the report's deck rows and merchant columns (deck_pdf, ...), the cache's deck
+    files and a rerun's checks all derive from this. A new format is a member here, its builder in
+    runner.decks.build.FORMATS, and its name in report.schema.json (tests/test_one_place.py fails
+    until all three agree)."""
+
+    PDF = "pdf"
+    PPTX = "pptx"
 
 
 class RunStatus(StrEnum):

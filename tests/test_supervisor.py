@@ -20,7 +20,7 @@ from runner.errors import ErrorType
 from runner.records import DeckChart, DeckTask, RenderedChart, RenderTask
 from runner.render.backend import GoAgain, Rendered, RenderFailed, RenderSupervisor, Task, key_of
 from runner.render.inline_backend import InlineSupervisor
-from runner.render.process_backend import ProcessSupervisor, make_supervisor
+from runner.render.process_backend import ProcessSupervisor
 from runner.render.task import run_task
 from runner.render.worker import init_worker
 from tests.helpers import assert_all_ended, render_task
@@ -187,14 +187,6 @@ def test_inline_supervisor_has_the_same_interface(warehouse, tmp_path):
     assert isinstance(failed, RenderFailed) and failed.error_type is ErrorType.RENDER_ERROR
     assert "injected" in failed.message
     assert sup.workers == 1 and sup.start_method == "inline"
-
-
-def test_the_settings_pick_the_supervisor():
-    processes = make_supervisor(load_config(env={}))
-    assert isinstance(processes, ProcessSupervisor)
-    processes.close(terminate=False)
-    off = load_config(env={"SCALAPAY_ENABLE_CONCURRENT_CHART_GENERATION": "false"})
-    assert isinstance(make_supervisor(off), InlineSupervisor)
 
 
 def test_a_pool_that_cannot_start_fails_every_chart_instead_of_waiting(warehouse, tmp_path):

@@ -40,6 +40,7 @@ from runner.cache.folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regul
 from runner.files import write_in_folder
 from runner.records import BuiltDeck, DeckDocument, DeckTask, RenderedChart, RenderTask
 from runner.render.backend import Output, Task
+from runner.status import DeckFormat
 
 _RUNNER = Path(__file__).resolve().parents[1]
 # Everything that draws a chart or lays out a deck: a change to any of it is a new cache.
@@ -94,7 +95,7 @@ class EntryKind(StrEnum):
 
 
 # The formats each kind of entry may have: the only names a record can make the cache open.
-FORMATS = {EntryKind.CHART: ("png",), EntryKind.DECK: ("pdf", "pptx")}
+FORMATS = {EntryKind.CHART: ("png",), EntryKind.DECK: tuple(fmt.value for fmt in DeckFormat)}
 MAX_ENTRY_BYTES = 256_000_000  # a deck with a large template stays well within it
 MAX_RECORD_BYTES = 4096
 MAX_SLIDES = 100_000

@@ -25,6 +25,7 @@ from loguru import logger
 
 from runner.errors import UsageError
 from runner.files import write_in_folder
+from runner.status import DeckFormat
 
 MARKER = ".runner-cache"
 MARKER_TEXT = b"runner render cache, layout 2: the runner removes only the entries its index lists\n"
@@ -38,7 +39,7 @@ _SHARD = re.compile(r"[0-9a-f]{2}")
 _TEMP = r"\.[0-9a-f]+\.tmp"  # a write's temporary name: pid (earlier layout) or random hex
 # The cache's own names, in this layout and the one before (which had `<key>.deck.json` beside a
 # deck's documents and no index).
-_ENTRY = r"([0-9a-f]{64})\.(?:png|pdf|pptx|deck\.json)"
+_ENTRY = rf"([0-9a-f]{{64}})\.(?:png|{'|'.join(DeckFormat)}|deck\.json)"
 _SHARD_FILE = re.compile(rf"{_ENTRY}|\.{_ENTRY}{_TEMP}")
 _INDEX_FILE = re.compile(rf"[0-9a-f]{{64}}\.json|\.[0-9a-f]{{64}}\.json{_TEMP}")
 _MARKER_TEMP = re.compile(rf"{re.escape(MARKER)}{_TEMP}")

@@ -1,7 +1,8 @@
 """One merchant's deck, in every format asked for: the slides (runner.decks.slides), then each
 format's document from them. Runs in a render worker (the render stage hands decks to the same
-pool as charts). A new output format is a module with a `(slides, task) -> bytes` function and
-an entry in FORMATS."""
+pool as charts). A new output format is a runner.status.DeckFormat member, a module with a
+`(slides, task) -> bytes` function, and its entry in FORMATS (tests/test_one_place.py checks that
+every format has a builder and the report's schema names them)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from runner.decks.powerpoint import pptx_deck
 from runner.decks.slides import Slide, slides_for
 from runner.errors import ChartError, ErrorType, detail
 from runner.records import BuiltDeck, DeckDocument, DeckTask
+from runner.status import DeckFormat
 
-FORMATS: dict[str, Callable[[list[Slide], DeckTask], bytes]] = {"pdf": pdf_deck, "pptx": pptx_deck}
+FORMATS: dict[DeckFormat, Callable[[list[Slide], DeckTask], bytes]] = {DeckFormat.PDF: pdf_deck,
+                                                                      DeckFormat.PPTX: pptx_deck}
 
 
 def build_deck(task: DeckTask) -> BuiltDeck:
@@ -23,7 +26,7 @@ def build_deck(task: DeckTask) -> BuiltDeck:
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
         slides = slides_for(task)
-        contents = [(fmt, FORMATS[fmt](slides, task)) for fmt in task.formats]
+        contents = [(fmt, FORMATS[DeckFormat(fmt)](slides, task)) for fmt in task.formats]
     except ChartError:
         raise
     except Exception as exc:

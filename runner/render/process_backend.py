@@ -10,7 +10,8 @@ Each pool it starts is a `_Generation` with a named state. A pool is replaced, n
 repaired: a dead worker breaks a ProcessPoolExecutor for good (every pending future fails
 with BrokenProcessPool), and `max_tasks_per_child` hangs on Python 3.11 (cpython#115634).
 
-In-process rendering (runner.render.inline_backend) has the same interface and no processes.
+In-process rendering (runner.render.inline_backend) has the same interface and no processes;
+runner.render.backends picks one from the settings.
 """
 
 from __future__ import annotations
@@ -40,13 +41,11 @@ from runner.render.backend import (
     Output,
     RenderFailed,
     RenderFunction,
-    RenderSupervisor,
     Settled,
     Task,
     key_of,
     settle_result,
 )
-from runner.render.inline_backend import InlineSupervisor
 from runner.render.task import run_task
 
 MAX_RENDER_CRASHES = 2  # a chart that kills its worker this often is failed, not retried
@@ -105,6 +104,7 @@ class ProcessSupervisor:
         self._start_error: str | None = None
         self._unstarted: dict[Future[Output], Key] = {}  # failed at once: the pool never started
         self._closing = False
+        self._closed = False  # closed once: the coordinator closes it, and the run again at its end
 
     # -- starting ------------------------------------------------------------------------------
     def start(self, on_ready: Callable[[], None]) -> None:
@@ -268,7 +268,9 @@ class ProcessSupervisor:
 
     def close(self, terminate: bool) -> None:
         """End every worker: at once with `terminate` (a stop), else after the work they have."""
-        self._closing = True
+        if self._closed:
+            return
+        self._closed = self._closing = True
         if self._starter is not None:
             self._starter.join()
         for generation in list(self._generations):
@@ -282,10 +284,3 @@ class ProcessSupervisor:
         self._release_ended(every=True)
         self._started_reader.close()
         self._started_writer.close()
-
-
-def make_supervisor(config: RunnerConfig, render: RenderFunction | None = None) -> RenderSupervisor:
-    """The supervisor the settings ask for; `render` replaces the worker-side function (tests inject faults)."""
-    if config.enable_concurrent_chart_generation:
-        return ProcessSupervisor(config, render)
-    return InlineSupervisor(render)
