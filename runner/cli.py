@@ -1,4 +1,4 @@
-"""The command line: `python -m runner [run|config|charts|demo-server]`.
+"""The command line: `python -m runner [run|config|charts|demo-server|demo-data]`.
 
 Kept light on purpose: only click and the config module load for `--help` and `config`;
 matplotlib, mcp and anthropic are imported when a run or the server needs them.
@@ -18,11 +18,11 @@ import click
 from runner import __version__, signals
 from runner.config import CONFIG_FILE_ENV, RunnerConfig, load_config, setting, settings
 from runner.errors import RunEndingError, UsageError
-from runner.settings import JOB_KEYS, Kind
+from runner.settings import JOB_KEYS, ValueKind
 from runner.status import ExitCode
 
 if TYPE_CHECKING:
-    from runner.render.backend import RenderFunction
+    from runner.render.supervisor import RenderFunction
     from runner.request import JobRequest
 _LOG_FORMAT = "log_format"  # the key, in click's context, of the log format an error line is written in
 
@@ -64,7 +64,7 @@ def _option(names: list[str], dest: str, value_type: type, help_text: str, metav
 def setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One CLI flag per RunnerConfig setting (config.settings()), named after it; unset flags stay None."""
     for s in reversed(settings()):
-        metavar = "ITEM" if s.kind is Kind.LIST else s.kind.value.upper()
+        metavar = "ITEM" if s.kind is ValueKind.LIST else s.kind.value.upper()
         command = _option([s.flag, *s.aliases], s.name, s.python_type, f"{s.help} [env {s.env}; default {s.default}]",
                           metavar, negatable=True)(command)
     return click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

@@ -22,7 +22,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from runner.errors import UsageError
 from runner.redaction import EXPANSION, Secrets, address_credentials, credentials_in, header_credentials, redact
-from runner.settings import ENV_PREFIX, JOB_KEYS, Declaration, Kind, Secret, Setting
+from runner.settings import ENV_PREFIX, JOB_KEYS, Declaration, Secret, Setting, ValueKind
 from runner.status import DeckFormat, PartialDecks
 
 _DECLARED = "declared"  # the key of a setting's Declaration in its field's metadata
@@ -101,7 +101,7 @@ class RunnerConfig:
                                             "tool that takes SQL).")
     query_argument: str | None = _setting(None, "The query tool's argument that takes the SQL (default: query, "
                                                 "sql or statement).")
-    deck: str = _setting(",".join(DeckFormat), "Deck formats per merchant: pdf, pptx, both, or none.",
+    deck: str = _setting(",".join(DeckFormat), "Deck formats per merchant: pdf, pptx, pdf,pptx, or none.",
                          choices=tuple(fmt.value for fmt in DeckFormat), comma_separated=True)
     deck_template: str | None = _setting(None, "A .pptx template whose slides carry {{title}}, {{paragraph}} "
                                                "and {{chart}} placeholders.")
@@ -183,16 +183,16 @@ def settings_table() -> str:
     def default(s: Setting) -> str:
         if s.default is None or s.default == ():
             return "none"
-        if s.kind is Kind.BOOL:
+        if s.kind is ValueKind.BOOL:
             return "true" if s.default else "false"
         return f"`{s.default}`" if s.python_type is str else str(s.default)
 
     def flags(s: Setting) -> str:
-        flag = f"{s.flag}/--no-{s.flag[2:]}" if s.kind is Kind.BOOL else s.flag
-        if s.kind is Kind.CHOICE:
+        flag = f"{s.flag}/--no-{s.flag[2:]}" if s.kind is ValueKind.BOOL else s.flag
+        if s.kind is ValueKind.CHOICE:
             flag += " " + "|".join(s.choices)
         shown = ", ".join(f"`{cell(name)}`" for name in (flag, *s.aliases))
-        return shown + (" (repeatable)" if s.kind is Kind.LIST else "")
+        return shown + (" (repeatable)" if s.kind is ValueKind.LIST else "")
 
     rows = ["| setting | flag | environment variable | default | what it sets |", "|---|---|---|---|---|"]
     rows += [f"| `{s.name}` | {flags(s)} | `{s.env}` | {default(s)} | {cell(s.help)} |" for s in settings()]

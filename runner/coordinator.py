@@ -6,7 +6,7 @@ to rendering the moment its data arrives, results are recorded, a failure is fin
 A chart's state has one writer, and changes only by the named moves of runner.chart_states:
 every chart ends in exactly one final state. Processes are the render supervisor's business;
 retries and batches the retrieval stage's; each merchant's deck the deck ledger's
-(runner.decks.book); the report's rows and metrics runner.report_rows'.
+(runner.decks.book); the report's rows and metrics runner.run_report's.
 """
 
 from __future__ import annotations
@@ -33,24 +33,24 @@ from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
 from runner.progress import Progress
 from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, RenderTask, Retrieval
-from runner.render.backend import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
-from runner.report_rows import RunRecords, batch_rows, chart_row, failed_batch, run_metrics
+from runner.render.supervisor import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
+from runner.run_report import RunRecords, batch_rows, chart_row, failed_batch, run_metrics
 
-STOP_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
+RENDER_STOP_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
 TICK_SECONDS = 0.2  # how often hung renders are looked for and progress is shown
 
 
 @dataclass(frozen=True)
-class RunRequest:
+class RunPlan:
     run_id: str
     batches: tuple[Batch, ...]
 
 
 class Coordinator:
-    def __init__(self, config: RunnerConfig, request: RunRequest, sessions: SessionPool,
+    def __init__(self, config: RunnerConfig, request: RunPlan, sessions: SessionPool,
                  supervisor: RenderSupervisor, on_progress: Callable[[Progress], None] | None = None,
                  stop: threading.Event | None = None, decks: DeckBook | None = None) -> None:
         self.config = config
@@ -150,7 +150,7 @@ class Coordinator:
 
     def _begin_stop(self) -> None:
         """Stop new work; renders already running get a short grace, everything else is cancelled."""
-        self._stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+        self._stop_deadline = time.monotonic() + RENDER_STOP_GRACE_SECONDS
         self.retrieval.cancel(lambda: logger.warning("stop requested: no new work; unfinished charts will be "
                                                      "reported as cancelled"))
         self.render.cancel_pending()

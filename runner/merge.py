@@ -56,8 +56,8 @@ from runner.report import (
 )
 from runner.rerun import MergeTarget, Rerun, recorded_setting
 from runner.run import WrittenReport
+from runner.run_folders import point_latest, prune_runs
 from runner.run_report import junit_failed
-from runner.runs import point_latest, prune_runs
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
 MAX_PNG_BYTES = 50_000_000

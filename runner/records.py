@@ -132,7 +132,7 @@ class DeckTask:
     template: bytes | None = None  # a user's .pptx template
     figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the summary slide
     partial: PartialDecks = PartialDecks.PLACEHOLDER  # a missing chart's slide: "not available", or left out
-    merchant_name: str = ""  # the merchant's display name, cleaned (runner.report.merchant_name); "" when unknown
+    merchant_name: str = ""  # the merchant's display name, cleaned (runner.merchants.merchant_name); "" when unknown
 
     @property
     def display_name(self) -> str:

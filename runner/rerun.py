@@ -43,7 +43,7 @@ from runner.merchants import check_merchant_token, merchant_name
 from runner.report import BATCH_COLUMNS, CHART_COLUMNS, names_of
 from runner.request import JobInputs, check_dates
 from runner.run import MAX_TEMPLATE_BYTES
-from runner.runs import is_run_id
+from runner.run_folders import is_run_id
 from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record
 from runner.status import BatchStatus, ChartStatus, DeckFormat, DeckStatus, ExitCode
 

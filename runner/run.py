@@ -31,14 +31,14 @@ from runner.report import (
     write_report,
 )
 from runner.request import JobInputs, check_dates
+from runner.run_folders import new_run_dir, point_latest, prune_runs
 from runner.run_report import build_report, junit_failed, log_closing_block
-from runner.runs import new_run_dir, point_latest, prune_runs
 from runner.server_record import server_record
 from runner.signals import stop_on_signals
 from runner.status import DeckFormat, ExitCode, PartialDecks
 
 if TYPE_CHECKING:
-    from runner.render.backend import RenderFunction
+    from runner.render.supervisor import RenderFunction
 
 MAX_TEMPLATE_BYTES = 50_000_000
 
@@ -106,9 +106,11 @@ def _rmdir(folder: Path) -> None:
 
 def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False,
             render: RenderFunction | None = None) -> WrittenReport:
-    """Run the whole job. UsageError propagates (exit 2); everything else ends in a report.
+    """Run the whole job. A RunEndingError propagates with no report (a usage error, exit 2, before any
+    work; the embedded server not starting; an unreachable Dask scheduler; a report that cannot be
+    written); everything else ends in a report.
     `render` replaces the worker-side render function (the tests inject faults with it)."""
-    from runner.coordinator import Coordinator, RunRequest
+    from runner.coordinator import Coordinator, RunPlan
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
     from runner.render.backends import render_backend
@@ -222,7 +224,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                 decks = DeckBook([job for batch in batches for job in batch.jobs], config.deck_formats, template,
                                  started_at.date().isoformat(), inputs.figures, PartialDecks(config.partial_decks),
                                  names=names)
-                coordinator = Coordinator(config, RunRequest(run_id, batches), pool,
+                coordinator = Coordinator(config, RunPlan(run_id, batches), pool,
                                           with_cache(backend.supervisor(), config), reporter,
                                           stop, decks)
                 with reporter:

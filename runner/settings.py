@@ -24,7 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class Kind(StrEnum):
+class ValueKind(StrEnum):
     """How a setting's value is written and checked (its value is the flag's metavar in `--help`)."""
 
     BOOL = "bool"
@@ -64,12 +64,12 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _kind_of(python_type: type, declared: Declaration) -> Kind:
+def _kind_of(python_type: type, declared: Declaration) -> ValueKind:
     if python_type is tuple:
-        return Kind.LIST
+        return ValueKind.LIST
     if python_type is str and declared.choices:
-        return Kind.FORMATS if declared.comma_separated else Kind.CHOICE
-    return {bool: Kind.BOOL, int: Kind.INT, float: Kind.FLOAT, str: Kind.TEXT}[python_type]
+        return ValueKind.FORMATS if declared.comma_separated else ValueKind.CHOICE
+    return {bool: ValueKind.BOOL, int: ValueKind.INT, float: ValueKind.FLOAT, str: ValueKind.TEXT}[python_type]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Setting:
 
     name: str  # the config file's key and RunnerConfig's field
     python_type: type  # bool, int, float, str, or tuple (of str); a default of None means unset
-    kind: Kind
+    kind: ValueKind
     default: Any
     help: str
     flag: str
@@ -101,22 +101,22 @@ class Setting:
     def parse(self, raw: Any, where: str) -> Any:
         """One raw value (a string from the environment or a flag, or a TOML value) as the setting's
         type; UsageError naming `where` and the value (or not the value, for a secret)."""
-        if self.kind is Kind.BOOL:
+        if self.kind is ValueKind.BOOL:
             return self._bool(raw, where)
-        if self.kind in (Kind.INT, Kind.FLOAT):
+        if self.kind in (ValueKind.INT, ValueKind.FLOAT):
             return self._number(raw, where)
-        if self.kind is Kind.LIST:
+        if self.kind is ValueKind.LIST:
             return self._list(raw, where)
         if not isinstance(raw, str):
             self._bad(raw, where, "a string")
-        if self.kind is Kind.FORMATS:
+        if self.kind is ValueKind.FORMATS:
             parts = [part.strip() for part in raw.lower().split(",") if part.strip()]
             if parts == ["none"]:
                 return "none"
             if not parts or any(part not in self.choices for part in parts):
                 self._bad(raw, where, f"a comma-separated list of {', '.join(self.choices)}, or none")
             return ",".join(dict.fromkeys(parts))
-        if self.kind is Kind.CHOICE:
+        if self.kind is ValueKind.CHOICE:
             text = raw.strip().lower()
             if text not in self.choices:
                 self._bad(raw, where, "one of " + ", ".join(self.choices))
@@ -147,12 +147,12 @@ class Setting:
         if isinstance(raw, bool):
             self._bad(raw, where, "a number")
         try:
-            if self.kind is Kind.INT:
+            if self.kind is ValueKind.INT:
                 value: float = raw if isinstance(raw, int) else int(str(raw).strip())
             else:
                 value = float(raw) if isinstance(raw, int | float) else float(str(raw).strip())
         except ValueError:
-            self._bad(raw, where, "a whole number" if self.kind is Kind.INT else "a number")
+            self._bad(raw, where, "a whole number" if self.kind is ValueKind.INT else "a number")
         if isinstance(value, float) and not math.isfinite(value):
             self._bad(raw, where, "a finite number")
         bounds = []

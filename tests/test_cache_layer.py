@@ -18,8 +18,8 @@ from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.demo.server import Warehouse
 from runner.records import BuiltDeck, DeckChart, DeckTask, RenderedChart, RenderTask
-from runner.render.backend import Output, Rendered, RenderSupervisor, Task
 from runner.render.inline_backend import InlineSupervisor
+from runner.render.supervisor import Output, Rendered, RenderSupervisor, Task
 from runner.render.worker import render
 from tests.helpers import render_task
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.cache.entries import FORMATS, MAX_ENTRY_BYTES, EntryKind, parse_record, record_of
+from runner.cache.entries import ENTRY_FORMATS, MAX_ENTRY_BYTES, EntryKind, parse_record, record_of
 from runner.cache.folder import INDEX, MARKER, MARKER_TEXT
 from runner.files import write_atomically
 from tests.helpers import check_report, clean_env, cli_command, cli_result, run_cli
@@ -361,13 +361,13 @@ def test_a_record_read_back_is_valid_or_refused_never_a_crash(content):
         return
     assert record.key == KEY and record.kind in tuple(EntryKind)
     assert len({f.format for f in record.files}) == len(record.files)
-    assert all(f.format in FORMATS[record.kind] and 0 <= f.size <= MAX_ENTRY_BYTES for f in record.files)
+    assert all(f.format in ENTRY_FORMATS[record.kind] and 0 <= f.size <= MAX_ENTRY_BYTES for f in record.files)
     assert parse_record(KEY, record.encode()) == record
 
 
 @given(st.sampled_from(list(EntryKind)), st.lists(st.binary(max_size=50), min_size=1, max_size=2))
 def test_a_record_written_reads_back_the_same(kind, contents):
-    documents = list(zip(FORMATS[kind], contents, strict=False))
+    documents = list(zip(ENTRY_FORMATS[kind], contents, strict=False))
     record = record_of(KEY, kind, documents, 3)
     assert parse_record(KEY, record.encode()) == record
     with pytest.raises(ValueError, match="another key"):  # a record moved to another key's name

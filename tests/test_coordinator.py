@@ -18,14 +18,14 @@ import pytest
 from runner.chart_states import FINAL, TRANSITIONS, ChartBook, ChartState, IllegalMove, Move, moved
 from runner.charts import BUILTIN_PACK
 from runner.config import load_config
-from runner.coordinator import Coordinator, RunRecords, RunRequest
+from runner.coordinator import Coordinator, RunPlan, RunRecords
 from runner.decks.book import DeckBook
 from runner.errors import ErrorType
 from runner.planning import plan_batches
 from runner.progress import Progress
 from runner.records import RenderedChart, RenderTask
-from runner.render.backend import RenderFunction
 from runner.render.inline_backend import InlineSupervisor
+from runner.render.supervisor import RenderFunction
 from runner.render.worker import render
 from runner.request import DEFAULT_END, DEFAULT_START
 from runner.retrieval.sessions import ServerTarget, SessionPool
@@ -51,7 +51,7 @@ class Drive:
                                     self.config.tool_timeout_seconds)
         self.shown: list[Progress] = []
         decks = DeckBook(self.jobs, formats, None, "2026-01-01", partial=PartialDecks.PLACEHOLDER)
-        self.coordinator = Coordinator(self.config, RunRequest("run-1", self.batches), self.sessions,
+        self.coordinator = Coordinator(self.config, RunPlan("run-1", self.batches), self.sessions,
                                        InlineSupervisor(render_fn), self.shown.append, decks=decks)
 
     def run(self) -> RunRecords:

@@ -92,7 +92,7 @@ def test_a_dask_worker_with_several_threads_renders_one_chart_at_a_time(tmp_path
     from concurrent.futures import ThreadPoolExecutor
 
     from runner.charts import BUILTIN_PACK
-    from runner.render.dask_worker import run_task
+    from runner.render.dask_worker import run_on_dask_worker as run_task
     from tests.helpers import render_task
 
     tasks = [render_task(warehouse, spec, token, tmp_path) for token in demo_tokens[:2] for spec in BUILTIN_PACK] * 2

@@ -20,8 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.decks", "runner.retrieval", "runner.demo"),
     ("runner.render",),
     ("runner.cache",),
-    ("runner.report", "runner.junit", "runner.progress", "runner.report_rows", "runner.run_report",
-     "runner.coordinator", "runner.runs",
+    ("runner.report", "runner.junit", "runner.progress", "runner.run_report",
+     "runner.coordinator", "runner.run_folders",
      "runner.server_record", "runner.run", "runner.rerun", "runner.merge"),
     ("runner.cli", "runner.__main__"),
 )

@@ -234,7 +234,7 @@ def test_keep_runs_keeps_the_newest_nights_with_their_reruns(nights, keep, spare
     made any time later (their RERUN_OF names the night). Pruning removes exactly the finished
     folders of all but the newest `keep` nights, never a spared run; a RERUN_OF that names no run
     (or is a link) makes its folder a night of its own."""
-    from runner.runs import RERUN_OF, prune_runs
+    from runner.run_folders import RERUN_OF, prune_runs
 
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)

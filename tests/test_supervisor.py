@@ -18,9 +18,9 @@ from runner.charts import BUILTIN_PACK
 from runner.config import load_config
 from runner.errors import ErrorType
 from runner.records import DeckChart, DeckTask, RenderedChart, RenderTask
-from runner.render.backend import GoAgain, Rendered, RenderFailed, RenderSupervisor, Task, key_of
 from runner.render.inline_backend import InlineSupervisor
 from runner.render.process_backend import ProcessSupervisor
+from runner.render.supervisor import GoAgain, Rendered, RenderFailed, RenderSupervisor, Task, key_of
 from runner.render.task import run_task
 from runner.render.worker import init_worker
 from tests.helpers import assert_all_ended, render_task

@@ -6,7 +6,7 @@ matplotlib, python-pptx). Same key, same output: a hit is copied instead of rend
 night whose data did not change renders nothing. Retrieval still runs every time: the data
 decide.
 
-The folder is the runner's only when it carries its marker (see cache_folder). Each key has one
+The folder is the runner's only when it carries its marker (see runner.cache.folder.claim). Each key has one
 record in the cache's index (`index/<key>.json`): its files' formats, sizes and sha256, written
 when the entry was. An entry is served only when its files are regular files (never links) whose
 content matches the record; anything else is a miss, logged once, and the entry removed. The
@@ -39,7 +39,7 @@ from runner import __version__
 from runner.cache.folder import INDEX, MARKER_TEXT, BadEntry, opened, read_regular, remove, subfolder
 from runner.files import write_in_folder
 from runner.records import BuiltDeck, DeckDocument, DeckTask, RenderedChart, RenderTask
-from runner.render.backend import Output, Task
+from runner.render.supervisor import Output, Task
 from runner.status import DeckFormat
 
 _RUNNER = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ class EntryKind(StrEnum):
 
 
 # The formats each kind of entry may have: the only names a record can make the cache open.
-FORMATS = {EntryKind.CHART: ("png",), EntryKind.DECK: tuple(fmt.value for fmt in DeckFormat)}
+ENTRY_FORMATS = {EntryKind.CHART: ("png",), EntryKind.DECK: tuple(fmt.value for fmt in DeckFormat)}
 MAX_ENTRY_BYTES = 256_000_000  # a deck with a large template stays well within it
 MAX_RECORD_BYTES = 4096
 MAX_SLIDES = 100_000
@@ -148,13 +148,13 @@ def parse_record(key: str, content: bytes) -> IndexRecord:
     if raw["key"] != key:
         raise ValueError("a record of another key")
     kind = EntryKind(raw["kind"]) if raw["kind"] in tuple(EntryKind) else None
-    if kind is None or not isinstance(raw["files"], list) or not 1 <= len(raw["files"]) <= len(FORMATS[kind]):
+    if kind is None or not isinstance(raw["files"], list) or not 1 <= len(raw["files"]) <= len(ENTRY_FORMATS[kind]):
         raise ValueError("not a record")
     files = []
     for item in raw["files"]:
         if not isinstance(item, dict) or set(item) != {"format", "sha256", "size"}:
             raise ValueError("not a file's record")
-        if item["format"] not in FORMATS[kind]:
+        if item["format"] not in ENTRY_FORMATS[kind]:
             raise ValueError(f"format {str(item['format'])[:40]!r} is not one the runner writes for a {kind}")
         if not isinstance(item["sha256"], str) or not _HEX64.fullmatch(item["sha256"]):
             raise ValueError("not a sha256")
@@ -217,7 +217,7 @@ class RenderCache:
 
     def _put_deck(self, key: str, deck: BuiltDeck) -> None:
         documents = [(d.format, d.content) for d in deck.documents]
-        if all(fmt in FORMATS[EntryKind.DECK] for fmt, _ in documents):
+        if all(fmt in ENTRY_FORMATS[EntryKind.DECK] for fmt, _ in documents):
             self._store(record_of(key, EntryKind.DECK, documents, deck.slides), [d.content for d in deck.documents])
 
     def _load(self, key: str, kind: EntryKind) -> tuple[IndexRecord, list[bytes]] | None:
@@ -253,7 +253,7 @@ class RenderCache:
         logger.warning("render cache: entry {} not served ({}): a miss; removed", key, reason)
         try:
             with opened(self.folder) as root:
-                self._remove(root, key, FORMATS[kind])
+                self._remove(root, key, ENTRY_FORMATS[kind])
         except OSError as exc:
             logger.debug("render cache: cannot remove {}: {}", key, exc.strerror or exc)
 
@@ -318,7 +318,7 @@ class RenderCache:
                 continue
             except (BadEntry, ValueError) as exc:
                 logger.warning("render cache: index record {} removed: {}", name, exc)
-                self._remove(root, key, tuple(fmt for formats in FORMATS.values() for fmt in formats))
+                self._remove(root, key, tuple(fmt for formats in ENTRY_FORMATS.values() for fmt in formats))
                 continue
             formats = tuple(f.format for f in record.files)
             listed.append(_Listed(key, info.st_mtime, record.size + info.st_size, formats))

@@ -15,7 +15,7 @@ from pathlib import Path
 from runner.cache.entries import RenderCache, task_key
 from runner.cache.folder import claim
 from runner.config import RunnerConfig
-from runner.render.backend import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
+from runner.render.supervisor import OnDone, Output, Rendered, RenderFailed, RenderSupervisor, Settled, Task, key_of
 
 
 class CachedRendering:

@@ -1,1 +1,1 @@
-"""Business-review decks: paragraphs from data, PDF and PPTX documents."""
+"""Business-review decks: the slides of a merchant's deck, and each format's document made from them."""

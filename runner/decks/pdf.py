@@ -1,4 +1,5 @@
-"""The deck as a PDF: slides of text in Helvetica with each chart's PNG embedded as it is.
+"""The PDF writer the deck's pages are drawn with (runner.decks.pdf_deck): pages of text in
+Helvetica with each chart's PNG embedded as it is.
 
 Why not matplotlib's PDF backend: measured on 7-chart decks, it costs 860 ms of CPU with the
 PNGs embedded (it decodes and re-compresses each image) and 600-720 ms drawing the charts as

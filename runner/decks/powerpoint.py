@@ -45,7 +45,6 @@ from runner.records import DeckTask
 
 # Uncompressed: the 50 MB a template file may have, with room for XML that compresses well.
 MAX_TEMPLATE_EXPANDED_BYTES = 250_000_000
-CHART_BOX = CHART_PLACE_IN  # inches: left, top, width, height (16:9, centred; the PDF's too)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 _ROLES = ("title", "paragraph", "chart")
 
@@ -123,7 +122,7 @@ def _builtin(slides: list[Slide], task: DeckTask) -> Any:
         if spec.kind is SlideKind.SUMMARY:
             _summary(slide, spec)
             continue
-        left, top, width, height = CHART_BOX
+        left, top, width, height = CHART_PLACE_IN
         if spec.png is not None:
             slide.shapes.add_picture(io.BytesIO(spec.png), Inches(left), Inches(top), Inches(width), Inches(height))
         else:
@@ -234,7 +233,7 @@ def _fill_template(slides: list[Slide], task: DeckTask) -> Any:
                 _replace_text(shape, values)
                 continue
             left, top, width, height = shape.left, shape.top, shape.width, shape.height
-            chart_w, chart_h = CHART_BOX[2:]  # fit the chart inside the shape, its proportions kept
+            chart_w, chart_h = CHART_PLACE_IN[2:]  # fit the chart inside the shape, its proportions kept
             scale = min(width / chart_w, height / chart_h)
             w, h = int(chart_w * scale), int(chart_h * scale)
             slide.shapes.add_picture(io.BytesIO(content.png), Emu(left + (width - w) // 2),

@@ -1,7 +1,7 @@
 """What the chart kinds share when they draw: colours, number formats on axes, month ticks,
 legends, labels over bars, and the width of a text in points.
 
-A chart is drawn at the size it is placed on the slide (runner.decks.build.CHART_PLACE_IN), so a
+A chart is drawn at the size it is placed on the slide (runner.decks.slides.CHART_PLACE_IN), so a
 font size here is the size a reader sees, and no chart text is under MIN_TEXT_PT. Where labels
 could collide (many months, thin bars, small parts) these helpers measure what fits and write
 fewer or turned labels rather than overlapping ones.

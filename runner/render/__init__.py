@@ -1,1 +1,2 @@
-"""Rendering charts: the worker-side render function and the pool that runs it."""
+"""Rendering charts and building decks: render backends behind one protocol (supervisor.py), chosen in
+backends.py, each running `task.run_task` where its workers are."""

@@ -1,6 +1,6 @@
 """Where a run renders: the one place that picks the render backend from the settings.
 
-A backend is a module implementing runner.render.backend.RenderSupervisor: local worker processes
+A backend is a module implementing runner.render.supervisor.RenderSupervisor: local worker processes
 (process_backend), in-process (inline_backend), a Dask cluster (dask_backend). Adding one is that
 module plus its entry in BACKENDS, and its name among the executor setting's choices in
 runner/config.py (tests/test_one_place.py fails while the two differ).
@@ -20,10 +20,10 @@ from typing import Any
 from runner.config import RunnerConfig
 from runner.errors import UsageError
 from runner.render import pool
-from runner.render.backend import RenderFunction, RenderSupervisor
 from runner.render.dask_backend import DaskSupervisor, check_dask_installed
 from runner.render.inline_backend import InlineSupervisor
 from runner.render.process_backend import ProcessSupervisor
+from runner.render.supervisor import RenderFunction, RenderSupervisor
 
 MakeSupervisor = Callable[[RunnerConfig, RenderFunction | None], RenderSupervisor]
 

@@ -23,7 +23,7 @@ from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, ExecutorUnavailable, detail, one_line
 from runner.records import RenderedChart
 from runner.redaction import Secrets, address_credentials, redact_address
-from runner.render.backend import (
+from runner.render.supervisor import (
     DECK,
     TASKS_PER_WORKER,
     GoAgain,
@@ -146,7 +146,7 @@ class DaskSupervisor:
         return min(len(self._in_flight), max(1, self._threads))
 
     def submit(self, task: Task, on_done: OnDone) -> None:
-        from runner.render.dask_worker import run_task
+        from runner.render.dask_worker import run_on_dask_worker
 
         local: Future[Output] = Future()
         if self._gone is not None:
@@ -157,7 +157,7 @@ class DaskSupervisor:
         merchant, what = key_of(task)
         # Dask's dashboard groups tasks by the first word of their name.
         name = f"{'deck' if what == DECK else 'chart'}-{merchant}-{what}-{uuid.uuid4().hex[:8]}"
-        remote = self._client.submit(run_task, task, self._render, key=name, pure=False)
+        remote = self._client.submit(run_on_dask_worker, task, self._render, key=name, pure=False)
         self._in_flight[local] = _Remote(key_of(task), remote, time.monotonic())
 
         def finished(done: Any) -> None:  # on a Dask client thread

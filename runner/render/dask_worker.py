@@ -16,13 +16,13 @@ from dataclasses import replace
 import runner.render.task
 from runner.records import RenderedChart, RenderTask
 from runner.render import worker
-from runner.render.backend import Output, RenderFunction, Task
+from runner.render.supervisor import Output, RenderFunction, Task
 
 _lock = threading.Lock()
 _styled = False
 
 
-def run_task(task: Task, render: RenderFunction | None = None) -> Output:
+def run_on_dask_worker(task: Task, render: RenderFunction | None = None) -> Output:
     """One chart's PNG or one deck, built on this Dask worker by runner.render.task.run_task, one
     at a time; `render` replaces the chart render function, as with the local pool (the tests
     inject faults with it)."""

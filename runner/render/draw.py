@@ -5,7 +5,7 @@ same frame: the style, the margins, and the reuse of one figure per layout.
 
 The figure holds only the chart (axes, legend, labels): the slide above it carries the title,
 and the slide's footer the merchant and the period. It is drawn at the size the slide places it
-(runner.decks.build.CHART_PLACE_IN, the render worker's figure size), so every font size here is
+(runner.decks.slides.CHART_PLACE_IN, the render worker's figure size), so every font size here is
 the size a reader sees, never under axes.MIN_TEXT_PT (tests/test_slide_charts.py).
 """
 

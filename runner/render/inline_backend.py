@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from runner.render.backend import (
+from runner.render.supervisor import (
     Key,
     OnDone,
     Output,

@@ -33,7 +33,7 @@ from loguru import logger
 from runner.config import RunnerConfig
 from runner.errors import ChartError, ErrorType, detail
 from runner.render import pool
-from runner.render.backend import (
+from runner.render.supervisor import (
     TASKS_PER_WORKER,
     GoAgain,
     Key,

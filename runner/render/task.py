@@ -12,7 +12,7 @@ render workers have what it imports preloaded (runner.render.pool.PRELOAD).
 from __future__ import annotations
 
 from runner.records import RenderTask
-from runner.render.backend import Output, RenderFunction, Task
+from runner.render.supervisor import Output, RenderFunction, Task
 
 
 def run_task(task: Task, render: RenderFunction | None = None) -> Output:

@@ -27,9 +27,9 @@ from runner.decks.slides import CHART_PLACE_IN  # noqa: E402
 from runner.errors import ChartError, ErrorType, detail  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.records import RenderedChart, RenderTask  # noqa: E402
-from runner.render.backend import Task, key_of  # noqa: E402
 from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
 from runner.render.lifeline import tie_to_parent  # noqa: E402
+from runner.render.supervisor import Task, key_of  # noqa: E402
 
 # Drawn at the size the slide shows it (text sizes are then what a reader sees), at a
 # resolution that keeps the PNG 1600x900 for the run folder and for zooming in.

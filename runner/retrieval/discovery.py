@@ -3,7 +3,7 @@ and which of its tools runs a SQL chart's query. Each question is tried as the r
 
 The first merchants come from the pack's merchants query when it has one (SQL packs: through
 the query tool), else from the server's list_merchants tool. A name from the server is untrusted
-text: it is cleaned (runner.report.merchant_name) and only ever shown, never part of a path.
+text: it is cleaned (runner.merchants.merchant_name) and only ever shown, never part of a path.
 
 A stop while the merchants are asked for lets the answer arrive for a short grace: with it the
 report can list every chart the run would have made, as cancelled, instead of none."""
@@ -29,7 +29,7 @@ from runner.retrieval.sessions import SessionPool, Slot, describe_exception
 from runner.sql import QueryTool, pick_query_tool
 
 DEFAULT_MERCHANT_COUNT = 3
-STOP_GRACE_SECONDS = 2.0  # how long a stop lets the merchant list still arrive
+LIST_STOP_GRACE_SECONDS = 2.0  # how long a stop lets the merchant list still arrive
 _WATCH_SECONDS = 0.1
 # How the merchants query's rows are read (runner.retrieval.pivot): objects by column name, bare
 # tuples as (merchant_token, name).
@@ -92,7 +92,7 @@ def _ask(pool: SessionPool, config: RunnerConfig, stop: threading.Event, what: s
 
 
 def default_merchants(pool: SessionPool, config: RunnerConfig, stop: threading.Event, merchants_sql: str = "",
-                      grace: float = STOP_GRACE_SECONDS) -> Merchants:
+                      grace: float = LIST_STOP_GRACE_SECONDS) -> Merchants:
     """The server's first merchants and their names: from the pack's merchants query when it has
     one, else from its list_merchants tool. A stop ends the retries at once, but a call under way
     (or made after a stop that came earlier) may answer for `grace` seconds; after that it raises
