@@ -65,13 +65,21 @@ def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# The only fields of a RenderTask ("field.subfield") left out of the chart's key, because they do
+# not change the PNG. Every other field is in, a field added later too.
+NOT_IN_CHART_KEY = frozenset({
+    "job.output",  # where this run writes the PNG: another run folder every night
+    "job.call",  # how the data were asked for; the data themselves are in the key
+    "data.paragraph",  # an agent's paragraph goes under the chart in the deck, not on it (the deck's key holds it)
+})
+
+
 def chart_key(task: RenderTask) -> str:
-    job = task.job
-    # Exactly what is drawn: an agent's paragraph goes under the chart in the deck, not on it, so
-    # rewording it alone must not miss (the deck's key holds it).
-    data = {k: v for k, v in asdict(task.data).items() if k != "paragraph"}
-    return _digest({"chart": asdict(job.spec), "merchant": job.merchant, "dates": [job.start_date, job.end_date],
-                    "data": data, "compress_level": task.compress_level})
+    drawn = asdict(task)
+    for name in NOT_IN_CHART_KEY:
+        outer, inner = name.split(".")
+        del drawn[outer][inner]
+    return _digest({"chart": drawn})
 
 
 def deck_key(task: DeckTask) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, assert_never
 
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType
+from runner.kinds.base import Shape
 from runner.kinds.window import no_data, require_values
 from runner.records import ChartData, ChartJob, Panel, Series
 
@@ -143,7 +144,7 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
     unit = label_text(spec, payload.get("unit") or "", "unit")[:20].rstrip()
     shape = spec.shape
     panels: tuple[Panel, ...]
-    if shape == "series":
+    if shape is Shape.SERIES:
         labels = _labels(spec, payload.get("labels"), "labels")
         raw_series = _list(spec, payload.get("series"), "series", MAX_SERIES)
         names, series = [], []
@@ -156,12 +157,12 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         _distinct(spec, tuple(names), [e.get("name") for e in raw_series], "series[{}].name")
         panels = (Panel("", labels, tuple(series)),)
         empty = not labels or not series
-    elif shape == "categories":
+    elif shape is Shape.CATEGORIES:
         labels = _labels(spec, payload.get("labels"), "labels")
         values = _values(spec, payload.get("values"), labels, "values", False)
         panels = (Panel("", labels, (Series(spec.y_label or "value", values),)),)
         empty = not labels
-    elif shape == "groups":
+    elif shape is Shape.GROUPS:
         groups = _list(spec, payload.get("groups"), "groups", MAX_GROUPS)
         built = []
         for i, group in enumerate(groups):
@@ -179,8 +180,8 @@ def chart_data_from_json(spec: ChartSpec, merchant: str, payload: Any, paragraph
         _distinct(spec, tuple(p.title for p in built), [g.get("name") for g in groups], "groups[{}].name")
         panels = tuple(built)
         empty = not panels or not any(p.labels for p in panels)
-    else:  # pragma: no cover - Shape and this function change together
-        raise ValueError(f"unknown shape {shape}")
+    else:  # a Shape member with no branch here: mypy says so too
+        assert_never(shape)
     if empty:
         raise no_data(spec, merchant)
     return require_values(spec, merchant, ChartData(unit=unit, panels=panels, paragraph=paragraph))
@@ -190,15 +191,18 @@ def chart_json(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
     """ChartData in its kind's JSON shape: what chart_data_from_json reads, and what the data
     file beside each PNG holds."""
     panels = data.panels
+    shape = spec.shape
     body: dict[str, Any]
-    if spec.shape == "series":
+    if shape is Shape.SERIES:
         body = {"labels": list(panels[0].labels),
                 "series": [{"name": s.name, "values": list(s.values)} for s in panels[0].series]}
-    elif spec.shape == "categories":
+    elif shape is Shape.CATEGORIES:
         body = {"labels": list(panels[0].labels), "values": list(panels[0].series[0].values)}
-    else:
+    elif shape is Shape.GROUPS:
         body = {"groups": [{"name": p.title, "labels": list(p.labels), "values": list(p.series[0].values)}
                            for p in panels]}
+    else:
+        assert_never(shape)
     return {**body, "unit": data.unit}
 
 

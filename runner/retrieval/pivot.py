@@ -11,17 +11,20 @@ The result then goes through the same validation as any tool's answer.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, assert_never
 
 from runner.charts import ChartSpec
 from runner.errors import ChartError, ErrorType, detail, one_line
+from runner.kinds.base import Shape
 from runner.records import ChartJob
 from runner.retrieval.parse import bad_data, label_text, number, show
 from runner.wording import MONTH_NAMES, months_between, year_month
 
 MAX_ROWS = 100_000
-POSITIONAL = {"series": ("x", "series", "value"), "categories": ("label", "value"),
-              "groups": ("group", "label", "value")}
+# The order of a bare tuple row's cells, per shape: the roles of kinds.base.SHAPE_COLUMNS (which says
+# which are required), in the order a row reads naturally; not derived from it, as that order is this contract's.
+POSITIONAL = {Shape.SERIES: ("x", "series", "value"), Shape.CATEGORIES: ("label", "value"),
+              Shape.GROUPS: ("group", "label", "value")}
 _MONTH_OR_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2}(?:[ T].*)?)?$")
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _ROW_LISTS = ("rows", "data", "results", "records")
@@ -153,15 +156,16 @@ def _series(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[
 def chart_payload(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The chart's JSON (as a chart tool would send it) built from the query's rows."""
     body: dict[str, Any]
-    if spec.shape == "series":
+    shape = spec.shape
+    if shape is Shape.SERIES:
         body = _series(spec, job, rows)
-    elif spec.shape == "categories":
+    elif shape is Shape.CATEGORIES:
         seen: set[Any] = set()
         labels = [_label(spec, row, "label", i) for i, row in enumerate(rows)]
         for i, label in enumerate(labels):
             _unique(spec, seen, label, i)
         body = {"labels": labels, "values": [_number(spec, r, i) for i, r in enumerate(rows)]}
-    else:
+    elif shape is Shape.GROUPS:
         groups: dict[str, dict[str, list[Any]]] = {}
         pairs: set[Any] = set()
         for i, row in enumerate(rows):
@@ -171,4 +175,6 @@ def chart_payload(spec: ChartSpec, job: ChartJob, rows: list[dict[str, Any]]) ->
             group["labels"].append(label)
             group["values"].append(_number(spec, row, i))
         body = {"groups": [{"name": name, **group} for name, group in groups.items()]}
+    else:
+        assert_never(shape)
     return {**body, "unit": spec.unit}
