@@ -486,9 +486,12 @@ def scenario_dask(sizes: Sizes, folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     log("10. Dask: local pool vs a scheduler and two single-thread workers on this machine, latency 0")
     with local_dask_cluster(folder, 2) as cluster:
-        out["overhead"] = dask_overhead(cluster.address, 2000 if sizes is FULL else 200)
+        out["overhead"] = dask_overhead(cluster.address, 2000 if sizes is FULL else 20 if sizes is SMOKE else 200)
         log(f"  per task: {out['overhead']}")
         for label, count, reps in (("small", sizes.merchants, sizes.reps), ("large", sizes.scale_merchants, 1)):
+            if sizes is SMOKE and label == "large":  # the same code again, at a size that means nothing either
+                out[label] = out["small"]
+                continue
             out[label] = _dask_vs_local(cluster.address, count, reps, folder / f"dask-{label}")
     # A projection, not a measurement: rendering spread over N single-thread workers, each chart
     # costing its render time on a worker plus Dask's round trip, capped by the scheduler's
@@ -517,8 +520,10 @@ def scenario_cache(sizes: Sizes, folder: Path) -> dict[str, Any]:
             warm.append(run_cli(args, folder / f"warm-{rep}", cache=True))
             walls = [run.report["run"]["wall_ms"] / 1000 for run in (cold[-1], warm[-1])]
             log(f"  cold {walls[0]:.3f}, warm {walls[1]:.3f}")
+        # --smoke: only the case the goals read (the other runs the same code on other dates).
+        cases = list(NIGHTS.items())[:1] if sizes is SMOKE else NIGHTS.items()
         nightly = {case: nightly_recipe(url, tokens, days, folder / f"nightly-{case.replace(' ', '-')}")
-                   for case, days in NIGHTS.items()}
+                   for case, days in cases}
 
     def files(run: CliRun) -> dict[str, bytes]:
         run_dir = Path(run.report["run"]["output_dir"])
@@ -670,12 +675,20 @@ HOSTILE_CASES = (
 )
 
 
-def _hostile_files(folder: Path) -> None:
-    """A merchants file just under its 10 MB cap; a 54 MB pack of 700,000 charts."""
-    (folder / "merchants.txt").write_text("".join(f"M{i:011d}\n" for i in range(760_000)))
-    chart = '[[chart]]\nid = "c{}"\ntitle = "C"\nkind = "bars"\ntool = "get_aov_by_month"\n'
-    with open(folder / "pack.toml", "w") as pack:
-        pack.writelines(chart.format(i) for i in range(700_000))
+# --smoke runs one case of each kind: the embedded server with a fault (and the shortened timeout),
+# a server command, and input files refused before any work (no report: the RSS is polled).
+SMOKE_HOSTILE = ("never_answers_one_chart", "junk_then_a_server", "merchants_file_dev_zero", "merchants_file_10_mb")
+
+
+def _hostile_files(folder: Path, args: list[str]) -> None:
+    """The input files the cases' `args` name: a merchants file just under its 10 MB cap; a 54 MB
+    pack of 700,000 charts."""
+    if "{folder}/merchants.txt" in args:
+        (folder / "merchants.txt").write_text("".join(f"M{i:011d}\n" for i in range(760_000)))
+    if "{folder}/pack.toml" in args:
+        chart = '[[chart]]\nid = "c{}"\ntitle = "C"\nkind = "bars"\ntool = "get_aov_by_month"\n'
+        with open(folder / "pack.toml", "w") as pack:
+            pack.writelines(chart.format(i) for i in range(700_000))
 
 
 def _high_water_mb(pid: int) -> float | None:
@@ -703,10 +716,11 @@ def _measured_run(command: list[str], folder: Path) -> tuple[int, float, str, st
 
 def scenario_hostile(sizes: Sizes, folder: Path) -> dict[str, Any]:
     log("8. hostile servers and inputs")
-    _hostile_files(folder)
+    cases = [case for case in HOSTILE_CASES if sizes is not SMOKE or case[0] in SMOKE_HOSTILE]
+    _hostile_files(folder, [arg for case in cases for arg in case[1]])
     token = merchant_tokens(1)[0]
     out = {}
-    for name, extra, wall_goal, rss_goal in HOSTILE_CASES:
+    for name, extra, wall_goal, rss_goal in cases:
         args = [a.replace("{folder}", str(folder)) for a in extra]
         if "--merchants-file" not in args:
             args += ["--merchant", token]
@@ -739,7 +753,7 @@ def _agent_cases(sizes: Sizes) -> list[tuple[str, dict[str, Any], list[str]]]:
         closed = sock.getsockname()[1]
     cases = [
         ("persistent_429", {"always": rate_limited}, []),
-        ("never_answers", {"hang": True}, ["--llm-timeout-seconds", "2"] if sizes is SMOKE else []),
+        ("never_answers", {"hang": True}, ["--llm-timeout-seconds", "1"] if sizes is SMOKE else []),
         ("broken_tool_input", {"tool_faults": {"*": ToolFault.BROKEN_INPUT}}, []),
         ("wrong_argument_names", {"tool_faults": {"*": ToolFault.WRONG_ARGUMENTS}}, []),
         ("refused_base_url", {"base_url": f"http://127.0.0.1:{closed}"}, []),
@@ -912,6 +926,45 @@ def print_goals(rows: list[tuple[str, str, str, bool]]) -> None:
         print(f"{figure:<48} {value:>18}  {goal:<36} {'yes' if met else 'NO'}")
 
 
+def core_scenarios(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, Any]:
+    """Scenarios 1 to 5 and 7: the render and retrieval stages alone, then the CLI's runs that
+    compare with them."""
+    out = {"render": scenario_render(sizes, config, folder), "cpu": scenario_cpu(sizes, config, folder)}
+    with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, _pid):
+        out["retrieval"] = scenario_retrieval(sizes, config, url, folder / "retrieval")
+        out["end_to_end"] = scenario_end_to_end(sizes, url, folder / "e2e", out["render"]["wall_s"]["pool"],
+                                                out["retrieval"]["wall_s"]["concurrent"])
+        out["decks"] = scenario_decks(sizes, url, folder / "decks")
+    out["scale"] = scenario_scale(sizes, folder, out["render"]["charts_per_s"]["pool"])
+    return out
+
+
+def cache_and_dask(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, Any]:
+    return {"cache": scenario_cache(sizes, folder), "dask": scenario_dask(sizes, folder)}
+
+
+def hostile_and_agent(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str, Any]:
+    return {"hostile": scenario_hostile(sizes, folder), "agent": scenario_agent(sizes, folder / "agent")}
+
+
+GROUPS = (core_scenarios, cache_and_dask, hostile_and_agent)  # independent of each other
+
+
+def run_groups(sizes: Sizes, config: RunnerConfig, folder: Path, at_once: bool) -> dict[str, Any]:
+    """Every group's figures, each group in a folder of its own: one after the other, so that none
+    disturbs another's figures; or `at_once` (--smoke, whose figures mean nothing), so that the
+    test waiting for it waits less."""
+    def run(group: Callable[[Sizes, RunnerConfig, Path], dict[str, Any]]) -> dict[str, Any]:
+        (folder / group.__name__).mkdir()
+        return group(sizes, config, folder / group.__name__)
+
+    if not at_once:
+        return {key: value for group in GROUPS for key, value in run(group).items()}
+    with ThreadPoolExecutor(len(GROUPS)) as threads:
+        futures = [threads.submit(run, group) for group in GROUPS]
+        return {key: value for future in futures for key, value in future.result().items()}
+
+
 # The scenarios that run alone (--agent-only, --cache-only): how to run, show and judge each.
 ALONE: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], Callable[[dict[str, Any]], None],
                        Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]]] = {
@@ -933,8 +986,9 @@ def run_alone(name: str, sizes: Sizes, json_path: Path | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller scenarios, under a minute.")
-    parser.add_argument("--smoke", action="store_true", help="The smallest run of every scenario: its figures "
-                        "mean nothing, it only shows the bench still works (the tests use it).")
+    parser.add_argument("--smoke", action="store_true", help="The smallest run of every scenario (one case of "
+                        "each kind where a scenario has several; independent scenarios at once): its figures mean "
+                        "nothing, it only shows the bench still works (the tests use it).")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--hostile-only", action="store_true", help="Only scenario 8 (hostile servers and inputs).")
     parser.add_argument("--agent-only", action="store_true", help="Only scenario 11 (agent mode, a bad API).")
@@ -967,18 +1021,7 @@ def main() -> None:
             "cpu_reps": sizes.cpu_reps,
             "reps": sizes.reps,
         }
-        results["render"] = scenario_render(sizes, config, folder)
-        results["cpu"] = scenario_cpu(sizes, config, folder)
-        with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, _pid):
-            results["retrieval"] = scenario_retrieval(sizes, config, url, folder / "retrieval")
-            results["end_to_end"] = scenario_end_to_end(sizes, url, folder / "e2e", results["render"]["wall_s"]["pool"],
-                                                        results["retrieval"]["wall_s"]["concurrent"])
-            results["decks"] = scenario_decks(sizes, url, folder / "decks")
-        results["scale"] = scenario_scale(sizes, folder, results["render"]["charts_per_s"]["pool"])
-        results["cache"] = scenario_cache(sizes, folder)
-        results["dask"] = scenario_dask(sizes, folder)
-        results["hostile"] = scenario_hostile(sizes, folder)
-        results["agent"] = scenario_agent(sizes, folder / "agent")
+        results.update(run_groups(sizes, config, folder, at_once=args.smoke))
         log("6. light commands")
         results["light_commands"] = {"help": heavy_imports(["--help"]), "config": heavy_imports(["config"])}
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

@@ -11,6 +11,13 @@ from runner.demo.launch import embedded_server
 from runner.demo.server import Warehouse
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of an xdist group run one after another on one worker (they share something
+    costly to start: a cluster, a run): they are handed out first, so that a run does not end
+    waiting on a group begun last while the other workers are idle. The rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 @pytest.fixture(scope="session")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real demo server over streamable HTTP on a free loopback port, for the whole session."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,14 +59,104 @@ def cli_command(args: list[str], render_faults: str | None = None) -> list[str]:
 
 
 def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None, timeout: float = 180,
-            output_dir: bool = True, render_faults: str | None = None) -> CliRun:
-    command = cli_command(args, render_faults)
-    if output_dir:
-        command += ["--output-dir", str(tmp_path / "out")]
+            output_dir: bool = True, render_faults: str | None = None, in_process: bool = False) -> CliRun:
+    """`python -m runner ARGS` in `tmp_path`, in a subprocess; with `in_process`, through
+    `runner.cli.main` in this process (see run_in_process: no process start, no imports to pay)."""
+    args = [*args, "--output-dir", str(tmp_path / "out")] if output_dir else args
+    if in_process:
+        assert render_faults is None, "render faults are injected into a CLI process of their own"
+        return run_in_process(args, tmp_path, env)
     extra = {**(env or {}), "PYTHONPATH": str(REPO)} if render_faults else env
-    proc = subprocess.run(command, capture_output=True, text=True, env=clean_env(extra), timeout=timeout,
-                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cli_command(args, render_faults), capture_output=True, text=True, env=clean_env(extra),
+                          timeout=timeout, cwd=tmp_path, stdin=subprocess.DEVNULL)
     return cli_result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CliRun:
+    """The CLI run as `python -m runner ARGS` runs it, but in this process: `runner.cli.main`
+    with these argv, environment (clean_env), working folder and an empty stdin, its stdout and
+    stderr captured, the exit code taken from its SystemExit. Whatever a run changes in its
+    process (signal handlers, installed secrets, log sinks) is put back, and no process it
+    started may be left running but multiprocessing's forkserver and resource tracker: one of
+    each per process, as in a CLI process, kept for the next run here (each new forkserver
+    imports matplotlib again) and ended with this process.
+
+    For runs whose evidence is the report and the CLI's own lines. Signals, kills, render faults,
+    a fresh process's memory or file descriptors, and what helper processes print need a real
+    process (run_cli)."""
+    from runner.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    threads = set(threading.enumerate())
+    with _process_state(["python -m runner", *args], clean_env(env), cwd, stdout, stderr):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+        except Exception:  # what Python would print before exiting 1
+            traceback.print_exc(file=sys.stderr)
+            code = 1
+    left = {child.pid for child in psutil.Process().children(recursive=True)} - before - _multiprocessing_helpers()
+    assert_all_ended(left)
+    for thread in set(threading.enumerate()) - threads:
+        if not thread.daemon:  # it would keep a CLI process from exiting
+            thread.join(timeout=10)
+            assert not thread.is_alive(), f"thread left running: {thread}"
+    return cli_result(code, stdout.getvalue(), stderr.getvalue())
+
+
+@contextmanager
+def _process_state(argv: list[str], env: dict[str, str], cwd: Path, stdout: io.StringIO,
+                   stderr: io.StringIO) -> Iterator[None]:
+    """argv, environment, working folder and standard streams set for a CLI run; they and what
+    the run sets for its whole process (signal handlers, secrets, loguru's and logging's
+    handlers, warnings capture) are put back afterwards."""
+    from loguru import logger
+
+    from runner import redaction
+
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved_secrets = redaction._installed  # what install() replaced (there is no public getter)
+    root = logging.getLogger()
+    saved_root = root.handlers[:], root.level
+    warnings_captured = logging._warnings_showwarning is not None
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = argv
+    sys.stdin, sys.stdout, sys.stderr = open(os.devnull), stdout, stderr
+    try:
+        yield
+    finally:
+        sys.stdin.close()
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        redaction.install(saved_secrets)
+        logger.remove()
+        logger.configure(extra={}, patcher=lambda record: None)
+        logger.add(lambda message: sys.stderr.write(message))  # loguru's default: stderr, as it is now
+        root.handlers, root.level = saved_root
+        if not warnings_captured:
+            logging.captureWarnings(False)
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """The pids of this process's forkserver and resource tracker, where they run."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = {forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid}
+    return {pid for pid in pids if pid is not None}
 
 
 def cli_result(returncode: int, stdout: str, stderr: str) -> CliRun:

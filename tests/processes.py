@@ -25,8 +25,8 @@ def start_cli(args: list[str], tmp_path: Path, render_faults: str | None = None)
     return proc, stderr_path
 
 
-def wait_for(proc, stderr_path: Path, text: str, timeout: float = 60) -> set[int]:
-    """Wait until stderr shows `text`; returns every descendant pid seen meanwhile."""
+def wait_for(proc, stderr_path: Path, text: str, timeout: float = 60, count: int = 1) -> set[int]:
+    """Wait until stderr shows `text` (on `count` lines); returns every descendant pid seen meanwhile."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -34,10 +34,10 @@ def wait_for(proc, stderr_path: Path, text: str, timeout: float = 60) -> set[int
             seen.update(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
         except psutil.NoSuchProcess:
             break
-        if text in stderr_path.read_text():
+        if stderr_path.read_text().count(text) >= count:
             return seen
         time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared:\n{stderr_path.read_text()[-3000:]}")
+    raise AssertionError(f"{text!r} never appeared {count} time(s):\n{stderr_path.read_text()[-3000:]}")
 
 
 def still_running(pids: set[int], grace: float = 5.0) -> list[str]:

@@ -1,4 +1,5 @@
-"""The whole pipeline through the real CLI in a subprocess, against real demo MCP servers."""
+"""The whole pipeline through the real CLI against real demo MCP servers: the default run in a
+subprocess, as a user starts it; the rest in this process (tests/helpers.py, run_in_process)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def test_default_run_end_to_end(tmp_path: Path) -> None:
 def test_sequential_toggles(variable, check, tmp_path, demo_url, demo_tokens) -> None:
     merchants = demo_tokens[:2]
     args = ["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]]
-    result = run_cli(args, tmp_path, env={variable: "false"})
+    # Without a render pool the charts are drawn in the CLI's own process: a process of its own then.
+    result = run_cli(args, tmp_path, env={variable: "false"}, in_process="CHART_GENERATION" not in variable)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_every_chart_once(result, merchants)
     assert all(c["status"] == "ok" for c in result.report["charts"])
@@ -72,9 +74,35 @@ def test_sequential_toggles(variable, check, tmp_path, demo_url, demo_tokens) ->
     assert_no_processes_left(result.report)
 
 
+def _process_state() -> tuple:
+    import logging
+    import os
+    import signal
+
+    from loguru import logger
+
+    from runner.redaction import scrub
+
+    return (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), dict(os.environ), os.getcwd(),
+            sys.argv, sys.stdin, sys.stdout, sys.stderr, scrub("hunter2-pass"), logging.getLogger().handlers[:],
+            len(logger._core.handlers))
+
+
+def test_a_run_in_this_process_leaves_it_as_it_found_it(tmp_path, demo_url, demo_tokens) -> None:
+    """What a run sets for its whole process (signal handlers, its secrets, log sinks, ...) is
+    put back after each in-process run of this suite (tests/helpers.py, run_in_process)."""
+    before = _process_state()
+    url = demo_url.replace("http://", "http://user:hunter2-pass@")  # a secret the run installs
+    result = run_cli(["--server-url", url, "--merchant", demo_tokens[0], "--charts", "aov_by_month"], tmp_path,
+                     in_process=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hunter2-pass" not in result.stderr + result.report_path.read_text()
+    assert _process_state() == before
+
+
 def test_merchant_without_data_fails_only_its_charts(tmp_path, demo_url, demo_tokens) -> None:
     dormant, active = demo_tokens[DORMANT_INDEX], demo_tokens[0]
-    result = run_cli(["--server-url", demo_url, "--merchant", active, "--merchant", dormant], tmp_path)
+    result = run_cli(["--server-url", demo_url, "--merchant", active, "--merchant", dormant], tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-2000:]
     assert_every_chart_once(result, [active, dormant])
     for chart in result.report["charts"]:
@@ -95,7 +123,7 @@ def test_merchant_without_data_fails_only_its_charts(tmp_path, demo_url, demo_to
 
 def test_two_runs_never_share_a_folder(tmp_path, demo_url, demo_tokens) -> None:
     args = ["--server-url", demo_url, "--merchant", demo_tokens[1], "--charts", "aov_by_month"]
-    first, second = run_cli(args, tmp_path), run_cli(args, tmp_path)
+    first, second = run_cli(args, tmp_path, in_process=True), run_cli(args, tmp_path, in_process=True)
     assert first.returncode == second.returncode == 0
     assert first.report_path.parent != second.report_path.parent
     assert first.report["charts"][0]["sha256"] == second.report["charts"][0]["sha256"]  # deterministic
@@ -106,7 +134,7 @@ def test_merchants_file_charts_subset_and_stdio_server(tmp_path, demo_tokens) ->
     merchants_file.write_text(f"# nightly list\n{demo_tokens[2]}\n\n{demo_tokens[3]}  # big one\n")
     command = f"{sys.executable} -m runner demo-server --transport stdio"
     result = run_cli(["--server-command", command, "--merchants-file", str(merchants_file),
-                      "--charts", "aov_by_month,user_demographics", "--batch-size", "1"], tmp_path)
+                      "--charts", "aov_by_month,user_demographics", "--batch-size", "1"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_every_chart_once(result, demo_tokens[2:4], ["aov_by_month", "user_demographics"])
     assert len(result.report["batches"]) == 4
@@ -121,16 +149,17 @@ def test_user_chart_pack(tmp_path, demo_url, demo_tokens) -> None:
         '[[chart]]\nid = "mix"\ntitle = "Product mix"\ntool = "get_orders_by_product_type"\n'
         'kind = "share_bars"\ncounts = true\n'
     )
-    listed = run_cli(["charts", "--pack", str(pack)], tmp_path, output_dir=False)
+    listed = run_cli(["charts", "--pack", str(pack)], tmp_path, output_dir=False, in_process=True)
     assert listed.returncode == 0 and "basket" in listed.stdout and "mix" in listed.stdout
-    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--pack", str(pack)], tmp_path)
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--pack", str(pack)], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_every_chart_once(result, [demo_tokens[0]], ["basket", "mix"])
     assert {c["title"] for c in result.report["charts"]} == {"Basket size", "Product mix"}
 
 
 def test_charts_command_lists_the_builtin_pack(tmp_path) -> None:
-    result = run_cli(["charts"], tmp_path, output_dir=False)
+    result = run_cli(["charts"], tmp_path, output_dir=False, in_process=True)
     assert result.returncode == 0
     for chart_id in CHART_IDS:
         assert chart_id in result.stdout
@@ -138,7 +167,7 @@ def test_charts_command_lists_the_builtin_pack(tmp_path) -> None:
 
 def test_json_logs_carry_the_batch_id(tmp_path, demo_url, demo_tokens) -> None:
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--log-format", "json",
-                      "--verbose"], tmp_path)
+                      "--verbose"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert records, result.stderr[-1000:]
@@ -155,7 +184,7 @@ def test_progress_lines_off_a_terminal_tell_the_truth(tmp_path) -> None:
     """Every line adds up, batches count as they end, never more rendering than workers, and a
     last line says where everything ended."""
     result = run_cli(["--demo-server-arg=--latency-ms=150", "--progress-interval-seconds", "0.1",
-                      "--max-concurrent-charts", "2"], tmp_path)
+                      "--max-concurrent-charts", "2"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.splitlines()
     progress = [(i, tuple(map(int, m.groups()))) for i, line in enumerate(lines) if (m := _PROGRESS.search(line))]

@@ -13,7 +13,9 @@ from runner.demo.cluster import local_dask_cluster, wait_for_workers
 from tests.helpers import REPO, check_report, run_cli
 from tests.processes import closed_port, finish, start_cli, wait_for
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("dask")]
+pytestmark = pytest.mark.timeout(240)
+# The tests on the module's cluster run on one xdist worker (one cluster); the others anywhere.
+ON_THE_CLUSTER = pytest.mark.xdist_group("dask")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,7 @@ def dask_cluster(tmp_path_factory):
     assert not left, left
 
 
+@ON_THE_CLUSTER
 def test_charts_rendered_on_dask_are_the_local_pools_byte_for_byte(tmp_path, demo_url, demo_tokens, dask_cluster):
     address, _ = dask_cluster
     merchants = ["--server-url", demo_url, "--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--no-cache"]
@@ -48,6 +51,7 @@ def test_charts_rendered_on_dask_are_the_local_pools_byte_for_byte(tmp_path, dem
     assert local.report["metrics"]["render"]["executor"] == "local"
 
 
+@ON_THE_CLUSTER
 def test_a_chart_that_kills_dask_workers_fails_alone(tmp_path, demo_url, demo_tokens, dask_cluster):
     address, _ = dask_cluster
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--no-cache", "--deck", "none",
@@ -59,6 +63,7 @@ def test_a_chart_that_kills_dask_workers_fails_alone(tmp_path, demo_url, demo_to
     wait_for_workers(address, 2)  # the nannies bring the killed workers back for the next test
 
 
+@ON_THE_CLUSTER
 def test_a_dask_worker_killed_mid_run_loses_no_chart(tmp_path, demo_tokens, dask_cluster):
     address, nannies = dask_cluster
     proc, stderr_path = start_cli(["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--merchant",
@@ -68,9 +73,12 @@ def test_a_dask_worker_killed_mid_run_loses_no_chart(tmp_path, demo_tokens, dask
     victim = psutil.Process(nannies[0].pid).children(recursive=True)[0]  # the worker under the first nanny
     victim.send_signal(signal.SIGKILL)
     result = finish(proc, stderr_path, set())
-    assert result.returncode in (0, 1), result.stderr[-3000:]
+    # Dask gives the killed worker's task to the other one (a task may kill one worker before it
+    # counts as killing them): every chart and deck is made, none failed or missing.
+    assert result.returncode == 0, result.stderr[-3000:]
     report = check_report(result, demo_tokens[:3])
-    assert {c["status"] for c in report["charts"]} <= {"ok", "failed"}
+    assert {c["status"] for c in report["charts"]} == {"ok"}
+    assert {d["status"] for d in report["decks"]} == {"ok"}
     wait_for_workers(address, 2)
 
 

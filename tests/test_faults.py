@@ -40,7 +40,9 @@ def test_a_chart_that_kills_its_worker_twice_fails_alone(kind, tmp_path, demo_ur
 
 
 def test_a_hung_render_times_out_and_the_pool_recovers(tmp_path, demo_url, demo_tokens):
-    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--render-timeout-seconds", "2"],
+    # The timeout holds for every render: far above a render's time (a fraction of a second, a few
+    # seconds on a machine busy many times over), so only the hung one can pass it.
+    result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--render-timeout-seconds", "10"],
                      tmp_path, render_faults="hang:user_demographics")
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, [demo_tokens[0]])
@@ -71,7 +73,7 @@ def test_flaky_tool_calls_are_retried_twice_at_most(tmp_path, demo_tokens):
     # The injected failure is an error the tool reports: tried at most twice, never in the fallback.
     # Calls from two threads share the server's seeded generator, so which charts fail varies.
     result = run_cli([*server_args("--fail-rate=0.3"), "--retry-attempts", "4", "--merchant", demo_tokens[0]],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     report = check_report(result)
     outcomes = {(c["status"], c["error_type"], c["attempts"]) for c in report["charts"]}
@@ -82,14 +84,15 @@ def test_flaky_tool_calls_are_retried_twice_at_most(tmp_path, demo_tokens):
     assert result.returncode == (0 if all(c["status"] == "ok" for c in report["charts"]) else 1)
 
 
-def test_a_tool_that_stops_answering_times_out(tmp_path):
+def test_a_tool_that_stops_answering_times_out(tmp_path, demo_tokens):
     # One hung tool among working ones: the failure limit is raised so that the server, which keeps
-    # answering the other tools, is not taken for down (the next test covers that).
-    result = run_cli([*server_args("--hang", "--fault-tool=get_aov_by_month"), "--tool-timeout-seconds", "1",
-                      "--retry-attempts", "1", "--charts", "aov_by_month,user_demographics",
-                      "--server-failure-limit", "100"], tmp_path)
+    # answering the other tools, is not taken for down (the next test covers that). The timeout
+    # holds for every call: far above a demo call's time even on a busy machine.
+    result = run_cli([*server_args("--hang", "--fault-tool=get_aov_by_month"), "--tool-timeout-seconds", "5",
+                      "--retry-attempts", "1", "--charts", "aov_by_month,user_demographics", "--merchant",
+                      demo_tokens[0], "--server-failure-limit", "100"], tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
-    report = check_report(result, chart_ids=["aov_by_month", "user_demographics"])
+    report = check_report(result, demo_tokens[:1], chart_ids=["aov_by_month", "user_demographics"])
     charts = by_chart(report)
     assert charts == {"aov_by_month": {("failed", "timeout")}, "user_demographics": {("ok", None)}}
     assert report["metrics"]["retrieval"]["sequential_fallbacks"] >= 1
@@ -98,7 +101,7 @@ def test_a_tool_that_stops_answering_times_out(tmp_path):
 def test_a_server_that_never_answers_is_given_up_once(tmp_path):
     """Every tool hangs: after three timeouts in a row the server is down, and the charts still
     waiting fail at once instead of each waiting out its own timeouts, retries and fallback."""
-    result = run_cli([*server_args("--hang"), "--tool-timeout-seconds", "1"], tmp_path)
+    result = run_cli([*server_args("--hang"), "--tool-timeout-seconds", "1"], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     report = check_report(result)
     assert {(c["status"], c["error_type"]) for c in report["charts"]} <= {("failed", "server_unavailable"),
@@ -113,7 +116,7 @@ def test_a_server_that_never_answers_is_given_up_once(tmp_path):
 def test_a_server_that_dies_mid_run(tmp_path, demo_tokens):
     # One call at a time, so the four calls before the crash have all answered.
     result = run_cli([*server_args("--crash-after=4"), "--max-concurrent-batches", "1", "--batch-size", "1",
-                      "--merchant", demo_tokens[0]], tmp_path)
+                      "--merchant", demo_tokens[0]], tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result)
     counts = Counter(c["status"] for c in report["charts"])
@@ -125,7 +128,7 @@ def test_an_unreachable_server_fails_fast_with_exit_4_and_no_secret(tmp_path):
     secret = "s3cr3t-token-value"
     url = f"http://user:{secret}@127.0.0.1:{closed_port()}/mcp?api_token={secret}"
     started = time.monotonic()
-    result = run_cli(["--server-url", url, "--merchant", "AAAAAAAAAAAA"], tmp_path)
+    result = run_cli(["--server-url", url, "--merchant", "AAAAAAAAAAAA"], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     assert time.monotonic() - started < 30
     report = check_report(result, ["AAAAAAAAAAAA"])
@@ -155,7 +158,7 @@ def test_an_unreachable_server_fails_fast_with_exit_4_and_no_secret(tmp_path):
 def test_bad_data_fails_only_its_chart(kind, tool, chart_id, tmp_path):
     other = "aov_by_product_type"
     result = run_cli([*server_args(f"--malformed={kind}", f"--fault-tool={tool}"), "--charts",
-                      f"{chart_id},{other}", "--max-concurrent-charts", "1"], tmp_path)
+                      f"{chart_id},{other}", "--max-concurrent-charts", "1"], tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, chart_ids=[chart_id, other])
     assert by_chart(report) == {chart_id: {("failed", "bad_data")}, other: {("ok", None)}}
@@ -253,7 +256,7 @@ def _bad_sql_and_credential_inputs(tmp_path: Path) -> list[tuple[list[str], str]
                          ids=["general", "sql-credentials", "hostile-files"])
 def test_bad_user_input_exits_2_naming_the_problem(tmp_path, inputs):
     for args, expected in inputs(tmp_path):
-        result = run_cli(args, tmp_path, output_dir="--output-dir" not in args)
+        result = run_cli(args, tmp_path, output_dir="--output-dir" not in args, in_process=True)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (args, lines)
@@ -279,7 +282,9 @@ def test_interrupt_during_retrieval(signum, whole_group, tmp_path):
     report = check_report(result)
     assert report["run"]["status"] == "interrupted"
     assert {c["status"] for c in report["charts"]} == {"cancelled"}
-    assert {b["status"] for b in report["batches"]} <= {"cancelled", "failed", "ok", "partial"}
+    # Every planned batch is listed, cancelled: those waiting, and those whose calls were under way.
+    assert len(report["batches"]) == report["metrics"]["retrieval"]["batches_total"] == 9
+    assert {b["status"] for b in report["batches"]} == {"cancelled"}
 
 
 def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_url, demo_tokens):
@@ -296,8 +301,8 @@ def test_interrupt_after_the_charts_while_closing_and_reporting(tmp_path, demo_u
 def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
     proc, stderr_path = start_cli(["--server-url", demo_url, "--merchant", demo_tokens[0]], tmp_path,
                                render_faults="hang:user_demographics")
-    seen = wait_for(proc, stderr_path, "rendered in")
-    time.sleep(1.0)  # let the other charts finish; the hung one never will
+    # Stopped once every other chart is rendered: only the hung one is still under way.
+    seen = wait_for(proc, stderr_path, "rendered in", count=len(BUILTIN_PACK) - 1)
     seen |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
     proc.send_signal(signal.SIGTERM)
     result = finish(proc, stderr_path, seen)
@@ -305,13 +310,11 @@ def test_interrupt_during_rendering(tmp_path, demo_url, demo_tokens):
     report = check_report(result, [demo_tokens[0]])
     charts = statuses(report)
     assert charts.pop(f"{demo_tokens[0]}:user_demographics") == ("cancelled", "cancelled")
-    assert set(charts.values()) <= {("ok", None), ("cancelled", "cancelled")}
-    assert ("ok", None) in charts.values()
+    assert set(charts.values()) == {("ok", None)}  # finished work stays finished
     for chart in report["charts"]:
         if chart["status"] == "ok":
             assert Path(chart["output"]).stat().st_size == chart["bytes"]
         else:
             assert chart["output"] is None
-    assert len(BUILTIN_PACK) == 7
     assert {(d["format"], d["status"]) for d in report["decks"]} == {("pdf", "cancelled"), ("pptx", "cancelled")}
     assert not list(result.report_path.parent.rglob("business-review.*"))  # no deck, not half of one

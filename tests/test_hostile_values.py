@@ -14,7 +14,6 @@ import math
 import re
 import shlex
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from runner.render import worker
 from runner.render.draw import draw_chart
 from runner.retrieval.direct import chart_data
 from runner.retrieval.parse import MAX_VALUE, chart_data_from_json, data_document
-from tests.helpers import REPO, check_report, clean_env, run_cli
+from tests.helpers import REPO, check_report, run_cli, run_in_process
 from tests.userfiles import assert_untouched, plant_user_files, tree_digest
 
 # Labels in any alphabet are drawn with whatever glyphs the font has; matplotlib says which it lacks.
@@ -343,7 +342,8 @@ def test_one_bad_value_fails_its_chart_alone_through_the_cli(tmp_path):
                          "--poison", "get_monthly_sales_by_product_type=huge-int",
                          "--poison", "get_aov_by_month=bad-month"])
     before = tree_digest(plant_user_files(tmp_path), skip=(tmp_path / "out",))
-    result = run_cli(["--server-command", server, "--merchant", "LIICIEWKV6BK", "--batch-size", "3"], tmp_path)
+    result = run_cli(["--server-command", server, "--merchant", "LIICIEWKV6BK", "--batch-size", "3"], tmp_path,
+                     in_process=True)
     assert_untouched(before, tree_digest(tmp_path, skip=(tmp_path / "out",)))
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, ["LIICIEWKV6BK"])
@@ -359,8 +359,7 @@ def test_one_bad_value_fails_its_chart_alone_through_the_cli(tmp_path):
 
 def test_an_impossible_order_date_fails_only_the_monthly_sql_charts(tmp_path):
     db = tmp_path / "warehouse.db"
-    subprocess.run([sys.executable, "-m", "runner", "demo-data", "--sqlite", str(db)], check=True,
-                   capture_output=True, env=clean_env())
+    assert run_in_process(["demo-data", "--sqlite", str(db)], tmp_path).returncode == 0
     with sqlite3.connect(db) as connection:  # one order, copied, dated in the 13th month
         columns = [row[1] for row in connection.execute("PRAGMA table_info(orders)")]
         listed = ", ".join(columns)
@@ -369,7 +368,7 @@ def test_an_impossible_order_date_fails_only_the_monthly_sql_charts(tmp_path):
                            "WHERE merchant_token = 'LIICIEWKV6BK' LIMIT 1")
     server = shlex.join([sys.executable, str(REPO / "tests" / "sql_server.py"), "--db", str(db)])
     result = run_cli(["--pack", "business-review-sql", "--server-command", server, "--merchant", "LIICIEWKV6BK"],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     report = check_report(result, ["LIICIEWKV6BK"])
     monthly = {"monthly_sales_yoy", "sales_by_product_type", "orders_by_user_type", "aov_by_month"}

@@ -1,6 +1,6 @@
 """The summary slide's key figures: declared by the pack, measured over the window's last 12
 months against the same months a year earlier, and every number on the slide recomputed here
-with this test's own arithmetic and formatting (the rules in runner/decks/wording.py)."""
+with this test's own arithmetic and formatting (the rules in runner/wording.py)."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def test_a_quarter_is_compared_with_the_same_quarter_a_year_earlier(tmp_path, de
     name = next(m["name"] for m in warehouse.merchants() if m["token"] == token)
     (tmp_path / "merchants.csv").write_text(f"{token},{name}\n")
     result = run_cli(["--server-url", demo_url, "--merchants-file", str(tmp_path / "merchants.csv"),
-                      "--start-date", "2025-10-01", "--end-date", "2025-12-31"], tmp_path)
+                      "--start-date", "2025-10-01", "--end-date", "2025-12-31"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = result.report_path.parent / token
     sales, orders, new = _warehouse_totals(warehouse, token, "2025-10", "2025-12")
@@ -275,7 +275,7 @@ def _new_merchant_warehouse(folder: Path) -> Path:
 def test_a_merchant_new_in_the_window_is_new_not_infinitely_up(tmp_path):
     db = _new_merchant_warehouse(tmp_path)
     result = run_cli(["--pack", "business-review-sql", "--server-command", sql_server(db), "--merchant", "NEW25",
-                      "--start-date", "2024-01-01", "--end-date", "2025-12-31"], tmp_path)
+                      "--start-date", "2024-01-01", "--end-date", "2025-12-31"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = result.report_path.parent / "NEW25"
     with sqlite3.connect(db) as conn:

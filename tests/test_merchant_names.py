@@ -13,7 +13,6 @@ import json
 import shlex
 import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from pptx.util import Inches
 from pypdf import PdfReader
 
 from runner.merchants import MAX_NAME_CHARS, merchant_name
-from tests.helpers import REPO, clean_env, run_cli, server_args, validate_report
+from tests.helpers import REPO, run_cli, run_in_process, server_args, validate_report
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -127,7 +126,7 @@ def test_the_servers_names_go_on_the_decks_and_in_every_row_the_token_stays_the_
     names = {m["token"]: m["name"] for m in first}
     junit = tmp_path / "results.xml"
     result = run_cli(["--server-url", demo_url, "--charts", "aov_by_month,user_demographics", "--csv",
-                      "--junit-xml", str(junit)], tmp_path)
+                      "--junit-xml", str(junit)], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [row["merchant"] for row in result.report["merchants"]] == list(names)  # the server's first three
     _assert_named(result.report, names)
@@ -152,7 +151,7 @@ def test_a_merchants_file_names_its_merchants(tmp_path, demo_url, first, form):
         _merchants_file(merchants, [[a, names[a], "home"], [b, names[b], "beauty"], [c, "", "beauty"]],
                         header=["merchant_token", "name", "category"])
     result = run_cli(["--server-url", demo_url, "--merchants-file", str(merchants), *ONE_CHART, "--deck", "pdf"],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_named(result.report, names)
     _assert_deck_names(result.report, {a: names[a], b: names[b]}, ("pdf",))
@@ -164,12 +163,12 @@ def test_a_token_per_line_file_still_works_and_a_name_with_an_unquoted_comma_is_
     plain = tmp_path / "plain.txt"
     plain.write_text(f"{a}\n# a comment\n{b}  # and another\n")
     result = run_cli(["--server-url", demo_url, "--merchants-file", str(plain), *ONE_CHART, "--deck", "none"],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert {row["merchant"]: row["merchant_name"] for row in result.report["merchants"]} == {a: a, b: b}
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{a},Bottega, Verde\n")
-    refused = run_cli(["--server-url", demo_url, "--merchants-file", str(bad), *ONE_CHART], tmp_path)
+    refused = run_cli(["--server-url", demo_url, "--merchants-file", str(bad), *ONE_CHART], tmp_path, in_process=True)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = refused.stderr.strip().splitlines()
     assert f"{bad}:1" in line and "quote a name" in line
@@ -187,7 +186,7 @@ def test_a_hostile_name_is_cleaned_bounded_and_never_a_path(tmp_path, demo_url, 
     else:
         rows = [[token, given] for token, (given, _) in zip(tokens, HOSTILE, strict=True)]
         args = ["--server-url", demo_url, "--merchants-file", str(_merchants_file(tmp_path / "m.csv", rows))]
-    result = run_cli([*args, *ONE_CHART, "--csv"], tmp_path)
+    result = run_cli([*args, *ONE_CHART, "--csv"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_named(result.report, expected)
     _assert_deck_names(result.report, expected, ("pdf", "pptx"))
@@ -216,12 +215,13 @@ def test_the_job_file_names_merchants(tmp_path, demo_url, first, form):
     else:
         job.write_text(f'charts = ["aov_by_month"]\n\n[merchants]\n{a} = "Casa Nostra"\n{b} = "Vino Vero"\n')
         names = {a: "Casa Nostra", b: "Vino Vero"}
-    result = run_cli(["--config", str(job), "--server-url", demo_url, *ONE_CHART, "--deck", "pdf"], tmp_path)
+    result = run_cli(["--config", str(job), "--server-url", demo_url, *ONE_CHART, "--deck", "pdf"], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_named(result.report, names)
     assert names[a] in _pdf_pages(_deck(result.report, a, "pdf"))[0]
     job.write_text(f'merchants = [{{ token = "{a}", label = "Casa Nostra" }}]\n')
-    refused = run_cli(["--config", str(job), "--server-url", demo_url], tmp_path)
+    refused = run_cli(["--config", str(job), "--server-url", demo_url], tmp_path, in_process=True)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = refused.stderr.strip().splitlines()
     assert "invalid merchants" in line and str(job) in line
@@ -230,8 +230,8 @@ def test_the_job_file_names_merchants(tmp_path, demo_url, first, form):
 @pytest.fixture(scope="module")
 def sqlite_warehouse(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "demo.db"
-    subprocess.run([sys.executable, "-m", "runner", "demo-data", "--sqlite", str(path)], check=True,
-                   capture_output=True, env=clean_env())
+    written = run_in_process(["demo-data", "--sqlite", str(path)], path.parent)
+    assert written.returncode == 0, written.stderr
     return path
 
 
@@ -242,7 +242,7 @@ def test_a_sql_run_without_merchants_takes_them_and_their_names_from_the_packs_q
     names = {m["token"]: m["name"] for m in by_name}
     server = shlex.join([sys.executable, str(SQL_SERVER), "--db", str(sqlite_warehouse), "--format", fmt])
     result = run_cli(["--pack", "business-review-sql", *ONE_CHART, "--deck", "pdf", "--server-command", server],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [row["merchant"] for row in result.report["merchants"]] == list(names)
     _assert_named(result.report, names)
@@ -258,7 +258,8 @@ def test_a_merchants_query_that_fails_or_names_a_merchant_is_a_usage_error(tmp_p
     with sqlite3.connect(orders_only) as db:
         db.execute("DROP TABLE merchants")
     server = shlex.join([sys.executable, str(SQL_SERVER), "--db", str(orders_only)])
-    failed = run_cli(["--pack", "business-review-sql", *ONE_CHART, "--server-command", server], tmp_path)
+    failed = run_cli(["--pack", "business-review-sql", *ONE_CHART, "--server-command", server], tmp_path,
+                     in_process=True)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
     line = failed.stderr.strip().splitlines()[-1]
     assert "merchants query" in line and "no such table: merchants" in line and "--merchant" in line
@@ -267,7 +268,7 @@ def test_a_merchants_query_that_fails_or_names_a_merchant_is_a_usage_error(tmp_p
     pack.write_text('merchants = "SELECT merchant_token, name FROM merchants WHERE merchant_token = :merchant_token"'
                     '\n\n[[chart]]\nid = "aov"\ntitle = "AOV"\nkind = "bars"\nlabel = "l"\nvalue = "v"\n'
                     'sql = "SELECT l, v FROM t WHERE m = :merchant_token"\n')
-    refused = run_cli(["charts", "--pack", str(pack)], tmp_path, output_dir=False)
+    refused = run_cli(["charts", "--pack", str(pack)], tmp_path, output_dir=False, in_process=True)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert ":merchant_token" in refused.stderr and "merchants" in refused.stderr
 
@@ -286,7 +287,7 @@ def test_a_template_gets_the_name_as_merchant_and_the_token_as_merchant_token(tm
     template.save(str(tmp_path / "template.pptx"))
     merchants = _merchants_file(tmp_path / "merchants.csv", [[token, name]])
     result = run_cli(["--server-url", demo_url, "--merchants-file", str(merchants), *ONE_CHART, "--deck", "pptx",
-                      "--deck-template", str(tmp_path / "template.pptx")], tmp_path)
+                      "--deck-template", str(tmp_path / "template.pptx")], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     slides = _pptx_slides(_deck(result.report, token, "pptx"))
     assert slides[0] == f"Review of {name} ({token})"
@@ -301,7 +302,7 @@ def named_run(tmp_path_factory, first) -> Path:
     root = tmp_path_factory.mktemp("named-run")
     merchants = _merchants_file(root / "merchants.csv", [[m["token"], m["name"]] for m in first[:2]])
     result = run_cli([*FAULTS, "--merchants-file", str(merchants), "--charts", "aov_by_month,user_demographics",
-                      "--deck", "pdf"], root)
+                      "--deck", "pdf"], root, in_process=True)
     assert result.returncode == 1, result.stderr[-2000:]
     return result.report_path.parent
 
@@ -323,7 +324,7 @@ def test_a_rerun_merges_reports_with_names_without_them_and_with_hostile_ones(tm
             row["merchant_name"] = "\x1b[2J\x1b[31mEvil\x1b[0m\x00 " + "E" * 5000
         names = {token: ("Evil " + "E" * 5000)[:MAX_NAME_CHARS] for token in names}
     report_path.write_text(json.dumps(report))
-    merged = run_cli(["--rerun-failed", str(report_path), "--merge"], tmp_path)
+    merged = run_cli(["--rerun-failed", str(report_path), "--merge"], tmp_path, in_process=True)
     assert merged.returncode == 0, merged.stderr[-3000:]
     merged_report = json.loads(report_path.read_text())
     assert merged_report["run"]["charts_ok"] == 4

@@ -29,7 +29,7 @@ def test_junit_case_times_are_each_charts_own_work_and_add_up_to_the_run(tmp_pat
     merchants = demo_tokens[:3]
     result = run_cli(["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)],
                       "--batch-size", "1", "--max-concurrent-charts", "1", "--no-cache", "--junit-xml", str(junit)],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     report = check_report(result, merchants)
     (suite,) = list(JUnitXml.fromfile(str(junit)))

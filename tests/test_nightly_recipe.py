@@ -13,8 +13,6 @@ import csv
 import json
 import re
 import shlex
-import subprocess
-import sys
 import tempfile
 import tomllib
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from hypothesis import strategies as st
 from junitparser import JUnitXml
 
 from runner.demo.launch import embedded_server
-from tests.helpers import REPO, CliRun, clean_env, cli_result, validate_report
+from tests.helpers import REPO, CliRun, run_in_process, validate_report
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -59,15 +57,13 @@ class Night:
         self.out = root / "runner-output"
 
     def command(self, line: str, today: str, url: str, *extra: str, env: dict[str, str] | None = None) -> CliRun:
-        """One of the README's lines as a CI job runs it, with the job file of that night."""
+        """One of the README's lines as a CI job runs it (its variables, in its workspace), with the
+        job file of that night; through the CLI in this process."""
         (self.root / "job.toml").write_text(_toml({**self.job, "server_url": url, "today": today}))
         words = shlex.split(line)
         assignments = dict(word.split("=", 1) for word in words[:words.index("python")])
         args = words[words.index("python") + 3:]  # after `python -m runner`
-        proc = subprocess.run([sys.executable, "-m", "runner", *args, *extra], capture_output=True, text=True,
-                              cwd=self.root, env=clean_env({"MCP_TOKEN": TOKEN, **assignments, **(env or {})}),
-                              stdin=subprocess.DEVNULL, timeout=300)
-        return cli_result(proc.returncode, proc.stdout, proc.stderr)
+        return run_in_process([*args, *extra], self.root, {"MCP_TOKEN": TOKEN, **assignments, **(env or {})})
 
     def folders(self) -> list[str]:
         return sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".") and p.name != "latest")

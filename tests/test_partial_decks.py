@@ -41,7 +41,7 @@ def _pack(tmp_path: Path) -> Path:
 
 def _run(tmp_path: Path, demo_url: str, token: str, *args: str, env: dict[str, str] | None = None) -> CliRun:
     return run_cli(["--server-url", demo_url, "--merchant", token, "--pack", str(_pack(tmp_path)), *args],
-                   tmp_path, env=env)
+                   tmp_path, env=env, in_process=True)
 
 
 def _checked(result: CliRun, token: str) -> dict:
@@ -205,7 +205,7 @@ def test_a_bad_partial_decks_value_is_one_usage_line(tmp_path, how):
         config = tmp_path / "runner.toml"
         config.write_text('partial_decks = "maybe"\n')
         args, named = ["--config", str(config)], f"partial_decks in {config}"
-    result = run_cli(["--merchant", "LIICIEWKV6BK", *args], tmp_path, env=env)
+    result = run_cli(["--merchant", "LIICIEWKV6BK", *args], tmp_path, env=env, in_process=True)
     assert result.returncode == 2, result.stderr[-3000:]
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and named in line and "'maybe'" in line, line

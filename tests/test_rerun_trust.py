@@ -34,7 +34,7 @@ def original(tmp_path_factory, demo_tokens) -> Path:
     """One finished run of two merchants whose user_demographics failed: copied by each test."""
     root = tmp_path_factory.mktemp("original")
     first = run_cli([*FAULTS, "--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--charts", ",".join(CHARTS)],
-                    root)
+                    root, in_process=True)
     assert first.returncode == 1, first.stderr[-2000:]
     assert {(c["chart_id"], c["status"]) for c in first.report["charts"]} == {("aov_by_month", "ok"),
                                                                             ("user_demographics", "failed")}
@@ -65,7 +65,7 @@ class Setup:
 
     def merge(self, *extra: str):
         """--merge against the run's own server: the embedded demo server, without its faults now."""
-        return run_cli(["--rerun-failed", str(self.report_path), "--merge", *extra], self.root)
+        return run_cli(["--rerun-failed", str(self.report_path), "--merge", *extra], self.root, in_process=True)
 
     def runs(self) -> list[str]:
         return sorted(p.name for p in self.out.iterdir())
@@ -114,7 +114,7 @@ def test_keep_runs_spares_the_run_a_rerun_reads_and_merges_into(tmp_path, origin
     shutil.copytree(original, older, symlinks=True)
     files = sorted(str(p.relative_to(setup.run)) for p in setup.run.rglob("*.png"))
     result = run_cli(["--rerun-failed", str(setup.report_path), "--keep-runs", "1",
-                      *(["--merge"] if merge else [])], setup.root)
+                      *(["--merge"] if merge else [])], setup.root, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not older.exists()  # pruning still happens, after the merge
     assert setup.run.exists()
@@ -289,7 +289,7 @@ def test_a_report_edited_by_hand_is_refused_in_one_line(tmp_path, original, chan
     setup.rewrite(change)
     runs = setup.runs()
     result = run_cli(["--server-url", "http://127.0.0.1:9/mcp", "--rerun-failed", str(setup.report_path), "--merge"],
-                     setup.root)  # a server nobody answers on: nothing may get that far
+                     setup.root, in_process=True)  # a server nobody answers on: nothing may get that far
     _one_line_usage_error(result, expected)
     assert setup.runs() == runs
     setup.assert_untouched()
@@ -299,7 +299,7 @@ def test_a_report_edited_by_hand_is_refused_in_one_line(tmp_path, original, chan
 def test_a_report_that_is_not_json_is_refused_in_one_line(tmp_path, original, text):
     setup = Setup(tmp_path, original)
     setup.report_path.write_bytes(text.encode("latin-1"))
-    result = run_cli(["--rerun-failed", str(setup.report_path), "--merge"], setup.root)
+    result = run_cli(["--rerun-failed", str(setup.report_path), "--merge"], setup.root, in_process=True)
     _one_line_usage_error(result, "not a runner report")
 
 

@@ -47,7 +47,8 @@ class DeckRun:
 @pytest.fixture(scope="module")
 def deck_run(tmp_path_factory: pytest.TempPathFactory, demo_url: str, demo_tokens: list[str]) -> DeckRun:
     merchant = demo_tokens[0]
-    result = run_cli(["--server-url", demo_url, "--merchant", merchant], tmp_path_factory.mktemp("slides"))
+    result = run_cli(["--server-url", demo_url, "--merchant", merchant], tmp_path_factory.mktemp("slides"),
+                     in_process=True)
     assert result.returncode == 0 and result.report is not None, result.stderr[-3000:]
     charts = tuple(c for c in result.report["charts"] if c["merchant"] == merchant)
     assert [c["chart_id"] for c in charts] == list(SPECS) and {c["status"] for c in charts} == {"ok"}

@@ -207,7 +207,7 @@ def _postgres(folder: Path, cluster: Cluster) -> list[str]:
 def _check_every_chart(tmp_path: Path, server: list[str]) -> None:
     args = ["--pack", "business-review-sql", "--start-date", START.isoformat(), "--end-date", END.isoformat(),
             "--deck", "none", *[a for m in MERCHANTS for a in ("--merchant", m)], *server]
-    result = run_cli(args, tmp_path)
+    result = run_cli(args, tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, MERCHANTS)
     assert result.report_path is not None

@@ -22,7 +22,7 @@ import pytest
 
 from runner.charts import BUILTIN_PACK
 from tests import thirdparty
-from tests.helpers import REPO, assert_every_chart_once, clean_env, run_cli
+from tests.helpers import REPO, assert_every_chart_once, run_cli, run_in_process
 from tests.postgres import Cluster, postgres_cluster  # noqa: F401 (the postgres fixture)
 
 SQL_SERVER = REPO / "tests" / "sql_server.py"
@@ -38,8 +38,8 @@ def warehouse_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     import duckdb
 
     folder = tmp_path_factory.mktemp("warehouse")
-    subprocess.run([sys.executable, "-m", "runner", "demo-data", "--sqlite", str(folder / "demo.db"),
-                    "--csv", str(folder / "csv")], check=True, capture_output=True, env=clean_env())
+    written = run_in_process(["demo-data", "--sqlite", str(folder / "demo.db"), "--csv", str(folder / "csv")], folder)
+    assert written.returncode == 0, written.stderr
     with duckdb.connect(str(folder / "demo.duckdb")) as db:
         db.execute(f"CREATE TABLE orders AS FROM read_csv('{folder / 'csv' / 'orders.csv'}')")
     return {"sqlite": folder / "demo.db", "duckdb": folder / "demo.duckdb", "csv": folder / "csv"}
@@ -97,7 +97,8 @@ def merchants(tokens: list[str] = TOKENS) -> list[str]:
 
 def test_motherduck_draws_the_seven_charts_with_the_demo_servers_numbers(tmp_path, warehouse_files, demo_answers):
     command = f"mcp-server-motherduck --db-path {warehouse_files['duckdb']}"
-    result = run_cli(["--pack", "business-review-sql", "--server-command", command, *merchants()], tmp_path)
+    result = run_cli(["--pack", "business-review-sql", "--server-command", command, *merchants()], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, TOKENS)
     assert "SQL charts run through tool execute_query(sql) with values inlined" in result.stderr
@@ -108,7 +109,7 @@ def test_motherduck_draws_the_seven_charts_with_the_demo_servers_numbers(tmp_pat
 
 
 def test_the_demo_server_run_writes_the_same_data_files(tmp_path, demo_url, demo_answers):
-    result = run_cli(["--server-url", demo_url, *merchants(TOKENS[:1])], tmp_path)
+    result = run_cli(["--server-url", demo_url, *merchants(TOKENS[:1])], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_data_matches_demo(result.report, demo_answers)
 
@@ -117,7 +118,8 @@ def test_the_demo_server_run_writes_the_same_data_files(tmp_path, demo_url, demo
                                  "python-tuples", "resource"])
 def test_every_result_format_is_decoded(tmp_path, warehouse_files, demo_answers, fmt):
     result = run_cli(["--pack", "business-review-sql", "--charts", FORMAT_CHARTS, *merchants(TOKENS[1:2]),
-                      "--server-command", sql_server(warehouse_files["sqlite"], "--format", fmt)], tmp_path)
+                      "--server-command", sql_server(warehouse_files["sqlite"], "--format", fmt)], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, TOKENS[1:2], FORMAT_CHARTS.split(","))
     assert_data_matches_demo(result.report, demo_answers)
@@ -128,9 +130,10 @@ def test_garbage_and_unflagged_errors_fail_their_charts_with_a_reason(tmp_path, 
     pack.write_text('[[chart]]\nid = "broken"\ntitle = "Broken"\nkind = "bars"\nlabel = "l"\nvalue = "v"\n'
                     'sql = "SELECT l, v FROM no_such_table WHERE m = :merchant_token"\n')
     garbage = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
-                       "--server-command", sql_server(warehouse_files["sqlite"], "--format", "garbage")], tmp_path)
+                       "--server-command", sql_server(warehouse_files["sqlite"], "--format", "garbage")], tmp_path,
+                      in_process=True)
     unflagged = run_cli(["--pack", str(pack), *merchants(TOKENS[:1]),
-                         "--server-command", sql_server(warehouse_files["sqlite"])], tmp_path)
+                         "--server-command", sql_server(warehouse_files["sqlite"])], tmp_path, in_process=True)
     for result, error_type, fragment, tries in ((garbage, "bad_data", "502 Bad Gateway", 1),
                                                 (unflagged, "tool_error", "Database error: no such table", 2)):
         assert result.returncode == 4, result.stderr[-3000:]
@@ -142,7 +145,7 @@ def test_garbage_and_unflagged_errors_fail_their_charts_with_a_reason(tmp_path, 
 def test_bound_parameters_reach_a_tool_that_takes_them(tmp_path, warehouse_files, demo_answers):
     result = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_month,user_demographics",
                       *merchants(TOKENS[:1]), "--server-command", sql_server(warehouse_files["sqlite"], "--params")],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "execute_query(query) with parameters bound through 'params'" in result.stderr
     assert_data_matches_demo(result.report, demo_answers)
@@ -154,15 +157,17 @@ def test_bound_parameters_reach_a_tool_that_takes_them(tmp_path, warehouse_files
 
 def test_the_query_tool_is_named_when_several_or_none_fit(tmp_path, warehouse_files, demo_url, demo_answers):
     two = sql_server(warehouse_files["sqlite"], "--second-query-tool")
-    ambiguous = run_cli(["--pack", "business-review-sql", *merchants(TOKENS[:1]), "--server-command", two], tmp_path)
-    none = run_cli(["--pack", "business-review-sql", *merchants(TOKENS[:1]), "--server-url", demo_url], tmp_path)
+    ambiguous = run_cli(["--pack", "business-review-sql", *merchants(TOKENS[:1]), "--server-command", two], tmp_path,
+                        in_process=True)
+    none = run_cli(["--pack", "business-review-sql", *merchants(TOKENS[:1]), "--server-url", demo_url], tmp_path,
+                   in_process=True)
     for result, fragment in ((ambiguous, "several tools could run SQL: read_query, run_sql"),
                              (none, "no tool of the server takes a SQL query")):
         assert result.returncode == 2, result.stderr[-2000:]
         assert fragment in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     picked = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
-                      "--server-command", two, "--query-tool", "run_sql"], tmp_path)
+                      "--server-command", two, "--query-tool", "run_sql"], tmp_path, in_process=True)
     assert picked.returncode == 0, picked.stderr[-2000:]
     assert "tool run_sql(sql)" in picked.stderr
     assert_data_matches_demo(picked.report, demo_answers)
@@ -174,9 +179,9 @@ def test_tool_arguments_with_placeholders_suit_a_strict_tool(tmp_path, warehouse
     good.write_text(strict + 'arguments = { token = ":merchant_token", since = ":start_date", until = ":end_date" }\n')
     forced.write_text(strict)  # no placeholders: the runner adds merchant_token and the dates
     server = ["--server-command", sql_server(warehouse_files["sqlite"])]
-    ok = run_cli(["--pack", str(good), *merchants(TOKENS[:1]), *server], tmp_path)
+    ok = run_cli(["--pack", str(good), *merchants(TOKENS[:1]), *server], tmp_path, in_process=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    refused = run_cli(["--pack", str(forced), *merchants(TOKENS[:1]), *server], tmp_path)
+    refused = run_cli(["--pack", str(forced), *merchants(TOKENS[:1]), *server], tmp_path, in_process=True)
     (chart,) = refused.report["charts"]
     assert chart["error_type"] == "tool_error" and "merchant_token" in chart["error"]
     assert chart["attempts"] == 2  # an answer, not a fault: tried twice, not 1 + retries + fallback
@@ -201,7 +206,7 @@ def test_mcp_alchemy_over_pg_draws_the_seven_charts_with_the_demo_servers_number
     alchemy = thirdparty.server("mcp-alchemy")
     result = run_cli(["--pack", "business-review-sql", "--server-command", str(alchemy.command), "--server-env",
                       "DB_URL", "--server-env", "EXECUTE_QUERY_MAX_CHARS=1000000", *merchants()], tmp_path,
-                     env={"DB_URL": postgres_demo})
+                     env={"DB_URL": postgres_demo}, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, TOKENS)
     assert ALCHEMY_PICK in result.stderr
@@ -212,7 +217,8 @@ def test_mcp_alchemy_over_sqlite_draws_the_demo_servers_numbers(tmp_path, wareho
     alchemy = thirdparty.server("mcp-alchemy")
     result = run_cli(["--pack", "business-review-sql", "--server-command", str(alchemy.command), "--server-env",
                       f"DB_URL=sqlite:///{warehouse_files['sqlite']}", "--server-env",
-                      "EXECUTE_QUERY_MAX_CHARS=1000000", "--deck", "none", *merchants(TOKENS[2:])], tmp_path)
+                      "EXECUTE_QUERY_MAX_CHARS=1000000", "--deck", "none", *merchants(TOKENS[2:])], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, TOKENS[2:])
     assert_data_matches_demo(result.report, demo_answers)
@@ -224,7 +230,7 @@ def test_a_cut_mcp_alchemy_answer_is_bad_data_naming_its_setting(tmp_path, wareh
     result = run_cli(["--pack", "business-review-sql", "--charts", "orders_by_user_type,aov_by_product_type",
                       "--server-command", str(alchemy.command), "--server-env",
                       f"DB_URL=sqlite:///{warehouse_files['sqlite']}", "--deck", "none", *merchants(TOKENS[:1])],
-                     tmp_path)
+                     tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     charts = {chart["chart_id"]: chart for chart in result.report["charts"]}
     assert charts["aov_by_product_type"]["status"] == "ok"
@@ -237,7 +243,7 @@ def test_the_reference_sqlite_server_needs_no_query_tool_flag(tmp_path, warehous
     sqlite = thirdparty.server("mcp-server-sqlite")
     result = run_cli(["--pack", "business-review-sql", "--server-command",
                       f"{sqlite.command} --db-path {warehouse_files['sqlite']}", "--deck", "none",
-                      *merchants(TOKENS[:1])], tmp_path)
+                      *merchants(TOKENS[:1])], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("SQL charts run through tool read_query(query) with values inlined (the only one of create_table, "
             "read_query, write_query named for reading") in result.stderr
@@ -250,13 +256,13 @@ def test_pg_mcp_runs_execute_sql_not_explain_query(tmp_path, postgres_demo, demo
     server = thirdparty.server("postgres-mcp")
     args = ["--pack", "business-review-sql", "--server-command", f"{server.command} --access-mode=restricted",
             "--server-env", "DATABASE_URI", "--deck", "none", *merchants(TOKENS[:1])]
-    result = run_cli(args, tmp_path, env={"DATABASE_URI": postgres_demo})
+    result = run_cli(args, tmp_path, env={"DATABASE_URI": postgres_demo}, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("SQL charts run through tool execute_sql(sql) with values inlined (the only one of execute_sql, "
             "explain_query not named for writing, DDL or query plans") in result.stderr
     assert_data_matches_demo(result.report, demo_answers)
     plans = run_cli([*args, "--charts", "aov_by_month", "--query-tool", "explain_query"], tmp_path,
-                    env={"DATABASE_URI": postgres_demo})
+                    env={"DATABASE_URI": postgres_demo}, in_process=True)
     assert plans.returncode == 4, plans.stderr[-3000:]
     (chart,) = plans.report["charts"]
     assert chart["error_type"] == "bad_data"
@@ -290,7 +296,7 @@ def test_a_stdio_server_gets_only_the_environment_it_is_given(tmp_path, warehous
     server = sql_server(warehouse_files["sqlite"], "--require-env", f"WAREHOUSE_PASSWORD={_digest(SECRET)}")
     env = {"OTHER_PASSWORD": OTHER_SECRET, **({"WAREHOUSE_PASSWORD": SECRET} if caller_has_it else {})}
     result = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
-                      "--server-command", server, *flags], tmp_path, env=env)
+                      "--server-command", server, *flags], tmp_path, env=env, in_process=True)
     if not flags:
         assert result.returncode == 4, result.stderr[-2000:]
         assert "WAREHOUSE_PASSWORD is missing or wrong" in result.report["charts"][0]["error"]
@@ -307,7 +313,8 @@ def test_only_named_variables_reach_the_server_and_secret_assignments_are_redact
     command = f"env DB_PASSWORD={SECRET} {sql_server(warehouse_files['sqlite'])}"
     result = run_cli(["--pack", str(pack), *merchants(TOKENS[:1]), "--server-command", command, "--verbose",
                       "--server-env", "WAREHOUSE_TOKEN"], tmp_path, env={"WAREHOUSE_TOKEN": OTHER_SECRET,
-                                                                        "UNRELATED_SECRET": OTHER_SECRET})
+                                                                        "UNRELATED_SECRET": OTHER_SECRET},
+                     in_process=True)
     (chart,) = result.report["charts"]  # env_names draws the names of the server's variables
     assert chart["status"] == "ok", result.stderr[-2000:]
     names = json.loads(Path(chart["data_output"]).read_text())["labels"]
@@ -336,12 +343,12 @@ def guarded_url(warehouse_files) -> Any:
 def test_an_http_server_behind_a_bearer_token(tmp_path, guarded_url, demo_answers):
     args = ["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
             "--server-url", guarded_url]
-    refused = run_cli(args, tmp_path)
+    refused = run_cli(args, tmp_path, in_process=True)
     assert refused.returncode == 4, refused.stderr[-2000:]
     assert "HTTP 401 Unauthorized" in refused.stderr and "--server-header" in refused.stderr
     assert "Traceback" not in refused.stderr and "retry" not in refused.stderr  # no point asking again
     accepted = run_cli([*args, "--server-header", "Authorization: Bearer ${WAREHOUSE_TOKEN}"], tmp_path,
-                       env={"WAREHOUSE_TOKEN": SECRET})
+                       env={"WAREHOUSE_TOKEN": SECRET}, in_process=True)
     assert accepted.returncode == 0, accepted.stderr[-2000:]
     assert accepted.report["config"]["server_headers"]["value"] == ["Authorization: ***"]
     assert_data_matches_demo(accepted.report, demo_answers)
@@ -355,7 +362,7 @@ def test_server_text_never_reaches_the_log_raw(tmp_path, warehouse_files):
     pack.write_text('[[chart]]\nid = "c"\ntitle = "C"\nkind = "bars"\nlabel = "l"\nvalue = "v"\n'
                     f'sql = "SELECT l, v FROM \\"{forged}\\" WHERE m = :merchant_token"\n')
     result = run_cli(["--pack", str(pack), *merchants(TOKENS[:1]), "--server-command",
-                      sql_server(warehouse_files["sqlite"])], tmp_path)
+                      sql_server(warehouse_files["sqlite"])], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-2000:]
     assert "\x1b" not in result.stderr + result.stdout
     assert not any(line.startswith("03:00:00") for line in result.stderr.splitlines())
@@ -366,6 +373,6 @@ def test_server_text_never_reaches_the_log_raw(tmp_path, warehouse_files):
 def test_junk_on_a_servers_stdout_costs_no_traceback(tmp_path, warehouse_files):
     command = f"sh -c 'echo junk; echo \"{{not json\"; exec {sql_server(warehouse_files['sqlite'])}'"
     result = run_cli(["--pack", "business-review-sql", "--charts", "aov_by_product_type", *merchants(TOKENS[:1]),
-                      "--server-command", command], tmp_path)
+                      "--server-command", command], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "Failed to parse" not in result.stderr

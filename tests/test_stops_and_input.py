@@ -126,7 +126,7 @@ def _one_usage_line(result, *fragments: str) -> None:
 
 @pytest.mark.parametrize("flag", ["--start-date=-9999 years", "--end-date=+9999 years", "--start-date=-2030 years"])
 def test_a_date_out_of_the_calendar_is_a_usage_error(flag, tmp_path):
-    result = run_cli(["--merchant", "LIICIEWKV6BK", flag], tmp_path)
+    result = run_cli(["--merchant", "LIICIEWKV6BK", flag], tmp_path, in_process=True)
     _one_usage_line(result, "is out of range", flag.split("=", 1)[1])
     assert not (tmp_path / "out").exists()
 
@@ -153,7 +153,7 @@ def test_an_empty_output_dir_is_refused_and_the_working_folder_untouched(how, tm
         (tmp_path / "job.toml").write_text('output_dir = ""\n')
         args += ["--config", str(tmp_path / "job.toml")]
     before = tree_digest(project)
-    result = run_cli(args, project, output_dir=False)
+    result = run_cli(args, project, output_dir=False, in_process=True)
     _one_usage_line(result, "output_dir '' is empty")
     assert_untouched(before, tree_digest(project))
 
@@ -186,7 +186,7 @@ def _bomb(path: Path) -> Path:
 ], ids=["expands-to-1-GiB", "not-a-zip"])
 def test_a_template_that_is_not_a_pptx_or_would_expand_past_the_bound_is_refused_unread(make, says, tmp_path):
     template = make(tmp_path / "template.pptx")
-    result = run_cli(["--merchant", "LIICIEWKV6BK", "--deck-template", str(template)], tmp_path)
+    result = run_cli(["--merchant", "LIICIEWKV6BK", "--deck-template", str(template)], tmp_path, in_process=True)
     _one_usage_line(result, f"deck template {template} ", says)
     assert not (tmp_path / "out").exists()
 
@@ -230,7 +230,7 @@ def test_a_template_member_that_lies_about_its_size_is_refused_within_bounded_me
 
 
 def test_an_embedded_server_that_does_not_start_is_one_line_and_exit_4(tmp_path):
-    result = run_cli(["--merchant", "LIICIEWKV6BK", *server_args("--no-such-flag")], tmp_path)
+    result = run_cli(["--merchant", "LIICIEWKV6BK", *server_args("--no-such-flag")], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -243,7 +243,7 @@ def test_an_unwritable_junit_file_still_gives_the_report_and_exit_3(tmp_path, de
     (tmp_path / "notes.txt").write_text("a file, so no folder can be made under it")
     junit = tmp_path / "notes.txt" / "junit.xml"
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--charts", "aov_by_month",
-                      "--junit-xml", str(junit)], tmp_path)
+                      "--junit-xml", str(junit)], tmp_path, in_process=True)
     assert result.returncode == 3, result.stderr[-3000:]
     report = check_report(result, demo_tokens[:1], ["aov_by_month"])
     assert report["run"]["exit_code"] == 3 and report["charts"][0]["status"] == "ok"
@@ -274,7 +274,7 @@ def test_a_timeout_while_the_server_answers_nothing_is_not_asked_again(tmp_path,
     """Neither retried nor repeated in the sequential fallback: one tool timeout, not four (the
     bench's hostile scenario measures the wall with the default 30 s timeout)."""
     result = run_cli([*server_args("--hang"), "--merchant", demo_tokens[0], "--charts", "aov_by_month",
-                      "--tool-timeout-seconds", "1"], tmp_path)
+                      "--tool-timeout-seconds", "1"], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     report = check_report(result, demo_tokens[:1], ["aov_by_month"])
     (chart,) = report["charts"]
@@ -288,7 +288,7 @@ def test_a_stdio_server_that_dies_at_start_says_why_and_where_its_stderr_is(tmp_
     """Not just 'Connection closed': the last lines the server wrote on stderr (here a Python
     ImportError, as postgres-mcp gives under the wrong mcp) and the log file that holds them all."""
     command = f"{sys.executable} -c 'import no_such_module_for_this_test'"
-    result = run_cli(["--server-command", command, "--deck", "none"], tmp_path)
+    result = run_cli(["--server-command", command, "--deck", "none"], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     assert "Traceback" not in result.stderr.replace("its stderr ended: Traceback", "")  # quoted, not ours
     reason = result.report["run"]["error"]
@@ -315,7 +315,8 @@ def test_a_junit_path_that_is_not_a_file_is_refused_before_any_work(tmp_path):
         pass
     for name, kind in places.items():
         path = tmp_path / name
-        result = run_cli(["--merchant", "LIICIEWKV6BK", "--charts", "aov_by_month", "--junit-xml", str(path)], tmp_path)
+        result = run_cli(["--merchant", "LIICIEWKV6BK", "--charts", "aov_by_month", "--junit-xml", str(path)], tmp_path,
+                         in_process=True)
         _one_usage_line(result, f"--junit-xml {path}: it is {kind}, not a file", "")
         assert not (tmp_path / "out").exists()
     assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode) and (tmp_path / "link.xml").is_symlink()
