@@ -35,7 +35,7 @@ def agent_run(tmp_path, fake, demo_url, merchants, *extra):
     env = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.url}
     args = ["--retrieval", "agent", "--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)],
             *extra]
-    return run_cli(args, tmp_path, env=env)
+    return run_cli(args, tmp_path, env=env, in_process=True)
 
 
 def conversations(fake) -> dict[str, list[dict]]:
@@ -219,7 +219,7 @@ def test_an_unreachable_api_is_named_without_its_credentials(tmp_path, demo_url,
         env = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": base_url}
         (tmp_path / str(i)).mkdir()
         result = run_cli(["--retrieval", "agent", "--server-url", demo_url, "--merchant", demo_tokens[0],
-                          "--max-concurrent-batches", "1"], tmp_path / str(i), env=env)
+                          "--max-concurrent-batches", "1"], tmp_path / str(i), env=env, in_process=True)
         assert result.returncode == 4, result.stderr[-3000:]
         where = base_url.replace("apiuser:hunter2pass", "***")
         assert_one_line_errors(result, f"cannot reach the Messages API at {where}: ")
@@ -321,7 +321,7 @@ def test_an_answer_that_is_not_json_fails_its_charts(tmp_path, fake, demo_url, d
 
 
 def test_agent_mode_without_a_key_exits_2_before_any_work(tmp_path):
-    result = run_cli(["--retrieval", "agent"], tmp_path)
+    result = run_cli(["--retrieval", "agent"], tmp_path, in_process=True)
     assert result.returncode == 2
     assert "ANTHROPIC_API_KEY" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()

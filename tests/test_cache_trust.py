@@ -73,7 +73,7 @@ class Filled:
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory, demo_url: str, demo_tokens: list[str]) -> Filled:
     home = tmp_path_factory.mktemp("filled")
-    result = run_cli(_args(demo_url, demo_tokens[:2], home / "cache"), home)
+    result = run_cli(_args(demo_url, demo_tokens[:2], home / "cache"), home, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.report is not None
     assert len(_records(home / "cache")) == 4
@@ -101,7 +101,8 @@ def test_a_folder_of_the_users_is_refused_as_a_cache_and_keeps_every_file(tmp_pa
         (tmp_path / "out" / ".cache" / "notes.txt").write_text("mine\n")
     before = tree_digest(tmp_path)
     args = _args(demo_url, demo_tokens[:1], None, "--cache-max-mb", "1")
-    result = run_cli([*args, *(["--cache-dir", cache_dir] if cache_dir != "out/.cache" else [])], tmp_path)
+    result = run_cli([*args, *(["--cache-dir", cache_dir] if cache_dir != "out/.cache" else [])], tmp_path,
+                     in_process=True)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     shown = str(tmp_path / cache_dir) if cache_dir == "out/.cache" else cache_dir
@@ -125,19 +126,19 @@ def test_an_empty_folder_is_claimed_and_an_earlier_cache_is_adopted_only_at_the_
     plant_user_files(tmp_path)
     (tmp_path / "empty").mkdir()
     before = tree_digest(tmp_path, skip=(tmp_path / "out", tmp_path / "empty"))
-    claimed = run_cli(_args(demo_url, demo_tokens[:1], tmp_path / "empty"), tmp_path)
+    claimed = run_cli(_args(demo_url, demo_tokens[:1], tmp_path / "empty"), tmp_path, in_process=True)
     assert claimed.returncode == 0, claimed.stderr[-2000:]
     assert (tmp_path / "empty" / MARKER).read_bytes() == MARKER_TEXT and len(_records(tmp_path / "empty")) == 2
     assert_untouched(before, tree_digest(tmp_path, skip=(tmp_path / "out", tmp_path / "empty")))
 
     elsewhere = _earlier_layout(tmp_path / "old")
-    refused = run_cli(_args(demo_url, demo_tokens[:1], tmp_path / "old"), tmp_path)
+    refused = run_cli(_args(demo_url, demo_tokens[:1], tmp_path / "old"), tmp_path, in_process=True)
     assert refused.returncode == 2 and all(p.read_bytes() == b"earlier layout" for p in elsewhere)
 
     default = tmp_path / "out2" / ".cache"
     old = _earlier_layout(default)
     adopted = run_cli(_args(demo_url, demo_tokens[:1], None, "--output-dir", str(tmp_path / "out2")), tmp_path,
-                      output_dir=False)
+                      output_dir=False, in_process=True)
     assert adopted.returncode == 0, adopted.stderr[-2000:]
     assert "adopted" in adopted.stderr and not any(p.exists() for p in old)
     assert (default / MARKER).read_bytes() == MARKER_TEXT
@@ -154,7 +155,7 @@ def test_a_shard_folder_that_is_a_link_is_never_followed_nor_trimmed_through(pro
     (cache / key[:2]).symlink_to(project / "userdir", target_is_directory=True)
     (project / "userdir" / f"{key}.png").write_bytes(b"a user's file with the cache's name")
     before = tree_digest(project, skip=(project / "out", cache))
-    result = run_cli(_args(demo_url, filled.tokens, cache, "--cache-max-mb", "1"), project)
+    result = run_cli(_args(demo_url, filled.tokens, cache, "--cache-max-mb", "1"), project, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = check_report(result, filled.tokens, [CHART])
     assert {(c["merchant"], c["cached"]) for c in report["charts"]} == {
@@ -172,7 +173,7 @@ def test_an_index_that_is_a_link_refuses_the_cache_before_any_work(project, fill
     shutil.rmtree(cache / INDEX)
     (cache / INDEX).symlink_to(project / "userdir", target_is_directory=True)
     before = tree_digest(project, skip=(cache,))
-    result = run_cli(_args(demo_url, filled.tokens, cache, "--cache-max-mb", "1"), project)
+    result = run_cli(_args(demo_url, filled.tokens, cache, "--cache-max-mb", "1"), project, in_process=True)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert f"cache folder {cache} has an index that is not a folder" in line
@@ -280,7 +281,7 @@ def test_an_entry_that_is_not_what_was_written_is_a_miss_logged_once_and_rendere
     precious = project / "precious.txt"
     precious_mtime = precious.stat().st_mtime_ns
     before = tree_digest(project, skip=(project / "out", cache))
-    result = run_cli(_args(demo_url, filled.tokens, cache), project)
+    result = run_cli(_args(demo_url, filled.tokens, cache), project, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = check_report(result, filled.tokens, [CHART])
     missed = {("png", filled.tokens.index(c["merchant"])) for c in report["charts"] if not c["cached"]}
@@ -318,7 +319,7 @@ def test_trim_removes_only_entries_its_index_lists(tmp_path, demo_url, demo_toke
     (cache / INDEX / f"{theirs}.json").symlink_to(tmp_path / "notes.txt")  # not a record: removed, not followed
     before = tree_digest(tmp_path, skip=(tmp_path / "out", cache))
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--merchant", demo_tokens[1],
-                      "--deck", "none", "--cache-dir", str(cache), "--cache-max-mb", "1"], tmp_path)
+                      "--deck", "none", "--cache-dir", str(cache), "--cache-max-mb", "1"], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     check_report(result, demo_tokens[:2])
     assert "least recently used" in result.stderr

@@ -167,7 +167,7 @@ def test_config_is_frozen() -> None:
 
 
 def test_cli_bad_env_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = run_cli([], tmp_path, env={"SCALAPAY_BATCH_SIZE": "abc"})
+    result = run_cli([], tmp_path, env={"SCALAPAY_BATCH_SIZE": "abc"}, in_process=True)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -177,7 +177,7 @@ def test_cli_bad_env_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_bad_flag_exits_2(tmp_path: Path) -> None:
-    result = run_cli(["--max-concurrent-charts", "0"], tmp_path)
+    result = run_cli(["--max-concurrent-charts", "0"], tmp_path, in_process=True)
     assert result.returncode == 2
     assert "--max-concurrent-charts" in result.stderr and "'0'" in result.stderr
 

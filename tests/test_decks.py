@@ -60,7 +60,8 @@ def check_pptx(path: Path, charts: list[dict]) -> None:
 
 def test_every_merchant_gets_a_pdf_and_a_pptx_deck(tmp_path, demo_url, demo_tokens):
     merchants = demo_tokens[:2]
-    result = run_cli(["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]], tmp_path)
+    result = run_cli(["--server-url", demo_url, *[a for m in merchants for a in ("--merchant", m)]], tmp_path,
+                     in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_every_chart_once(result, merchants)
     assert_every_deck_once(result.report, merchants)
@@ -76,7 +77,7 @@ def test_every_merchant_gets_a_pdf_and_a_pptx_deck(tmp_path, demo_url, demo_toke
 
 def test_a_failed_chart_makes_a_partial_deck_with_the_reason(tmp_path, demo_tokens):
     faults = ["--demo-server-arg=--malformed=percent", "--demo-server-arg=--fault-tool=get_user_demographics"]
-    result = run_cli(["--merchant", demo_tokens[0], *faults, "--deck", "pdf"], tmp_path)
+    result = run_cli(["--merchant", demo_tokens[0], *faults, "--deck", "pdf"], tmp_path, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     assert_every_deck_once(result.report, [demo_tokens[0]], ("pdf",))
     (deck,) = result.report["decks"]
@@ -86,7 +87,7 @@ def test_a_failed_chart_makes_a_partial_deck_with_the_reason(tmp_path, demo_toke
 
 def test_no_decks_when_turned_off(tmp_path, demo_url, demo_tokens):
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--charts", "aov_by_month",
-                      "--deck", "none"], tmp_path)
+                      "--deck", "none"], tmp_path, in_process=True)
     assert result.returncode == 0 and result.report["decks"] == []
     assert not list(result.report_path.parent.rglob("business-review.*"))
 
@@ -114,7 +115,7 @@ def _template(path: Path, chart_slides: int, drop: str | None = None, by_id: boo
 def test_a_template_is_filled(tmp_path, demo_url, demo_tokens, by_id):
     template = _template(tmp_path / "template.pptx", len(BUILTIN_PACK), by_id=by_id)
     result = run_cli(["--server-url", demo_url, "--merchant", demo_tokens[0], "--deck", "pptx",
-                      "--deck-template", str(template)], tmp_path)
+                      "--deck-template", str(template)], tmp_path, in_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     (deck,) = result.report["decks"]
     filled = Presentation(deck["output"])
@@ -138,7 +139,7 @@ def test_a_template_is_filled(tmp_path, demo_url, demo_tokens, by_id):
 ])
 def test_a_template_without_a_placeholder_is_refused_before_any_work(tmp_path, slides, drop, by_id, missing):
     template = _template(tmp_path / "template.pptx", slides, drop, by_id)
-    result = run_cli(["--deck-template", str(template)], tmp_path)
+    result = run_cli(["--deck-template", str(template)], tmp_path, in_process=True)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert missing in line and "template.pptx" in line

@@ -55,7 +55,7 @@ def test_a_full_disk_is_a_failure_not_a_crash(tmp_path, demo_url, demo_tokens, l
 
 def test_a_run_past_its_deadline_stops_as_on_sigterm_and_says_why(tmp_path, demo_tokens):
     result = run_cli(["--merchant", demo_tokens[0], "--merchant", demo_tokens[1], "--max-run-seconds", "3",
-                      *server_args("--latency-ms=60000")], tmp_path)  # no call answers before the deadline
+                      *server_args("--latency-ms=60000")], tmp_path, in_process=True)  # no call answers in time
     assert result.returncode == 130, result.stderr[-3000:]
     report = check_report(result, demo_tokens[:2])
     assert report["run"]["status"] == "interrupted"
@@ -65,7 +65,7 @@ def test_a_run_past_its_deadline_stops_as_on_sigterm_and_says_why(tmp_path, demo
 
 
 def test_a_stop_before_the_merchant_list_arrives_says_so(tmp_path):
-    result = run_cli(["--max-run-seconds", "2", *server_args("--latency-ms=60000")], tmp_path)
+    result = run_cli(["--max-run-seconds", "2", *server_args("--latency-ms=60000")], tmp_path, in_process=True)
     assert result.returncode == 130, result.stderr[-3000:]
     assert result.report["charts"] == [] and result.report["run"]["status"] == "interrupted"
     assert result.report["run"]["error"] == \
@@ -76,7 +76,7 @@ def test_every_chart_is_listed_when_the_server_fails_before_planning(tmp_path, d
     # The SQL pack asks the server for its tools before it plans any chart: here nobody answers.
     url = f"http://127.0.0.1:{closed_port()}/mcp"
     result = run_cli(["--pack", "business-review-sql", "--server-url", url, "--merchant", demo_tokens[0],
-                      "--retry-attempts", "0"], tmp_path)
+                      "--retry-attempts", "0"], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     report = check_report(result, [demo_tokens[0]])
     assert {(c["status"], c["error_type"]) for c in report["charts"]} == {("failed", "server_unavailable")}
@@ -133,7 +133,7 @@ def _processes_running(*cmdline: str) -> list[int]:
 
 def test_a_server_that_writes_only_junk_is_given_up_after_a_grace(tmp_path, demo_tokens):
     server = "sh -c 'echo Serving on stdio; echo \"{not json\"; exec sleep 987.25'"
-    result = run_cli(["--server-command", server, "--merchant", demo_tokens[0]], tmp_path)
+    result = run_cli(["--server-command", server, "--merchant", demo_tokens[0]], tmp_path, in_process=True)
     assert result.returncode == 4, result.stderr[-3000:]
     report = check_report(result, demo_tokens[:1])
     errors = {(c["error_type"], c["error"]) for c in report["charts"]}

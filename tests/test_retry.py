@@ -49,7 +49,7 @@ def test_run_stops_at_the_first_final_error():
 def test_a_tool_error_costs_two_calls_per_chart_and_no_fallback(tmp_path, demo_url, demo_tokens):
     good = demo_tokens[0]
     result = run_cli(["--server-url", demo_url, "--merchant", UNKNOWN, "--merchant", good], tmp_path,
-                     env={"SCALAPAY_RETRY_DELAY_SECONDS": "0.2"})
+                     env={"SCALAPAY_RETRY_DELAY_SECONDS": "0.2"}, in_process=True)
     assert result.returncode == 1, result.stderr[-3000:]
     assert_every_chart_once(result, [UNKNOWN, good])
     report = result.report
