@@ -25,12 +25,15 @@ from runner.errors import UsageError
 
 LATEST = "latest"
 RERUN_OF = "RERUN_OF"
-_RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+# Milliseconds, so that runs started within one second still sort by their start (ids made before
+# had whole seconds: both are run ids).
+_RUN_ID = re.compile(r"\d{8}T\d{6}(?:\d{3})?Z-[0-9a-f]{6}")
 
 
 def new_run_dir(output_dir: str, reruns: str | None = None) -> tuple[str, Path]:
     """A new run folder; `reruns`, the report a rerun repairs, makes it part of that run's night."""
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    now = datetime.now(UTC)
+    run_id = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
     base = Path(output_dir).expanduser()
     try:
         base.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,9 @@ class DaskSupervisor:
         if isinstance(error, KilledWorker):
             return RenderFailed(remote.key, ErrorType.WORKER_CRASHED,
                                 f"its render killed Dask workers repeatedly: {one_line(str(error), 200)}")
+        if error is not None and self._client.status != "running":  # whatever it raised, the scheduler is why
+            return RenderFailed(remote.key, ErrorType.RENDER_ERROR,
+                                self._gone or f"the Dask scheduler at {self.address} stopped answering")
         settled = settle_result(remote.key, future)
         if isinstance(settled, Rendered) and isinstance(settled.chart, RenderedChart) and settled.chart.worker:
             self.workers_seen.add(settled.chart.worker)
