@@ -25,15 +25,12 @@ from runner.errors import UsageError
 
 LATEST = "latest"
 RERUN_OF = "RERUN_OF"
-# Milliseconds, so that runs started within one second still sort by their start (ids made before
-# had whole seconds: both are run ids).
-_RUN_ID = re.compile(r"\d{8}T\d{6}(?:\d{3})?Z-[0-9a-f]{6}")
+_RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 def new_run_dir(output_dir: str, reruns: str | None = None) -> tuple[str, Path]:
     """A new run folder; `reruns`, the report a rerun repairs, makes it part of that run's night."""
-    now = datetime.now(UTC)
-    run_id = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     base = Path(output_dir).expanduser()
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -68,9 +65,20 @@ def is_run_id(name: str) -> bool:
 
 
 def finished_runs(base: Path) -> list[Path]:
-    """Finished run folders, oldest first (run ids start with their UTC start time)."""
-    return sorted(p for p in base.iterdir()
-                  if is_run_id(p.name) and p.is_dir() and not p.is_symlink() and (p / "report.json").exists())
+    """Finished run folders, oldest first."""
+    return sorted((p for p in base.iterdir()
+                   if is_run_id(p.name) and p.is_dir() and not p.is_symlink() and (p / "report.json").exists()),
+                  key=_age)
+
+
+def _age(run: Path) -> tuple[str, int]:
+    """A finished run's place in time: the second its id starts with, then when its report was
+    written (runs started within one second have ids that sort by their random part)."""
+    try:
+        written = (run / "report.json").stat(follow_symlinks=False).st_mtime_ns
+    except OSError:
+        written = 0
+    return run.name.split("-", 1)[0], written
 
 
 def night_of(run: Path) -> str | None:
@@ -99,7 +107,9 @@ def prune_runs(base: Path, keep: int, current: Path, *also: Path) -> list[Path]:
     nights: dict[str, list[Path]] = {}
     for run in finished_runs(base):
         nights.setdefault(night_of(run) or run.name, []).append(run)
-    older = sorted(nights)[:max(0, len(nights) - keep)]  # run ids sort by their start time
+    # A night's id is its first run's (that run may be gone): its second, then its runs' reports.
+    by_age = sorted(nights, key=lambda night: (night.split("-", 1)[0], min(_age(run)[1] for run in nights[night])))
+    older = by_age[:max(0, len(nights) - keep)]
     removed = []
     for run in (run for night in older for run in nights[night]):
         if run.resolve() in spared:
