@@ -105,10 +105,13 @@ def prune_runs(base: Path, keep: int, current: Path, *also: Path) -> list[Path]:
     latest = (base / LATEST).resolve() if (base / LATEST).is_symlink() else None
     spared = {current.resolve(), latest, *(run.resolve() for run in also)}
     nights: dict[str, list[Path]] = {}
-    for run in finished_runs(base):
-        nights.setdefault(night_of(run) or run.name, []).append(run)
-    # A night's id is its first run's (that run may be gone): its second, then its runs' reports.
-    by_age = sorted(nights, key=lambda night: (night.split("-", 1)[0], min(_age(run)[1] for run in nights[night])))
+    first: dict[str, int] = {}  # each night's oldest run, as its place among the finished runs
+    for place, run in enumerate(finished_runs(base)):
+        night = night_of(run) or run.name
+        nights.setdefault(night, []).append(run)
+        first.setdefault(night, place)
+    # A night's id is its first run's (that run may be gone): its second, then its oldest run's place.
+    by_age = sorted(nights, key=lambda night: (night.split("-", 1)[0], first[night]))
     older = by_age[:max(0, len(nights) - keep)]
     removed = []
     for run in (run for night in older for run in nights[night]):
