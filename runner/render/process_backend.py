@@ -281,6 +281,10 @@ class ProcessSupervisor:
             # A replaced pool's workers may still be finishing their last chart: wait for them, so
             # none outlives the run (its executor's shutdown() waited only the first time).
             pool.stop_workers(generation.processes, grace=self._timeout)
+            # A replaced pool was shut down without waiting, and that forgot its manager thread: wait
+            # for it here, or its result pipe (two descriptors) outlives the run while it winds down.
+            if generation.manager is not None:
+                generation.manager.join(timeout=5)
         self._release_ended(every=True)
         self._started_reader.close()
         self._started_writer.close()
