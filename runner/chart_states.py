@@ -80,6 +80,7 @@ class TrackedChart:
     job: ChartJob
     batch_id: str
     state: ChartState = ChartState.RETRIEVING
+    position: int = -1  # its place in the plan (runner.planning); the journal names it so
     error_type: ErrorType | None = None
     error: str | None = None
     attempts: int = 0
@@ -99,20 +100,49 @@ class TrackedChart:
 
 
 class ChartBook:
-    """Every chart of the run, by key and by merchant, and how many are in each state."""
+    """The charts the coordinator is working on, by key and by merchant, and how many of the run's
+    charts are in each state. A merchant's charts are added when it is taken into the run and
+    forgotten once its outcomes are in the journal: a run of any size holds only what is in flight."""
 
-    def __init__(self, batches: tuple[Batch, ...]) -> None:
-        self._by_key = {job.key: TrackedChart(job, batch.batch_id) for batch in batches for job in batch.jobs}
+    def __init__(self, batches: tuple[Batch, ...] = ()) -> None:
+        self._by_key: dict[tuple[str, str], TrackedChart] = {}
         self._by_merchant: dict[str, list[TrackedChart]] = {}
-        for chart in self._by_key.values():
-            self._by_merchant.setdefault(chart.job.merchant, []).append(chart)
-        self._counts = Counter({ChartState.RETRIEVING: len(self._by_key)})
+        self._counts: Counter[ChartState] = Counter()
+        for batch in batches:
+            self.add(batch)
 
-    def __getitem__(self, key: tuple[str, str]) -> TrackedChart:
-        return self._by_key[key]
+    def add(self, batch: Batch) -> None:
+        positions = batch.positions or (-1,) * len(batch.jobs)
+        for job, position in zip(batch.jobs, positions, strict=True):
+            self._keep(TrackedChart(job, batch.batch_id, position=position))
+
+    def add_final(self, chart: TrackedChart) -> None:
+        """A chart final before this process began (a resumed run's), kept for its merchant's deck."""
+        self._keep(chart)
+
+    def count_only(self, charts: list[TrackedChart]) -> None:
+        """Final charts counted, not held: a resumed run's merchant with nothing left to do."""
+        self._counts.update(chart.state for chart in charts)
+
+    def _keep(self, chart: TrackedChart) -> None:
+        self._by_key[chart.job.key] = chart
+        self._by_merchant.setdefault(chart.job.merchant, []).append(chart)
+        self._counts[chart.state] += 1
+
+    def forget(self, merchant: str) -> None:
+        """The merchant's charts are final and recorded: no longer held (still counted)."""
+        for chart in self._by_merchant.pop(merchant, []):
+            del self._by_key[chart.job.key]
+
+    def get(self, key: tuple[str, str]) -> TrackedChart | None:
+        """The chart, while it is held: an event may come for one already final and forgotten."""
+        return self._by_key.get(key)
+
+    def holds_all_final(self, merchant: str) -> bool:
+        return all(chart.final for chart in self._by_merchant.get(merchant, ()))
 
     def __iter__(self) -> Iterator[TrackedChart]:
-        return iter(self._by_key.values())
+        return iter(list(self._by_key.values()))
 
     def __len__(self) -> int:
         return len(self._by_key)

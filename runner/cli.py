@@ -1,4 +1,4 @@
-"""The command line: `python -m runner [run|config|charts|demo-server|demo-data]`.
+"""The command line: `python -m runner [run|config|charts|merge-reports|demo-server|demo-data]`.
 
 Kept light on purpose: only click and the config module load for `--help` and `config`;
 matplotlib, mcp and anthropic are imported when a run or the server needs them.
@@ -127,13 +127,16 @@ def cli() -> None:
 @click.option("--rerun-server-anyway", "server_anyway", is_flag=True,
               help="With --rerun-failed: rerun against another server than the run's (or a report that does "
                    "not record one).")
+@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
+              help="Continue a run that was killed or stopped (alone: the newest unfinished run in the output "
+                   "folder); its job comes from its folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--demo-server-arg", "demo_server_args", multiple=True, hidden=True,
               help="Extra flag for the embedded demo server (tests use it for latency and faults).")
 @setting_options
 @click.pass_obj
-def run_command(seams: RunSeams | None, rerun_failed: str | None, merge: bool, server_anyway: bool, quiet: bool,
-                demo_server_args: tuple[str, ...], **options: Any) -> None:
+def run_command(seams: RunSeams | None, rerun_failed: str | None, merge: bool, server_anyway: bool,
+                resume: str | None, quiet: bool, demo_server_args: tuple[str, ...], **options: Any) -> None:
     """Retrieve, render and report (the default command)."""
     from dataclasses import replace
     from datetime import date
@@ -154,6 +157,11 @@ def run_command(seams: RunSeams | None, rerun_failed: str | None, merge: bool, s
         setup_logging(config.log_format, config.verbose_logging, quiet)
         if rerun_failed or merge or server_anyway:
             outcome = _rerun(config, flags, rerun_failed, (merge, server_anyway), demo_server_args, quiet, seams)
+            signals.ignore()
+            click.echo(str(outcome.report_path))
+            sys.exit(outcome.exit_code)
+        if resume is not None:
+            outcome = _resume(config, flags, resume, demo_server_args, quiet, seams)
             signals.ignore()
             click.echo(str(outcome.report_path))
             sys.exit(outcome.exit_code)
@@ -217,6 +225,30 @@ def _rerun(config: RunnerConfig, flags: JobRequest, report: str | None, how: tup
     return finish(rerun, outcome, target, keep_runs)
 
 
+def _resume(config: RunnerConfig, flags: JobRequest, resume: str, demo_server_args: tuple[str, ...], quiet: bool,
+            seams: RunSeams | None) -> Any:
+    """--resume [RUN_DIR]: the job from the run's folder, never from flags or a job file."""
+    from runner.progress import stderr_is_terminal
+    from runner.resume import FINISHED, journal_end, read_job, resumable_run, resumed_job
+    from runner.run import WrittenReport, execute
+    from runner.status import ExitCode
+
+    given = [key.flag for key in JOB_KEYS if getattr(flags, key.name) is not None]
+    if given:
+        raise UsageError(f"--resume takes the job from the run's folder; drop {given[0]}")
+    run_dir = Path(resume).expanduser().absolute() if resume else resumable_run(config.output_dir)
+    if run_dir is None:
+        click.echo(f"nothing to resume: every run in {config.output_dir} has finished", err=True)
+        sys.exit(ExitCode.OK)
+    read_job(run_dir)  # a folder that is not a run: one line, exit 2
+    if (status := journal_end(run_dir)) in FINISHED:
+        click.echo(f"run {run_dir.name} already finished ({status}): nothing to resume", err=True)
+        return WrittenReport(run_dir / "report.json", ExitCode.OK, {})
+    config, inputs, resumed = resumed_job(run_dir, config, demo_server_args)
+    live = stderr_is_terminal() and not quiet and config.log_format == "human"
+    return execute(config, inputs, progress_live=live, render=seams.render if seams else None, resumed=resumed)
+
+
 @cli.command("config")
 @setting_options
 def config_command(**options: Any) -> None:
@@ -238,6 +270,27 @@ def charts_command(pack: str | None) -> None:
     width = max(len(s.id) for s in specs)
     for spec in specs:
         click.echo(f"{spec.id:<{width}}  {spec.kind:<12}  {spec.source:<36}  {spec.title}")
+
+
+@cli.command("merge-reports")
+@click.argument("dirs", nargs=-1, required=True, metavar="DIR...", type=click.Path(path_type=Path))
+@click.option("--output-dir", "output_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the merged run's folder goes [default: the first DIR's parent].")
+@click.option("--junit-xml", "junit_xml", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the merged run as JUnit XML to this file.")
+@click.option("--csv", "write_csv", is_flag=True, help="Also write charts.csv beside report.json.")
+def merge_reports_command(dirs: tuple[Path, ...], output_dir: Path | None, junit_xml: Path | None,
+                          write_csv: bool) -> None:
+    """Fold the reports of a CI matrix's shards (run folders of --shard K/N runs) into one run."""
+    from runner.merge_reports import merge_reports
+
+    merged = merge_reports(list(dirs), output_dir, junit_xml, write_csv)
+    run = merged.report["run"]
+    click.echo(f"merged {len(run['merged_from'])} report(s): {run['charts_ok']} of {run['charts_total']} charts ok, "
+               f"{run['status']} (exit {merged.exit_code.value}){'; ' + run['error'] if run['error'] else ''}",
+               err=True)
+    click.echo(str(merged.report_path))
+    sys.exit(merged.exit_code)
 
 
 # Kept here, not imported from the server module, so `--help` does not load mcp.
@@ -262,14 +315,16 @@ MALFORMED_KINDS = ("text", "shape", "nan", "negative", "percent", "huge", "huge_
 @click.option("--crash-after", type=click.IntRange(0), default=0, help="Fault: exit during the call after N calls.")
 @click.option("--malformed", type=click.Choice(MALFORMED_KINDS), default=None, help="Fault: return bad data.")
 @click.option("--fault-tool", "fault_tools", multiple=True, help="Limit faults to this tool (repeatable).")
+@click.option("--call-log", default=None, type=click.Path(dir_okay=False),
+              help="Append each chart tool call to this file as 'tool merchant' (to count calls).")
 def demo_server_command(transport: str, host: str, port: int, latency_ms: int, scale: float, merchant_count: int,
                         exit_with_parent: bool, fail_rate: float, hang: bool, crash_after: int,
-                        malformed: str | None, fault_tools: tuple[str, ...]) -> None:
+                        malformed: str | None, fault_tools: tuple[str, ...], call_log: str | None) -> None:
     """Run the embedded demo MCP server on its own."""
     from runner.demo.server import DemoOptions, serve
 
     options = DemoOptions(latency_ms=latency_ms, scale=scale, merchants=merchant_count, fail_rate=fail_rate, hang=hang,
-                          crash_after=crash_after, malformed=malformed, fault_tools=fault_tools)
+                          crash_after=crash_after, malformed=malformed, fault_tools=fault_tools, call_log=call_log)
     serve(transport, host, port, options, exit_with_parent)
 
 

@@ -16,8 +16,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,15 +29,19 @@ from runner.decks.book import DeckBook
 from runner.errors import ChartError, ErrorType, detail
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
+from runner.journal import Journal
 from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
+from runner.planning import Plan, PlannedMerchant
 from runner.progress import Progress
 from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, RenderTask, Retrieval
 from runner.render.supervisor import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
+from runner.report import batch_row
+from runner.resume import Carried
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
 from runner.retrieval.stage import Cancelled, RetrievalStage
-from runner.run_report import RunRecords, batch_rows, chart_row, failed_batch, run_metrics
+from runner.run_report import RunRecords, chart_row, deck_rows, failed_batch
 
 RENDER_STOP_GRACE_SECONDS = 5.0  # running renders may finish within this after Ctrl-C
 TICK_SECONDS = 0.2  # how often hung renders are looked for and progress is shown
@@ -46,7 +50,16 @@ TICK_SECONDS = 0.2  # how often hung renders are looked for and progress is show
 @dataclass(frozen=True)
 class RunPlan:
     run_id: str
-    batches: tuple[Batch, ...]
+    plan: Plan
+    journal: Journal
+    carried: Carried | None = None  # a resumed run's outcomes already final
+
+
+def window(config: RunnerConfig, workers: int) -> int:
+    """How many charts the coordinator takes on at once: enough for every batch thread to have its
+    next batch queued and every render worker a few charts waiting, and never the whole run."""
+    batches = config.max_concurrent_batches if config.enable_concurrent_data_retrieval else 1
+    return 2 * batches * config.batch_size + 4 * max(1, workers)
 
 
 class Coordinator:
@@ -55,36 +68,42 @@ class Coordinator:
                  stop: threading.Event | None = None, decks: DeckBook | None = None) -> None:
         self.config = config
         self.request = request
+        self.plan = request.plan
+        self.journal = request.journal
         self.metrics = RunMetrics()
         self.stop = stop or threading.Event()
         self.render = supervisor
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.retrieval = RetrievalStage(config, sessions, self._events.put, self.stop)
         self._on_progress = on_progress or (lambda progress: None)
-        self._charts = ChartBook(request.batches)
+        self._charts = ChartBook()
         self.decks = decks or DeckBook([], (), None, "")
-        self._batch_results: dict[str, BatchResult] = {}
+        self._merchants: Iterator[PlannedMerchant] | None = None  # the plan, taken a merchant at a time
+        self._charts_total = 0
+        self._batches_total = 0
+        self._batches_done = 0
         self._batches_running = 0
         self._waiting: deque[TrackedChart] = deque()  # WAITING charts, in the order they go to the render stage
         self._stop_deadline: float | None = None
-        self._server_unreachable = False
+        self._unreachable: ChartError | None = None
+        self.carried_charts = 0
+        self.carried_decks = 0
 
     def run(self) -> RunRecords:
+        self._charts_total, self._batches_total, _ = self.plan.counts()
         try:
             try:
                 unreachable = self.retrieval.preflight()
             except Cancelled:
                 unreachable = None
             if unreachable is not None:
-                self._server_unreachable = True
+                self._unreachable = unreachable
                 logger.error("giving up: {}", unreachable.message)
-                for chart in self._charts:
-                    self._fail(chart, unreachable.error_type, unreachable.message, quiet=True)
             elif not self.stop.is_set():
-                self._batches_running = len(self.request.batches)
                 self.metrics.retrieval_started = time.perf_counter()
-                self.retrieval.start(self.request.batches)
-                # After the batches: the workers fork from the forkserver, which may still be
+                self._merchants = self.plan.merchants()
+                self._take_on()
+                # After the first batches: the workers fork from the forkserver, which may still be
                 # importing matplotlib; the first session and batches should not wait behind it.
                 self.render.start(on_ready=lambda: self._events.put(RenderPoolReady()))
             self._loop()
@@ -93,15 +112,54 @@ class Coordinator:
             if self.metrics.retrieval_started is not None and self.metrics.retrieval_finished is None:
                 self.metrics.retrieval_finished = time.perf_counter()  # stopped: retrieval ended now
             self.render.close(terminate=self._stopping)
-        batches = batch_rows(self.request.batches, self._batch_results, self._charts, self._stopping)
+        self.metrics.set_render_pool(self.render.workers, self.render.start_method, self.render.restarts,
+                                     self.render.recycles)
+        counters = self.retrieval.sessions.counters
         return RunRecords(
-            charts=tuple(chart_row(chart, self.request.run_id) for chart in self._charts),
-            batches=batches,
-            metrics=run_metrics(self.metrics, batches, self.render, self.retrieval, self.decks),
+            metrics=self.metrics,
+            tool_calls=counters.tool_calls, sessions_opened=counters.sessions_opened,
+            peak_batches=self.retrieval.batch_gauge.peak, decks=self.decks.build_metrics(),
             interrupted=self._stopping,
-            server_unreachable=self._server_unreachable,
-            decks=self.decks.results(),
+            unreachable=None if self._unreachable is None else (self._unreachable.error_type,
+                                                                self._unreachable.message),
+            carried_charts=self.carried_charts, carried_decks=self.carried_decks,
         )
+
+    # -- taking the plan on, a merchant at a time ------------------------------------------------------
+    def _take_on(self) -> None:
+        """Take merchants from the plan while there is room: memory holds what is in flight, not the run."""
+        limit = window(self.config, self.render.workers)
+        while self._merchants is not None and not self._stopping and len(self._charts) < limit:
+            merchant = next(self._merchants, None)
+            if merchant is None:
+                self._merchants = None
+                return
+            self._take(merchant)
+
+    def _take(self, merchant: PlannedMerchant) -> None:
+        carried = self.request.carried
+        decks_settled = carried is not None and carried.decks_settled(merchant.index)
+        finals: list[TrackedChart] = []
+        if carried is not None:
+            need_data = bool(self.decks.formats) and not decks_settled
+            finals = [chart for position, job in zip(merchant.positions, merchant.jobs, strict=True)
+                      if (chart := carried.chart(position, job, need_data)) is not None]
+        self.carried_charts += len(finals)
+        if len(finals) == len(merchant.jobs) and (decks_settled or not self.decks.formats):
+            self.carried_decks += decks_settled
+            self._batches_done += -(-len(merchant.jobs) // self.plan.batch_size)
+            self._charts.count_only(finals)
+            return  # everything final before this process began
+        for chart in finals:
+            self._charts.add_final(chart)
+        skip = frozenset(chart.position for chart in finals)
+        self.decks.add(merchant.token, merchant.index, merchant.jobs, len(merchant.jobs) - len(finals), merchant.name)
+        batches = list(self.plan.batches_of(merchant, skip))
+        self._batches_done += -(-len(merchant.jobs) // self.plan.batch_size) - len(batches)  # all carried over
+        for batch in batches:
+            self._charts.add(batch)
+            self._batches_running += 1
+            self.retrieval.submit(batch)
 
     # -- the loop -----------------------------------------------------------------------------------
     @property
@@ -112,7 +170,8 @@ class Coordinator:
         if self._stopping:
             return self.render.in_flight() == 0 or time.monotonic() > (self._stop_deadline or 0)
         # Wait for the batch records too: a batch's last chart can fail before its batch is reported.
-        return self._charts.count(ChartState.RETRIEVING, ChartState.WAITING, ChartState.RENDERING) == 0 \
+        return self._merchants is None and self._charts.count(ChartState.RETRIEVING, ChartState.WAITING,
+                                                              ChartState.RENDERING) == 0 \
             and self._batches_running == 0 and self.decks.pending() == 0
 
     def _loop(self) -> None:
@@ -124,6 +183,8 @@ class Coordinator:
                 last_tick = time.monotonic()
                 for timed_out in self.render.tick():
                     self._render_failed(timed_out)
+                self.journal.tick()
+                self._take_on()
                 self._fill()  # places freed; a supervisor that lost its cluster fails what it is handed
             elif self.decks.next_due() is not None:  # a merchant's last chart may have failed, which frees no worker
                 self._fill()
@@ -159,20 +220,28 @@ class Coordinator:
         # The render stage's count includes decks: only as many charts as it holds are rendering.
         handed_over = self._charts.count(ChartState.RENDERING)
         rendering = min(self.render.rendering(), handed_over)
+        done, failed = self._charts.count(ChartState.OK), self._charts.count(ChartState.FAILED)
+        cancelled = self._charts.count(ChartState.CANCELLED)
+        retrieving = self._charts.count(ChartState.RETRIEVING)
+        queued = self._charts.count(ChartState.WAITING) + handed_over - rendering
+        # Charts not taken on yet are still to retrieve; once stopping, they will be cancelled.
+        rest = max(0, self._charts_total - done - failed - cancelled - queued - rendering - retrieving)
+        if self._stopping:
+            cancelled += rest
+        else:
+            retrieving += rest
         return Progress(
-            batches_total=len(self.request.batches), batches_done=len(self._batch_results),
-            charts_total=len(self._charts), retrieving=self._charts.count(ChartState.RETRIEVING),
-            queued=self._charts.count(ChartState.WAITING) + handed_over - rendering, rendering=rendering,
-            done=self._charts.count(ChartState.OK), failed=self._charts.count(ChartState.FAILED),
-            cancelled=self._charts.count(ChartState.CANCELLED),
+            batches_total=self._batches_total, batches_done=self._batches_done,
+            charts_total=self._charts_total, retrieving=retrieving, queued=queued, rendering=rendering,
+            done=done, failed=failed, cancelled=cancelled,
             running=tuple(f"{b.batch_id} {b.merchant}: {', '.join(j.spec.id for j in b.jobs)}"
                           for b in self.retrieval.running()),
         )
 
     # -- retrieval -----------------------------------------------------------------------------------
     def _on_retrieval(self, retrieval: Retrieval) -> None:
-        chart = self._charts[retrieval.job.key]
-        if chart.state is not ChartState.RETRIEVING or self._stopping:
+        chart = self._charts.get(retrieval.job.key)
+        if chart is None or chart.state is not ChartState.RETRIEVING or self._stopping:
             return
         chart.attempts = retrieval.attempts
         chart.retrieve_ms = retrieval.retrieve_ms
@@ -205,23 +274,26 @@ class Coordinator:
             if not isinstance(error, ChartError):
                 logger.opt(exception=error).bind(batch=batch.batch_id).error("batch crashed")
             message = detail(str(error))
-            self._record_batch(failed_batch(batch, error_type, message))
+            self._record_batch(batch, failed_batch(batch, error_type, message))
             for job in batch.jobs:
-                self._fail(self._charts[job.key], error_type, f"batch failed: {message}")
+                if (chart := self._charts.get(job.key)) is not None:
+                    self._fail(chart, error_type, f"batch failed: {message}")
             return
         result = future.result()
-        self._record_batch(result)
+        self._record_batch(batch, result)
         if result.held and (self._stopping or not self.retrieval.fall_back(result.held, batch.batch_id)):
             for retrieval in result.held:
                 self._on_retrieval(retrieval)
         elif result.held:
             self.metrics.sequential_fallbacks += 1
 
-    def _record_batch(self, result: BatchResult) -> None:
-        self._batch_results[result.batch_id] = result
+    def _record_batch(self, batch: Batch, result: BatchResult) -> None:
+        self._batches_done += 1
+        self.journal.batch(batch.number, batch_row(result))
         self.metrics.record_batch(result)
-        if len(self._batch_results) == len(self.request.batches):
+        if self._merchants is None and self._batches_running == 0:
             self.metrics.retrieval_finished = time.perf_counter()
+        self._take_on()
 
     # -- rendering -----------------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -234,6 +306,7 @@ class Coordinator:
                                    {c.job.spec.id: f"{c.error_type}: {c.error}" for c in charts if c.error})
             if deck is not None:
                 self.render.submit(deck, self._put_render_done)
+            self._record_decks()
         while self._waiting and not self._stopping and self.render.capacity() > 0:
             chart = self._waiting.popleft()
             if chart.state is ChartState.WAITING and chart.data is not None:
@@ -252,15 +325,18 @@ class Coordinator:
         match settled:
             case Rendered(key, BuiltDeck() as deck):
                 self.decks.built(key[0], deck)  # a document it could not write is counted from its row
+                self._record_decks()
             case Rendered(key, RenderedChart() as rendered):
-                self._write(self._charts[key], rendered)
+                if (chart := self._charts.get(key)) is not None:
+                    self._write(chart, rendered)
             case RenderFailed():
                 self._render_failed(settled)
             case GoAgain(key) if key[1] == DECK:
                 if not self._stopping:
                     self.decks.again(key[0])
             case GoAgain(key):
-                self._handed_back(self._charts[key])
+                if (chart := self._charts.get(key)) is not None:
+                    self._handed_back(chart)
         self._fill()  # a place is free
 
     def _handed_back(self, chart: TrackedChart) -> None:
@@ -271,10 +347,12 @@ class Coordinator:
     def _render_failed(self, failed: RenderFailed) -> None:
         merchant, what = failed.key
         if what != DECK:
-            self._fail(self._charts[failed.key], failed.error_type, failed.message)
+            if (chart := self._charts.get(failed.key)) is not None:
+                self._fail(chart, failed.error_type, failed.message)
             return
         logger.warning("deck for {} failed ({}): {}", merchant, failed.error_type, failed.message)
         self.decks.failed(merchant, ErrorType.DECK_ERROR, failed.message)
+        self._record_decks()
 
     def _write(self, chart: TrackedChart, rendered: RenderedChart) -> None:
         if chart.state is not ChartState.RENDERING:
@@ -292,10 +370,29 @@ class Coordinator:
         logger.debug("{} {} {}", chart.job.merchant, chart.job.spec.id, how)
         self._move(chart, Move.WRITTEN)
 
-    # -- final states --------------------------------------------------------------------------------
+    # -- final states, and the journal ---------------------------------------------------------------
     def _move(self, chart: TrackedChart, move: Move) -> None:
-        if self._charts.move(chart, move) in FINAL and not self._stopping:
-            self.decks.chart_final(chart.job.merchant)
+        if self._charts.move(chart, move) not in FINAL:
+            return
+        self.journal.chart(chart.position, asdict(chart_row(chart, self.request.run_id)))
+        merchant = chart.job.merchant
+        if self._stopping:
+            return
+        self.decks.chart_final(merchant)
+        if not self.decks.formats and self._charts.holds_all_final(merchant):
+            self._forget(merchant)
+
+    def _record_decks(self) -> None:
+        """Journal the decks settled since the last call, and forget their merchants."""
+        for merchant, index, rows in self.decks.take_settled():
+            self.journal.decks(index, deck_rows(rows))
+            if self._charts.holds_all_final(merchant):
+                self._forget(merchant)
+
+    def _forget(self, merchant: str) -> None:
+        self._charts.forget(merchant)
+        self.decks.forget(merchant)
+        self._take_on()
 
     def _fail(self, chart: TrackedChart, error_type: ErrorType, message: str, quiet: bool = False) -> None:
         """A chart's final failure: recorded once, and said once in the log."""

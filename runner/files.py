@@ -8,8 +8,10 @@ import os
 import re
 import secrets
 import stat
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from runner.errors import UsageError
 
@@ -35,7 +37,27 @@ def write_atomically(path: Path, content: bytes, sync: bool = False) -> None:
 
 
 def write_in_folder(folder: int, name: str, content: bytes, sync: bool = False) -> None:
-    """write_atomically for the file `name` in the open folder `folder` (a descriptor).
+    """write_atomically for the file `name` in the open folder `folder` (a descriptor)."""
+    with written_in_folder(folder, name, sync) as out:
+        out.write(content)
+
+
+@contextmanager
+def written_atomically(path: Path, sync: bool = False) -> Iterator[BinaryIO]:
+    """A file written piece by piece (a report of a million rows), in place at `path` only once
+    whole: write_atomically for content that is never in memory at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with written_in_folder(folder, path.name, sync) as out:
+            yield out
+    finally:
+        os.close(folder)
+
+
+@contextmanager
+def written_in_folder(folder: int, name: str, sync: bool = False) -> Iterator[BinaryIO]:
+    """The file `name` in the open folder `folder`, written through a temporary file renamed over it.
 
     The temporary name is unpredictable (64 random bits) and created exclusively, so nobody can
     plant a link at it beforehand; the rename replaces whatever is at `name`, a link included,
@@ -52,7 +74,7 @@ def write_in_folder(folder: int, name: str, content: bytes, sync: bool = False) 
         raise FileExistsError(f"no free temporary name for {name}")
     try:
         with open(handle, "wb", closefd=True) as out:
-            out.write(content)
+            yield out
             if sync:
                 out.flush()
                 os.fsync(out.fileno())

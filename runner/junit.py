@@ -14,26 +14,28 @@ A JUnit file that cannot be written does not lose the run: the report is still w
 
 from __future__ import annotations
 
+import io
 import stat
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
-from xml.etree import ElementTree
+from typing import Any, BinaryIO
+from xml.sax.saxutils import escape, quoteattr
 
 from runner.errors import ReportWriteError, UsageError, one_line
-from runner.files import write_atomically
+from runner.files import written_atomically
+from runner.report import ListedSections, Sections
 
 
-def _case(suite: ElementTree.Element, merchant: str, name: str, status: str, error_type: str | None,
-          error: str | None, seconds: float) -> str:
-    case = ElementTree.SubElement(suite, "testcase", classname=merchant, name=name, time=f"{seconds:.3f}")
+def _case(merchant: str, name: str, status: str, error_type: str | None, error: str | None, seconds: float) -> str:
+    head = f"<testcase classname={quoteattr(merchant)} name={quoteattr(name)} time=\"{seconds:.3f}\""
     if status == "failed":
         message = one_line(error or "failed", 2000)
-        failure = ElementTree.SubElement(case, "failure", type=error_type or "failed", message=message)
-        failure.text = message
-    elif status in ("cancelled", "skipped"):  # skipped: a deck's (DeckStatus.SKIPPED)
-        ElementTree.SubElement(case, "skipped", message=one_line(error or status, 2000))
-    return status
+        return (f"{head}><failure type={quoteattr(error_type or 'failed')} message={quoteattr(message)}>"
+                f"{escape(message)}</failure></testcase>")
+    if status in ("cancelled", "skipped"):  # skipped: a deck's (DeckStatus.SKIPPED)
+        return f"{head}><skipped message={quoteattr(one_line(error or status, 2000))} /></testcase>"
+    return f"{head} />"
 
 
 def chart_seconds(chart: dict[str, Any]) -> float:
@@ -47,23 +49,51 @@ def deck_seconds(decks: list[dict[str, Any]]) -> list[float]:
     return [(d.get("build_ms") or 0) / 1000 / (built[d["merchant"]] or 1) for d in decks]
 
 
+def _deck_status(deck: dict[str, Any]) -> str:
+    return "ok" if deck["status"] in ("ok", "partial") else deck["status"]
+
+
+def _merchants_decks(decks: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The deck rows a merchant at a time (they come grouped by merchant)."""
+    group: list[dict[str, Any]] = []
+    for deck in decks:
+        if group and deck["merchant"] != group[0]["merchant"]:
+            yield group
+            group = []
+        group.append(deck)
+    if group:
+        yield group
+
+
+def _cases(sections: Sections) -> Iterator[tuple[str, str]]:
+    """(status, XML) of each test case: the charts', then the decks'."""
+    for c in sections.rows("charts"):
+        yield c["status"], _case(c["merchant"], c["chart_id"], c["status"], c["error_type"], c["error"],
+                                 chart_seconds(c))
+    for group in _merchants_decks(sections.rows("decks")):
+        for d, seconds in zip(group, deck_seconds(group), strict=True):
+            yield _deck_status(d), _case(d["merchant"], f"deck.{d['format']}", _deck_status(d), d["error_type"],
+                                         d["error"], seconds)
+
+
 def junit_xml(report: dict[str, Any]) -> bytes:
-    run = report["run"]
-    suites = ElementTree.Element("testsuites", name="runner")
-    suite = ElementTree.SubElement(suites, "testsuite", name=f"runner {run['run_id']}",
-                                   timestamp=run["started_at"].removesuffix("Z"), hostname="localhost")
-    statuses = [_case(suite, c["merchant"], c["chart_id"], c["status"], c["error_type"], c["error"],
-                      chart_seconds(c)) for c in report["charts"]]
-    statuses += [_case(suite, d["merchant"], f"deck.{d['format']}", "ok" if d["status"] in ("ok", "partial")
-                       else d["status"], d["error_type"], d["error"], seconds)
-                 for d, seconds in zip(report["decks"], deck_seconds(report["decks"]), strict=True)]
-    counts = {"tests": len(statuses), "failures": statuses.count("failed"), "errors": 0,
-              "skipped": statuses.count("cancelled") + statuses.count("skipped"),
-              "time": f"{run['wall_ms'] / 1000:.3f}"}
-    for element in (suites, suite):
-        for key, value in counts.items():
-            element.set(key, str(value))
-    return ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)
+    out = io.BytesIO()
+    _write_xml(out, report["run"], ListedSections(report))
+    return out.getvalue()
+
+
+def _write_xml(out: BinaryIO, run: dict[str, Any], sections: Sections) -> None:
+    """Two walks over the rows: the counts head the file, then the cases, a line each."""
+    statuses = Counter(status for status, _ in _cases(sections))
+    counts = (f'tests="{sum(statuses.values())}" failures="{statuses["failed"]}" errors="0" '
+              f'skipped="{statuses["cancelled"] + statuses["skipped"]}" time="{run["wall_ms"] / 1000:.3f}"')
+    out.write(f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites name=\"runner\" {counts}>"
+              f"<testsuite name={quoteattr('runner ' + run['run_id'])} "
+              f"timestamp={quoteattr(run['started_at'].removesuffix('Z'))} hostname=\"localhost\" {counts}>\n"
+              .encode())
+    for _, case in _cases(sections):
+        out.write((case + "\n").encode())
+    out.write(b"</testsuite></testsuites>\n")
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -86,10 +116,13 @@ def check_junit_path(path: Path) -> None:
         raise UsageError(f"--junit-xml {path}: {why}")
 
 
-def write_junit(path: Path, report: dict[str, Any]) -> None:
+def write_junit(path: Path, report: dict[str, Any], sections: Sections | None = None) -> None:
+    """The JUnit file of `report`; its rows from `sections` where given (a run's, walked from its
+    journal), else from the report itself."""
     if (why := _not_a_file(path)) is not None:  # changed since the check at the start
         raise ReportWriteError(f"cannot write the JUnit file {path}: {why}")
     try:
-        write_atomically(path, junit_xml(report))
+        with written_atomically(path) as out:
+            _write_xml(out, report["run"], sections or ListedSections(report))
     except OSError as exc:
         raise ReportWriteError(f"cannot write the JUnit file {path}: {exc.strerror or exc}") from None

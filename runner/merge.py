@@ -24,7 +24,6 @@ and everything in it is now in the run's folder): the output folder holds one fo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,13 +35,13 @@ from typing import Any
 
 from loguru import logger
 
-from runner.charts import ChartSpec
 from runner.clock import iso_time
 from runner.decks.book import DECK_NAME, DeckBook
 from runner.errors import ChartError, ErrorType
 from runner.files import safe_part, write_atomically
 from runner.junit import write_junit
 from runner.metrics import batch_counts
+from runner.read_back import read_data, read_png
 from runner.records import ChartData, ChartJob
 from runner.report import (
     ReportWriteError,
@@ -60,57 +59,7 @@ from runner.run_folders import point_latest, prune_runs
 from runner.run_report import junit_failed
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
-MAX_PNG_BYTES = 50_000_000
-MAX_DATA_BYTES = 10_000_000  # a chart's data is at most 50 series of 1,000 values
 JUNIT_HEAD_BYTES = 4096  # where a JUnit file the runner wrote names its run
-
-
-# -- reading back what was written --------------------------------------------------------------------
-
-
-def _read_back(path: Path, limit: int, error_type: ErrorType) -> bytes:
-    """A file the runner wrote, read again: a regular file, never through a link, at most `limit`
-    bytes. One that is not fails its chart (the report's schema has no write_error for charts,
-    so a PNG is a render_error, a data file bad_data)."""
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        reason = "a symbolic link" if path.is_symlink() else exc.strerror or str(exc)
-        raise ChartError(error_type, f"{path}: {reason}") from None
-    with os.fdopen(handle, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise ChartError(error_type, f"{path}: not a regular file")
-        content = file.read(limit + 1)
-    if len(content) > limit:
-        raise ChartError(error_type, f"{path}: larger than {limit:,} bytes")
-    return content
-
-
-def _png(path: Path, sha256: Any) -> bytes:
-    png = _read_back(path, MAX_PNG_BYTES, ErrorType.RENDER_ERROR)
-    if hashlib.sha256(png).hexdigest() != sha256:
-        raise ChartError(ErrorType.RENDER_ERROR, f"{path}: not the PNG the report records (its sha256 differs)")
-    return png
-
-
-def _data(path: Path, spec: ChartSpec, merchant: str) -> tuple[bytes, ChartData]:
-    """A chart's data file, read back and validated as a tool's result is."""
-    from runner.retrieval.parse import chart_data_from_json
-
-    content = _read_back(path, MAX_DATA_BYTES, ErrorType.BAD_DATA)
-    try:
-        document = json.loads(content)
-        if not isinstance(document, dict) or (document.get("merchant"), document.get("chart_id")) != (merchant,
-                                                                                                      spec.id):
-            raise ValueError(f"not the data of chart {spec.id} of merchant {merchant}")
-        paragraph = document.get("paragraph")
-        if not isinstance(paragraph, str | None):
-            raise ValueError("its paragraph is not text")
-        return content, chart_data_from_json(spec, merchant, document, paragraph)
-    except ChartError as exc:
-        raise ChartError(ErrorType.BAD_DATA, f"{path}: {exc.message}") from None
-    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        raise ChartError(ErrorType.BAD_DATA, f"{path}: {type(exc).__name__}: {exc}") from None
 
 
 def _failed(row: dict[str, Any], error: ChartError) -> dict[str, Any]:
@@ -150,8 +99,8 @@ def _place(rerun: Rerun, row: dict[str, Any], rerun_dir: Path) -> _Chart:
     source, target = _base(rerun_dir, row["merchant"], spec.id), _base(rerun.run_dir, row["merchant"], spec.id)
     ok = row["status"] == ChartStatus.OK
     try:
-        data = _data(source.with_suffix(".json"), spec, row["merchant"]) if ok or row["data_output"] else None
-        png = _png(source.with_suffix(".png"), row["sha256"]) if ok else None
+        data = read_data(source.with_suffix(".json"), spec, row["merchant"]) if ok or row["data_output"] else None
+        png = read_png(source.with_suffix(".png"), row["sha256"]) if ok else None
     except ChartError as exc:
         # A failed chart's data file is a courtesy: without it, it is still failed.
         return _Chart(_failed(row, exc) if ok else {**row, "output": None, "data_output": None})
@@ -174,8 +123,8 @@ def _in_place(rerun: Rerun, row: dict[str, Any], read: bool) -> _Chart:
     if not read or row["status"] != ChartStatus.OK:
         return _Chart(row)
     try:
-        _png(target.with_suffix(".png"), row["sha256"])
-        _, data = _data(target.with_suffix(".json"), rerun.specs[row["chart_id"]], row["merchant"])
+        read_png(target.with_suffix(".png"), row["sha256"])
+        _, data = read_data(target.with_suffix(".json"), rerun.specs[row["chart_id"]], row["merchant"])
     except ChartError as exc:
         return _Chart(_failed(row, exc))
     return _Chart(row, data)
@@ -315,7 +264,7 @@ def _write_junit(target: MergeTarget, report: dict[str, Any]) -> None:
 def merge(target: MergeTarget, outcome: WrittenReport) -> tuple[Path, dict[str, Any]]:
     """The original run with the rerun's outcome folded in; returns (report path, report)."""
     rerun = target.rerun
-    rerun_report, rerun_dir = outcome.report, outcome.report_path.parent
+    rerun_report, rerun_dir = json.loads(outcome.report_path.read_bytes()), outcome.report_path.parent
     rerun_id = rerun_report["run"]["run_id"]
     redone = {(c["merchant"], c["chart_id"]): c for c in rerun_report["charts"]}
     touched = {merchant for merchant, _ in redone}

@@ -1,25 +1,27 @@
-"""The plan of a run: every chart asked for, as one job each, split into batches of a merchant's charts."""
+"""The plan of a run: every chart asked for, as one job each, split into batches of a merchant's charts.
+
+A run has no size limit, so the plan is never held whole: the merchants are written once to the
+run folder (merchants.jsonl: the job's own copy, which a resume reads again), and the plan is
+walked from it, a merchant at a time. Each chart has a position (its place in the walk) and each
+batch a number: the journal (runner.journal) names outcomes by them, and the report lists them
+in that order.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Container, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner import sql
 from runner.charts import ChartSpec
 from runner.errors import UsageError
-from runner.files import safe_part
+from runner.files import safe_part, write_atomically
 from runner.records import Batch, ChartJob, ToolCall
 
-# One run's bookkeeping is about 10 KB a chart: this keeps the coordinator well under 500 MB.
-# Larger jobs are split into several runs.
-MAX_CHARTS_PER_RUN = 20_000
-
-
-def check_run_size(total: int, merchants: int, charts: int) -> None:
-    if total > MAX_CHARTS_PER_RUN:
-        raise UsageError(f"the job asks for {total:,} charts ({merchants:,} merchants x {charts} charts); a run "
-                         f"makes at most {MAX_CHARTS_PER_RUN:,}: split the merchants into several runs")
+MERCHANTS_FILE = "merchants.jsonl"
+MAX_MERCHANTS_LINE_BYTES = 10_000  # a token and its display name, as JSON
 
 
 def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
@@ -36,6 +38,105 @@ def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
     return ToolCall(spec.tool, json.dumps(sql.fill_arguments(dict(spec.arguments), values)))
 
 
+def write_merchants(run_dir: Path, merchants: Iterable[tuple[str, str]]) -> None:
+    """The job's merchants, (token, display name) a line, as the run's own copy."""
+    lines = (json.dumps([token, name], ensure_ascii=False) + "\n" for token, name in merchants)
+    write_atomically(run_dir / MERCHANTS_FILE, "".join(lines).encode(), sync=True)
+
+
+def read_merchants_copy(run_dir: Path) -> Iterator[tuple[str, str]]:
+    """The run's copy of its merchants, streamed. Read back as untrusted input: a line that is not
+    [token, name] is a UsageError naming it."""
+    path = run_dir / MERCHANTS_FILE
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    with handle:
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_MERCHANTS_LINE_BYTES + 1), b""), 1):
+            try:
+                token, name = json.loads(line)
+                if not isinstance(token, str) or not isinstance(name, str) or not token:
+                    raise ValueError
+            except ValueError:
+                raise UsageError(f"{path}:{number} is not a merchant line the runner wrote") from None
+            yield token, name
+
+
+@dataclass(frozen=True)
+class PlannedMerchant:
+    index: int  # its place among the run's merchants
+    token: str
+    name: str
+    jobs: tuple[ChartJob, ...]
+    first_position: int  # the position of its first job; the others follow
+    first_batch: int  # the number of its first batch
+
+    @property
+    def positions(self) -> range:
+        return range(self.first_position, self.first_position + len(self.jobs))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's charts, walked from its merchants copy. `counts` (charts, batches, merchants)
+    come from one walk at the start: the journal's index and the report need them."""
+
+    run_dir: Path
+    charts: tuple[ChartSpec, ...]
+    start_date: str
+    end_date: str
+    batch_size: int
+    only: frozenset[tuple[str, str]] | None = None
+    query_tool: sql.QueryTool | None = None
+    merchants_given: tuple[tuple[str, str], ...] | None = None  # in memory instead of the copy (tests, bench)
+
+    def with_query_tool(self, query_tool: sql.QueryTool | None) -> Plan:
+        return replace(self, query_tool=query_tool)
+
+    def _tokens(self) -> Iterator[tuple[str, str]]:
+        if self.merchants_given is not None:
+            return iter(self.merchants_given)
+        return read_merchants_copy(self.run_dir)
+
+    def merchants(self) -> Iterator[PlannedMerchant]:
+        position = batch = 0
+        for index, (token, name) in enumerate(self._tokens()):
+            folder = self.run_dir / safe_part(token)
+            jobs = tuple(
+                ChartJob(token, spec, self.start_date, self.end_date, str(folder / f"{safe_part(spec.id)}.png"),
+                         call_for(spec, token, self.start_date, self.end_date, self.query_tool))
+                for spec in self.charts if self.only is None or (token, spec.id) in self.only)
+            yield PlannedMerchant(index, token, name, jobs, position, batch)
+            position += len(jobs)
+            batch += -(-len(jobs) // self.batch_size)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(charts, batches, merchants)."""
+        charts = batches = merchants = 0
+        for merchant in self.merchants():
+            charts += len(merchant.jobs)
+            batches += -(-len(merchant.jobs) // self.batch_size)
+            merchants += 1
+        return charts, batches, merchants
+
+    def batches_of(self, merchant: PlannedMerchant, skip: Container[int] = ()) -> Iterator[Batch]:
+        """The merchant's batches, without the positions in `skip` (charts already final); a batch
+        keeps its number and id, so a resumed run's batch is the same batch."""
+        for start in range(0, len(merchant.jobs), self.batch_size):
+            number = merchant.first_batch + start // self.batch_size
+            placed = [(merchant.first_position + i, merchant.jobs[i])
+                      for i in range(start, min(start + self.batch_size, len(merchant.jobs)))
+                      if merchant.first_position + i not in skip]
+            if placed:
+                yield Batch(batch_id(number), merchant.token, tuple(job for _, job in placed),
+                            tuple(position for position, _ in placed), number)
+
+
+def batch_id(number: int) -> str:
+    return f"batch-{number + 1:03d}"
+
+
 def plan_batches(
     merchants: list[str],
     charts: tuple[ChartSpec, ...],
@@ -46,18 +147,8 @@ def plan_batches(
     query_tool: sql.QueryTool | None = None,
     only: tuple[tuple[str, str], ...] | None = None,
 ) -> tuple[Batch, ...]:
-    """Split each merchant's charts (or only the given pairs) into batches of `batch_size`,
-    numbered across the run."""
-    batches: list[Batch] = []
-    wanted = None if only is None else set(only)
-    for merchant in merchants:
-        folder = run_dir / safe_part(merchant)
-        jobs = [
-            ChartJob(merchant, spec, start_date, end_date, str(folder / f"{safe_part(spec.id)}.png"),
-                     call_for(spec, merchant, start_date, end_date, query_tool))
-            for spec in charts if wanted is None or (merchant, spec.id) in wanted
-        ]
-        for i in range(0, len(jobs), batch_size):
-            batch_id = f"batch-{len(batches) + 1:03d}"
-            batches.append(Batch(batch_id, merchant, tuple(jobs[i : i + batch_size])))
-    return tuple(batches)
+    """Every batch of a small plan at once (the tests and the bench): each merchant's charts (or only
+    the given pairs) in batches of `batch_size`, numbered across the run."""
+    plan = Plan(run_dir, charts, start_date, end_date, batch_size, None if only is None else frozenset(only),
+                query_tool, tuple((merchant, "") for merchant in merchants))
+    return tuple(batch for merchant in plan.merchants() for batch in plan.batches_of(merchant))

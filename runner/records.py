@@ -56,6 +56,8 @@ class Batch:
     batch_id: str
     merchant: str
     jobs: tuple[ChartJob, ...]
+    positions: tuple[int, ...] = ()  # each job's place in the plan (runner.planning), for the journal
+    number: int = 0  # the batch's place among the plan's batches, from 0
 
     @property
     def chart_ids(self) -> str:

@@ -9,24 +9,21 @@ import os
 import platform
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from runner import __version__
 from runner.errors import ErrorType, ReportWriteError
-from runner.files import write_atomically
+from runner.files import write_atomically, written_atomically
 from runner.merchants import merchant_name
 from runner.redaction import scrubbed
 from runner.status import ChartStatus, DeckFormat, DeckStatus, ExitCode, RunStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
-# A terminal's escape sequence (CSI, OSC): dropped whole, not left as "[31m" once its ESC is gone.
-
-
 
 
 def names_of(charts: list[dict[str, Any]]) -> dict[str, str]:
@@ -183,21 +180,67 @@ def merchant_rows(charts: list[dict[str, Any]], decks: list[dict[str, Any]],
     return list(rows.values())
 
 
+SECTIONS = ("batches", "charts", "decks", "merchants")  # the report's lists of rows, in its order
+
+
+class Sections(Protocol):
+    """The report's rows, each section walked afresh when asked (a million rows are never in memory)."""
+
+    def rows(self, section: str) -> Iterable[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class ListedSections:
+    """The rows of a report held in memory (a merge's, a rerun's)."""
+
+    report: Mapping[str, Any]
+
+    def rows(self, section: str) -> Iterable[dict[str, Any]]:
+        return iter(self.report[section])
+
+
 def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
-    """Write the schema, charts.csv and, last, report.json, each atomically: a report on disk is
-    a run that ended as it says. NaN or infinity is a bug, so refuse it."""
-    report = scrubbed(report)  # the last line of defence: text from outside was scrubbed where it came in
+    """A report held in memory, written as write_report_sections writes one."""
+    head = {key: value for key, value in report.items() if key not in SECTIONS}
+    return write_report_sections(run_dir, head, ListedSections(report), with_csv)
+
+
+def write_report_sections(run_dir: Path, head: dict[str, Any], sections: Sections, with_csv: bool) -> Path:
+    """Write the schema, charts.csv and, last, report.json, each atomically and row by row: a
+    report on disk is a run that ended as it says. The text is json.dumps(report, indent=2)'s.
+    NaN or infinity is a bug, so refuse it."""
     path = run_dir / "report.json"
     try:
         write_atomically(run_dir / "report.schema.json", SCHEMA_FILE.read_bytes(), sync=True)
         if with_csv:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=CHART_COLUMNS)
-            writer.writeheader()
-            writer.writerows(report["charts"])
-            write_atomically(run_dir / "charts.csv", buffer.getvalue().encode(), sync=True)
-        write_atomically(path, (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode(),
-                         sync=True)
+            with written_atomically(run_dir / "charts.csv", sync=True) as out:
+                text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+                writer = csv.DictWriter(text, fieldnames=CHART_COLUMNS)
+                writer.writeheader()
+                for row in sections.rows("charts"):
+                    writer.writerow(scrubbed(row))
+                text.flush()
+                text.detach()
+        with written_atomically(path, sync=True) as out:
+            _write_json(out, scrubbed(head), sections)
     except OSError as exc:
         raise ReportWriteError(f"cannot write the report in {run_dir}: {exc.strerror or exc}") from None
     return path
+
+
+def _dumped(value: Any, indent: str) -> str:
+    """json.dumps(value, indent=2) as it reads inside the report, `indent` deep."""
+    return json.dumps(value, indent=2, allow_nan=False, ensure_ascii=False).replace("\n", "\n" + indent)
+
+
+def _write_json(out: BinaryIO, head: dict[str, Any], sections: Sections) -> None:
+    parts = [f'  {json.dumps(key)}: {_dumped(value, "  ")}' for key, value in head.items()]
+    out.write(("{\n" + ",\n".join(parts)).encode())
+    for section in SECTIONS:
+        out.write(f',\n  "{section}": ['.encode())
+        first = True
+        for row in sections.rows(section):
+            out.write((("\n" if first else ",\n") + "    " + _dumped(scrubbed(row), "    ")).encode())
+            first = False
+        out.write(b"]" if first else b"\n  ]")
+    out.write(b"\n}\n")

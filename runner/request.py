@@ -22,6 +22,7 @@ from runner.figures import KeyFigure
 from runner.files import read_input_text
 from runner.merchants import check_merchant_token, merchant_name
 from runner.settings import DEFAULT_END, DEFAULT_START, JOB_KEYS, JobKey
+from runner.shards import Shard
 
 MAX_MERCHANTS_FILE_BYTES = 10_000_000
 
@@ -50,6 +51,9 @@ class JobInputs:
     figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the decks' summary slide
     merchant_names: tuple[tuple[str, str], ...] = ()  # (token, display name) where the job gives one
     merchants_sql: str = ""  # the pack's query listing merchants and names (SQL packs), for discovery
+    # --shard K/N, checked (runner.shards): given merchants are already cut to the shard's; the
+    # merchants a server lists (discovery) are cut when the run is planned.
+    shard: str | None = None
 
     @property
     def chart_count(self) -> int:
@@ -62,6 +66,7 @@ class JobRequest:
 
     merchants: tuple[str, ...] | None = None
     merchants_file: str | None = None
+    shard: str | None = None  # K/N: only this shard of the merchants (runner.shards)
     merchant_names: tuple[tuple[str, str], ...] | None = None  # (token, name) from the job file's merchants
     start_date: str | None = None
     end_date: str | None = None
@@ -245,6 +250,8 @@ def _from_file(key: JobKey, value: Any, path: Path) -> Any:
     if not isinstance(value, key.python_type):
         expected = "true or false" if key.python_type is bool else "a string"
         raise UsageError(f"invalid {key.name} {where}: expected {expected}, got {value!r}")
+    if key.name == "shard":
+        return str(Shard.parse(value, f"shard {where}"))
     if isinstance(value, str) and key.name in ("merchants_file", "pack"):
         if key.name == "merchants_file" or "/" in value or value.endswith((".toml", ".json")):  # not a built-in pack
             return str(path.parent / Path(value).expanduser())  # relative to the config file
@@ -264,6 +271,7 @@ def parse_today(value: object, where: str = "") -> str:
 
 def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
     """The job to run, with its dates resolved and its files read."""
+    shard = Shard.parse(request.shard) if request.shard is not None else None
     tokens = [check_merchant_token(m, "--merchant") for m in request.merchants or ()]
     names = dict(request.merchant_names or ())
     if request.merchants_file:
@@ -283,7 +291,21 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     pack = request.pack or DEFAULT_PACK
     if pack not in BUILTIN_PACK_NAMES:
         pack = str(Path(pack).expanduser().resolve())
-    return JobInputs(merchants=tuple(dict.fromkeys(tokens)), charts=charts, start_date=start, end_date=end,
+    merchants = tuple(dict.fromkeys(tokens))
+    if shard is not None and merchants:
+        merchants = _shard_merchants(merchants, shard)
+    return JobInputs(merchants=merchants, charts=charts, start_date=start, end_date=end,
                      write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack,
                      figures=loaded.figures, merchants_sql=loaded.merchants_sql,
-                     merchant_names=tuple((token, names[token]) for token in dict.fromkeys(tokens) if names.get(token)))
+                     merchant_names=tuple((token, names[token]) for token in merchants if names.get(token)),
+                     shard=None if shard is None else str(shard))
+
+
+def _shard_merchants(merchants: tuple[str, ...], shard: Shard) -> tuple[str, ...]:
+    """The given merchants that fall in `shard`, in their order. None is refused: an empty list
+    would mean the server's first few merchants (discovery), which are not this shard's."""
+    mine = tuple(token for token in merchants if shard.holds(token))
+    if not mine:
+        raise UsageError(f"--shard {shard} holds none of the {len(merchants)} merchant(s) given (each token's "
+                         "hash decides its shard): give fewer shards or more merchants")
+    return mine

@@ -1,40 +1,47 @@
-"""A run's report made from what the coordinator recorded: the chart and batch rows and the run's
-metrics, made from the coordinator's working records once its loop is over (RunRecords); the
-report around them (build_report; or, for a run that ended before planning, from what was asked);
-and the closing block of metrics the log ends with. runner.report holds the report's contract
-(its columns, counts and writing)."""
+"""The run's report, assembled in one place: the rows walked from the plan and the journal
+(JournalSections: each chart's latest outcome, a merchant at a time, never the whole run in
+memory), their counts (Tally), the report around them (report_head), and the closing block of
+metrics the log ends with. The coordinator makes each chart's and batch's row as it becomes final
+(chart_row, failed_batch) and journals it. runner.report holds the report's contract (its columns,
+counts and writing)."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from runner.chart_states import FINAL, ChartBook, ChartState, TrackedChart
-from runner.charts import ChartSpec
+from runner.chart_states import FINAL, ChartState, TrackedChart
 from runner.clock import iso_time
 from runner.config import RunnerConfig
-from runner.decks.book import DeckBook, DeckResult
-from runner.errors import ErrorType
+from runner.decks.book import DeckResult
+from runner.errors import ErrorType, ReportWriteError
+from runner.journal import JournalIndex, JournalReader, read_journal
+from runner.junit import write_junit
+from runner.merchants import merchant_name
 from runner.metrics import RunMetrics
-from runner.records import Batch, BatchResult
-from runner.render.supervisor import RenderSupervisor
+from runner.planning import Plan, PlannedMerchant
+from runner.records import Batch, BatchResult, ChartJob
 from runner.report import (
+    BATCH_COLUMNS,
+    CHART_COLUMNS,
     SCHEMA_VERSION,
     ChartResult,
     batch_row,
-    chart_counts,
+    chart_status_counts,
     environment,
     errors_by_type,
+    exit_code_for,
     merchant_rows,
-    with_merchant_names,
+    write_report_sections,
 )
 from runner.request import JobInputs
-from runner.retrieval.stage import RetrievalStage
 from runner.status import BatchStatus, ChartStatus, DeckStatus, ExitCode
 
 
@@ -50,76 +57,12 @@ def junit_failed(report: dict[str, Any], message: str) -> None:
         run["exit_code"] = ExitCode.INTERNAL
 
 
-def unplanned_charts(run_id: str, merchants: tuple[str, ...], charts: tuple[ChartSpec, ...], interrupted: bool,
-                     reason: str | None, only: tuple[tuple[str, str], ...] | None = None) -> list[ChartResult]:
-    """The charts of a run that ended before planning them: cancelled, or failed with the reason."""
-    status = ChartStatus.CANCELLED if interrupted or reason is None else ChartStatus.FAILED
-    error_type = ErrorType.CANCELLED if status is ChartStatus.CANCELLED else ErrorType.SERVER_UNAVAILABLE
-    error = "the run was interrupted before this chart was planned" if status is ChartStatus.CANCELLED else reason
-    empty: dict[str, Any] = dict.fromkeys(("batch_id", "retrieve_ms", "queue_ms", "render_ms", "total_ms", "output",
-                                           "bytes", "sha256", "worker_pid", "paragraph", "data_output"))
-    return [ChartResult(run_id=run_id, merchant=merchant, chart_id=spec.id, title=spec.title, status=status,
-                        error_type=error_type, error=error, attempts=0, **empty)
-            for merchant in merchants for spec in charts if only is None or (merchant, spec.id) in only]
-
-
 def _stop_error(stopped_by: str | None, reason: str | None, planned: bool) -> str:
     """run.error of a stopped run: always what stopped it, and what else is known."""
     cause = f"stopped by {stopped_by}" if stopped_by else "stopped"
     if reason:
         return f"{cause}; {reason}"
     return cause if planned else f"{cause} before the server's merchant list arrived: no chart was planned"
-
-
-def build_report(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs,
-                 merchants: tuple[str, ...], started_at: datetime, finished_at: datetime, wall_ms: float,
-                 result: Any, unreachable_reason: str | None, stopped_by: str | None,
-                 names: dict[str, str] | None = None) -> dict[str, Any]:
-    """`stopped_by`: what asked the run to stop (a signal, the deadline), or None; `names`: the
-    merchants' display names (each row's merchant_name; the token where none is known)."""
-    interrupted = stopped_by is not None or bool(result and result.interrupted)
-    unreachable = unreachable_reason is not None or bool(result and result.server_unreachable)
-    if result is not None:
-        charts = [asdict(c) for c in result.charts]
-    else:  # stopped, or the server failed, before any chart was planned: still list each one asked for
-        unplanned = unplanned_charts(run_id, merchants, inputs.charts, interrupted, unreachable_reason, inputs.only)
-        charts = [asdict(c) for c in unplanned]
-    if interrupted:
-        unreachable_reason = _stop_error(stopped_by, unreachable_reason, result is not None or bool(merchants))
-    decks = [asdict(d) for d in result.decks] if result else [
-        asdict(DeckResult(merchant, fmt, DeckStatus.CANCELLED if interrupted else DeckStatus.FAILED, None, None, None,
-                          None, len(inputs.charts), None,
-                          ErrorType.CANCELLED if interrupted else ErrorType.DECK_ERROR, "no chart was planned"))
-        for merchant in merchants for fmt in config.deck_formats]
-    metrics = {**(result.metrics if result else RunMetrics().as_report(0, 0, 0)),
-               "errors_by_type": errors_by_type(charts, decks)}
-    run = {
-        "run_id": run_id,
-        "started_at": iso_time(started_at),
-        "finished_at": iso_time(finished_at),
-        **chart_counts(charts, decks, interrupted, unreachable),  # status, exit_code, charts_*
-        "retrieval_mode": config.retrieval_mode,
-        "merchants": len(merchants),
-        "wall_ms": round(wall_ms, 1),
-        "output_dir": str(run_dir),
-        "start_date": inputs.start_date,
-        "end_date": inputs.end_date,
-        "dates_given": dict(inputs.dates_given),
-        "pack": inputs.pack,
-        "reruns": inputs.reruns,
-        "error": unreachable_reason,
-    }
-    return with_merchant_names({
-        "schema_version": SCHEMA_VERSION,
-        "run": run,
-        "config": config.effective(),
-        "environment": environment(),
-        "metrics": metrics,
-        "batches": [batch_row(b) for b in result.batches] if result else [],
-        "charts": charts,
-        "decks": decks,
-        "merchants": merchant_rows(charts, decks, config.deck_formats),
-    }, names or {})
 
 
 def _ms(value: float | None) -> str:
@@ -154,18 +97,6 @@ def log_closing_block(report: dict[str, Any]) -> None:
 HOST = socket.gethostname()
 
 
-@dataclass(frozen=True)
-class RunRecords:
-    """Everything the coordinator ended with: the rows of the report, before it is written."""
-
-    charts: tuple[ChartResult, ...]
-    batches: tuple[BatchResult, ...]
-    metrics: dict[str, Any]
-    interrupted: bool
-    server_unreachable: bool
-    decks: tuple[DeckResult, ...] = ()
-
-
 def chart_row(chart: TrackedChart, run_id: str) -> ChartResult:
     """The chart's row; one that never reached a final state (the loop ended first) is cancelled."""
     out = chart.rendered if chart.state is ChartState.OK else None
@@ -197,27 +128,258 @@ def failed_batch(batch: Batch, error_type: ErrorType, message: str) -> BatchResu
                        error_type=error_type, error=message)
 
 
-def batch_rows(batches: tuple[Batch, ...], ended: dict[str, BatchResult], charts: ChartBook,
-               interrupted: bool) -> tuple[BatchResult, ...]:
-    """Every planned batch's row: a batch that never ran (interrupted, or the server was
-    unreachable) is listed too, with its first chart's reason."""
-    rows = []
-    for batch in batches:
-        first = charts[batch.jobs[0].key]
-        status = BatchStatus.CANCELLED if interrupted else BatchStatus.FAILED
-        rows.append(ended.get(batch.batch_id) or BatchResult(
-            batch.batch_id, batch.merchant, batch.chart_ids, status, 0, "", 0.0, error_type=first.error_type,
-            error=first.error))
-    return tuple(rows)
 
 
-def run_metrics(metrics: RunMetrics, batches: tuple[BatchResult, ...], render: RenderSupervisor,
-                retrieval: RetrievalStage, decks: DeckBook) -> dict[str, Any]:
-    """The report's `metrics`: what the loop counted, with the batches' statuses, the render
-    stage's pool, the sessions' counters and the decks'."""
-    metrics.count_batches(batch.status for batch in batches)
-    metrics.set_render_pool(render.workers, render.start_method, render.restarts, render.recycles)
-    counters = retrieval.sessions.counters
-    report = metrics.as_report(counters.tool_calls, counters.sessions_opened, retrieval.batch_gauge.peak)
-    report["decks"] = decks.metrics()
-    return report
+def deck_rows(rows: tuple[DeckResult, ...]) -> list[dict[str, Any]]:
+    """A merchant's deck rows as the journal keeps them."""
+    return [asdict(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What the coordinator ended with, beside the outcomes it journaled: its counters, and why it stopped."""
+
+    metrics: RunMetrics
+    tool_calls: int
+    sessions_opened: int
+    peak_batches: int
+    decks: dict[str, object]  # what the deck builds cost
+    interrupted: bool
+    unreachable: tuple[ErrorType, str] | None  # the server could not be reached: the type and why
+    carried_charts: int = 0  # a resumed run's charts final before it began
+    carried_decks: int = 0
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What a chart, batch or deck with no outcome in the journal is reported as: the run stopped
+    first, or could not reach its server."""
+
+    status: ChartStatus
+    error_type: ErrorType
+    error: str
+    deck_status: DeckStatus
+    deck_error_type: ErrorType
+    deck_error: str
+
+    @classmethod
+    def of(cls, interrupted: bool, unreachable: tuple[ErrorType, str] | None, planned: bool = True) -> Missing:
+        if interrupted:
+            return cls(ChartStatus.CANCELLED, ErrorType.CANCELLED,
+                       "the run was interrupted before this chart finished" if planned
+                       else "the run was interrupted before this chart was planned",
+                       DeckStatus.CANCELLED, ErrorType.CANCELLED, "the run stopped before this deck was built")
+        if unreachable is not None:
+            return cls(ChartStatus.FAILED, unreachable[0], unreachable[1], DeckStatus.FAILED, ErrorType.DECK_ERROR,
+                       "no chart of this merchant has data" if planned else "no chart was planned")
+        reason = "the run ended without an outcome for this chart"  # a bug: still, every chart has its row
+        return cls(ChartStatus.FAILED, ErrorType.INTERNAL, reason, DeckStatus.FAILED, ErrorType.INTERNAL, reason)
+
+
+@dataclass
+class MerchantOutcome:
+    """One merchant's rows of each section: the report is walked a merchant at a time."""
+
+    batches: list[dict[str, Any]]
+    charts: list[dict[str, Any]]
+    decks: list[dict[str, Any]]
+    merchant: dict[str, Any]
+
+
+def valid_chart_row(row: Any, job: ChartJob) -> bool:
+    """A journal's chart row is used only if it is one the runner wrote for this chart."""
+    return isinstance(row, dict) and _CHART_KEYS <= row.keys() and row["merchant"] == job.merchant \
+        and row["chart_id"] == job.spec.id and row["status"] in _CHART_STATUSES
+
+
+_CHART_KEYS = frozenset(CHART_COLUMNS) - {"merchant_name"}
+_CHART_STATUSES = frozenset(status.value for status in ChartStatus)
+_DECK_KEYS = frozenset(f.name for f in fields(DeckResult))
+_BATCH_KEYS = frozenset(BATCH_COLUMNS)
+
+
+class JournalSections:
+    """The report's rows, from the plan and the journal: each chart's latest outcome, or what
+    `missing` says for one with none. Implements runner.report.Sections."""
+
+    def __init__(self, plan: Plan, index: JournalIndex, missing: Missing, run_id: str,
+                 formats: tuple[str, ...], batches_planned: bool = True) -> None:
+        self.plan, self.index, self.missing, self.run_id, self.formats = plan, index, missing, run_id, formats
+        self.batches_planned = batches_planned  # False: the run ended before any batch was made: none is listed
+
+    def rows(self, section: str) -> Iterator[dict[str, Any]]:
+        for outcome in self.walk():
+            if section == "merchants":
+                yield outcome.merchant
+            else:
+                yield from getattr(outcome, section)
+
+    def walk(self) -> Iterator[MerchantOutcome]:
+        with self.index.reader() as reader:
+            for merchant in self.plan.merchants():
+                if merchant.jobs:
+                    yield self._outcome(merchant, reader)
+
+    def _outcome(self, merchant: PlannedMerchant, reader: JournalReader) -> MerchantOutcome:
+        name = merchant_name(merchant.name, merchant.token)
+        charts = []
+        for position, job in zip(merchant.positions, merchant.jobs, strict=True):
+            row = reader.chart(position)
+            charts.append({**({key: row.get(key) for key in CHART_COLUMNS} if valid_chart_row(row, job)
+                              else asdict(self._missing_chart(job))), "merchant_name": name})
+        batches = []
+        for batch in self.plan.batches_of(merchant):
+            row = reader.batch(batch.number)
+            if row is None and not self.batches_planned:
+                continue
+            if not (isinstance(row, dict) and _BATCH_KEYS <= row.keys() and row["batch_id"] == batch.batch_id
+                    and row["merchant"] == merchant.token and row["status"] in {s.value for s in BatchStatus}):
+                row = batch_row(BatchResult(batch.batch_id, merchant.token, batch.chart_ids,
+                                            BatchStatus.CANCELLED if self.missing.status is ChartStatus.CANCELLED
+                                            else BatchStatus.FAILED, 0, "", 0.0, error_type=self.missing.error_type,
+                                            error=self.missing.error))
+            batches.append({**{key: row[key] for key in BATCH_COLUMNS}, "merchant_name": name})
+        journaled = reader.deck_rows(merchant.index)
+        by_format = {row["format"]: row for row in journaled if isinstance(row, dict) and _DECK_KEYS <= row.keys()
+                     and row["merchant"] == merchant.token} if isinstance(journaled, list) else {}
+        decks = [{**({key: by_format[fmt][key] for key in _DECK_KEYS} if fmt in by_format else asdict(DeckResult(
+            merchant.token, fmt, self.missing.deck_status, None, None, None, None, len(merchant.jobs), None,
+            self.missing.deck_error_type, self.missing.deck_error))), "merchant_name": name} for fmt in self.formats]
+        decks = [{key: row[key] for key in (*(f.name for f in fields(DeckResult)), "merchant_name")} for row in decks]
+        (row,) = merchant_rows(charts, decks, self.formats)
+        return MerchantOutcome(batches, charts, decks, {**row, "merchant_name": name})
+
+    def _missing_chart(self, job: ChartJob) -> ChartResult:
+        return ChartResult(run_id=self.run_id, merchant=job.merchant, chart_id=job.spec.id, title=job.spec.title,
+                           status=self.missing.status, error_type=self.missing.error_type, error=self.missing.error,
+                           batch_id=None, attempts=0, retrieve_ms=None, queue_ms=None, render_ms=None, total_ms=None,
+                           output=None, bytes=None, sha256=None, worker_pid=None, paragraph=None, data_output=None)
+
+
+@dataclass
+class Tally:
+    """The report's counts, from one walk over its rows."""
+
+    charts: Counter[str] = field(default_factory=Counter)
+    decks: Counter[str] = field(default_factory=Counter)
+    batches: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, sections: JournalSections) -> Tally:
+        tally = cls()
+        for outcome in sections.walk():
+            tally.charts.update(row["status"] for row in outcome.charts)
+            tally.decks.update(row["status"] for row in outcome.decks)
+            tally.batches.update(row["status"] for row in outcome.batches)
+            tally.errors.update(errors_by_type(outcome.charts, outcome.decks))
+        return tally
+
+    def run_counts(self, interrupted: bool, unreachable: bool) -> dict[str, Any]:
+        """The run's status, exit code and chart counts (runner.report.chart_counts, from counts)."""
+        total = sum(self.charts.values())
+        status, code = exit_code_for(total, self.charts[ChartStatus.OK], interrupted, unreachable,
+                                     self.decks[DeckStatus.FAILED])
+        return {"status": status, "exit_code": code, "charts_total": total, **chart_status_counts(self.charts)}
+
+
+def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs, merchants: int,
+                started_at: datetime, finished_at: datetime, wall_ms: float, records: RunRecords | None,
+                tally: Tally, error: str | None, stopped_by: str | None) -> dict[str, Any]:
+    """The report but its rows: `run`, `config`, `environment` and `metrics`. `stopped_by`: what
+    asked the run to stop (a signal, the deadline), or None; `error`: why it could not reach its server."""
+    interrupted = stopped_by is not None or bool(records and records.interrupted)
+    unreachable = error is not None or bool(records and records.unreachable)
+    if records is not None and records.unreachable and error is None:
+        error = records.unreachable[1]
+    if interrupted:
+        error = _stop_error(stopped_by, error, records is not None or bool(merchants))
+    run_metrics = records.metrics if records else RunMetrics()
+    run_metrics.count_batches(tally.batches.elements())
+    metrics = run_metrics.as_report(records.tool_calls if records else 0, records.sessions_opened if records else 0,
+                                    records.peak_batches if records else 0)
+    metrics["decks"] = {**deck_counts_from(tally.decks), **(records.decks if records else
+                                                            {"p50_build_ms": None, "cpu_ms": 0.0})}
+    metrics["errors_by_type"] = dict(sorted(tally.errors.items()))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "run_id": run_id,
+            "started_at": iso_time(started_at),
+            "finished_at": iso_time(finished_at),
+            **tally.run_counts(interrupted, unreachable),  # status, exit_code, charts_*
+            "retrieval_mode": config.retrieval_mode,
+            "merchants": merchants,
+            "wall_ms": round(wall_ms, 1),
+            "output_dir": str(run_dir),
+            "start_date": inputs.start_date,
+            "end_date": inputs.end_date,
+            "dates_given": dict(inputs.dates_given),
+            "pack": inputs.pack,
+            "reruns": inputs.reruns,
+            "error": error,
+        },
+        "config": config.effective(),
+        "environment": environment(),
+        "metrics": metrics,
+    }
+
+
+def deck_counts_from(statuses: Counter[str]) -> dict[str, int]:
+    return {"decks_total": sum(statuses.values()), **{f"decks_{s.value}": statuses[s] for s in DeckStatus}}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report of a run is made from, beside its journal."""
+
+    config: RunnerConfig
+    run_id: str
+    run_dir: Path
+    inputs: JobInputs
+    plan: Plan | None  # None: the run ended before its merchants were known
+    started_at: datetime
+    wall_ms: float
+    records: RunRecords | None  # None: the coordinator never ran
+    unreachable_reason: str | None  # the server could not list merchants or tools
+    stopped_by: str | None  # what asked the run to stop (a signal, the deadline)
+
+
+def write_run_report(what: ReportInputs, extra: dict[str, Any],
+                     metrics: dict[str, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """Write the run's report (and CSV, and JUnit file) from its plan and journal, row by row;
+    `extra`: keys for `run`; `metrics`: sections for `metrics`, merged over what is there.
+    Returns the path and the report but its rows (they are on disk only)."""
+    config, records, inputs = what.config, what.records, what.inputs
+    plan = what.plan or Plan(what.run_dir, inputs.charts, inputs.start_date, inputs.end_date, config.batch_size,
+                             merchants_given=tuple((token, "") for token in inputs.merchants))
+    charts, batches, merchants = plan.counts()
+    index = read_journal(what.run_dir, charts, batches, merchants)
+    interrupted = what.stopped_by is not None or bool(records and records.interrupted)
+    unreachable = records.unreachable if records is not None and records.unreachable else (
+        (ErrorType.SERVER_UNAVAILABLE, what.unreachable_reason) if what.unreachable_reason else None)
+    missing = Missing.of(interrupted, unreachable, planned=records is not None)
+    sections = JournalSections(plan, index, missing, what.run_id, config.deck_formats, records is not None)
+    tally = Tally.of(sections)
+    head = report_head(config, what.run_id, what.run_dir, inputs, merchants, what.started_at, datetime.now(UTC),
+                       what.wall_ms, records, tally, what.unreachable_reason, what.stopped_by)
+    head["run"].update(extra, junit_xml=None, shard=inputs.shard, resumed=_resumed(index, records))
+    for name, section in metrics.items():
+        head["metrics"][name] = {**head["metrics"].get(name, {}), **section}
+    if config.junit_xml:  # before the report: a report on disk means everything was written
+        try:
+            junit = Path(config.junit_xml).expanduser().absolute()
+            write_junit(junit, head, sections)
+            head["run"]["junit_xml"] = str(junit)  # where a merge finds it again
+        except ReportWriteError as exc:
+            junit_failed(head, str(exc))
+    return write_report_sections(what.run_dir, head, sections, inputs.write_csv), head
+
+
+def _resumed(index: JournalIndex, records: RunRecords | None) -> dict[str, Any] | None:
+    """run.resumed: how many times the run was resumed, and what this part carried over."""
+    if not index.resumed:
+        return None
+    return {"times": len(index.resumed), "at": [entry.get("at") for entry in index.resumed],
+            "charts_carried_over": records.carried_charts if records else 0,
+            "decks_carried_over": records.carried_decks if records else 0}

@@ -205,6 +205,8 @@ JOB_KEYS: tuple[JobKey, ...] = (
     JobKey("merchants", tuple, "A merchant token (repeatable).", "--merchant", "TOKEN"),
     JobKey("merchants_file", str, "File of merchants: a token per line, or TOKEN,Name; or a CSV with a "
                                   "merchant_token,name header. # starts a comment.", "--merchants-file"),
+    JobKey("shard", str, "Only shard K of N of the merchants (each token's hash decides its shard), for a CI "
+                         "matrix of N jobs; merge-reports folds their reports into one.", "--shard", "K/N"),
     JobKey("start_date", str, "First day: YYYY-MM-DD, or relative such as '-24 months' "
                               f"[default {DEFAULT_START}].", "--start-date"),
     JobKey("end_date", str, "Last day: YYYY-MM-DD, or relative such as 'last month end' "

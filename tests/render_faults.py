@@ -17,7 +17,7 @@ from pathlib import Path
 from runner.records import RenderedChart, RenderTask
 from runner.render.worker import render
 
-KINDS = ("crash", "segv", "hang", "raise", "crash-once")
+KINDS = ("crash", "segv", "hang", "raise", "crash-once", "noop")
 
 
 def parse_faults(text: str) -> dict[str, str]:
@@ -31,8 +31,22 @@ def parse_faults(text: str) -> dict[str, str]:
     return faults
 
 
+# A valid 1x1 PNG: what a no-op render gives every chart (`noop:*`), so a run's pipeline can be
+# driven at any size without matplotlib's cost (the big-run test, the bench's memory slope).
+NOOP_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                         "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def noop_render(task: RenderTask) -> RenderedChart:
+    import hashlib
+
+    return RenderedChart(NOOP_PNG, hashlib.sha256(NOOP_PNG).hexdigest(), 0.0, 0.0, os.getpid(), 0.0)
+
+
 def faulty_render(faults: dict[str, str], task: RenderTask) -> RenderedChart:
-    kind = faults.get(task.job.spec.id)
+    kind = faults.get(task.job.spec.id, faults.get("*"))
+    if kind == "noop":
+        return noop_render(task)
     in_worker = multiprocessing.parent_process() is not None  # never hang or kill the test process itself
     if kind and in_worker:
         if kind == "crash":

@@ -11,17 +11,21 @@ import functools
 import hashlib
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from runner.chart_states import FINAL, TRANSITIONS, ChartBook, ChartState, IllegalMove, Move, moved
 from runner.charts import BUILTIN_PACK
 from runner.config import load_config
-from runner.coordinator import Coordinator, RunPlan, RunRecords
+from runner.coordinator import Coordinator, RunPlan
 from runner.decks.book import DeckBook
 from runner.errors import ErrorType
-from runner.planning import plan_batches
+from runner.journal import Journal, read_journal
+from runner.planning import Plan, plan_batches
 from runner.progress import Progress
 from runner.records import RenderedChart, RenderTask
 from runner.render.inline_backend import InlineSupervisor
@@ -29,6 +33,7 @@ from runner.render.supervisor import RenderFunction
 from runner.render.worker import render
 from runner.request import DEFAULT_END, DEFAULT_START
 from runner.retrieval.sessions import ServerTarget, SessionPool
+from runner.run_report import JournalSections, Missing, RunRecords
 from runner.status import BatchStatus, ChartStatus, DeckStatus, PartialDecks
 from tests.render_faults import faulty_render
 
@@ -38,34 +43,67 @@ COORDINATOR = Path(__file__).resolve().parents[1] / "runner" / "coordinator.py"
 CHART_STATES = COORDINATOR.with_name("chart_states.py")
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """The coordinator's records and the report's rows, walked from its journal as the report is."""
+
+    records: RunRecords
+    charts: list[SimpleNamespace]
+    batches: list[SimpleNamespace]
+    decks: list[SimpleNamespace]
+
+    @property
+    def interrupted(self) -> bool:
+        return self.records.interrupted
+
+    @property
+    def server_unreachable(self) -> bool:
+        return self.records.unreachable is not None
+
+
+def _row(row: dict[str, Any], status: type) -> SimpleNamespace:
+    return SimpleNamespace(**{**row, "status": status(row["status"]),
+                              "error_type": None if row["error_type"] is None else ErrorType(row["error_type"])})
+
+
 class Drive:
     """One coordinator over `merchants`, with every Progress it showed."""
 
     def __init__(self, url: str, merchants: list[str], run_dir: Path, render_fn: RenderFunction = render,
                  batch_size: int | None = None, formats: tuple[str, ...] = ("pdf",)) -> None:
         self.config = load_config(env={"SCALAPAY_RETRY_DELAY_SECONDS": "0.01"})
-        self.batches = plan_batches(merchants, BUILTIN_PACK, DEFAULT_START, DEFAULT_END, run_dir,
-                                    batch_size or self.config.batch_size)
+        self.run_dir, self.formats = run_dir, formats
+        self.plan = Plan(run_dir, BUILTIN_PACK, DEFAULT_START, DEFAULT_END, batch_size or self.config.batch_size,
+                         merchants_given=tuple((m, "") for m in merchants))
+        self.batches = tuple(b for m in self.plan.merchants() for b in self.plan.batches_of(m))
         self.jobs = [job for batch in self.batches for job in batch.jobs]
         self.sessions = SessionPool(ServerTarget(url=url), self.config.max_concurrent_batches,
                                     self.config.tool_timeout_seconds)
         self.shown: list[Progress] = []
-        decks = DeckBook(self.jobs, formats, None, "2026-01-01", partial=PartialDecks.PLACEHOLDER)
-        self.coordinator = Coordinator(self.config, RunPlan("run-1", self.batches), self.sessions,
+        self.journal = Journal(run_dir, "run-1", "job")
+        decks = DeckBook([], formats, None, "2026-01-01", partial=PartialDecks.PLACEHOLDER)
+        self.coordinator = Coordinator(self.config, RunPlan("run-1", self.plan, self.journal), self.sessions,
                                        InlineSupervisor(render_fn), self.shown.append, decks=decks)
 
-    def run(self) -> RunRecords:
+    def run(self) -> Outcome:
         try:
-            return self.coordinator.run()
+            records = self.coordinator.run()
         finally:
             self.sessions.close()
+            self.journal.close()
+        index = read_journal(self.run_dir, *self.plan.counts())
+        sections = JournalSections(self.plan, index, Missing.of(records.interrupted, records.unreachable), "run-1",
+                                   self.formats)
+        return Outcome(records, [_row(r, ChartStatus) for r in sections.rows("charts")],
+                       [_row(r, BatchStatus) for r in sections.rows("batches")],
+                       [_row(r, DeckStatus) for r in sections.rows("decks")])
 
 
-def statuses(records: RunRecords) -> dict[tuple[str, str], ChartStatus]:
+def statuses(records: Outcome) -> dict[tuple[str, str], ChartStatus]:
     return {(row.merchant, row.chart_id): row.status for row in records.charts}
 
 
-def assert_one_row_per_chart(drive: Drive, records: RunRecords) -> None:
+def assert_one_row_per_chart(drive: Drive, records: Outcome) -> None:
     keys = [(row.merchant, row.chart_id) for row in records.charts]
     assert sorted(keys) == sorted(job.key for job in drive.jobs)
     assert all(row.status in set(FINAL.values()) for row in records.charts)

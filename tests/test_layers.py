@@ -16,13 +16,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.status", "runner.clock", "runner.signals", "runner.redaction", "runner.errors", "runner.files",
      "runner.merchants", "runner.wording", "runner.sql", "runner.logs"),
     ("runner.settings", "runner.config", "runner.charts", "runner.figures", "runner.kinds", "runner.records",
-     "runner.request", "runner.planning", "runner.metrics", "runner.events", "runner.chart_states"),
+     "runner.request", "runner.shards", "runner.planning", "runner.metrics", "runner.events", "runner.chart_states",
+     "runner.journal"),
     ("runner.decks", "runner.retrieval", "runner.demo"),
     ("runner.render",),
     ("runner.cache",),
     ("runner.report", "runner.junit", "runner.progress", "runner.run_report",
      "runner.coordinator", "runner.run_folders",
-     "runner.server_record", "runner.run", "runner.rerun", "runner.merge"),
+     "runner.server_record", "runner.read_back", "runner.resume", "runner.run", "runner.rerun", "runner.merge",
+     "runner.merge_reports"),
     ("runner.cli", "runner.__main__"),
 )
 # Stages that share a layer and must not lean on each other.

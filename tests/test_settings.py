@@ -82,19 +82,20 @@ def test_the_job_keys_are_run_flags_and_config_file_keys(tmp_path: Path) -> None
     job = tmp_path / "job.toml"
     job.write_text('merchants = ["UVQ455UK5O7B"]\nmerchants_file = "merchants.txt"\nstart_date = "-24 months"\n'
                    'end_date = "last month end"\ncharts = ["a", "b"]\npack = "business-review"\ncsv = true\n'
-                   "today = 2026-03-05\nbatch_size = 4\n")
+                   'today = 2026-03-05\nshard = "2/3"\nbatch_size = 4\n')
     assert load_config(env={}, config_file=job).batch_size == 4  # the job's keys are not unknown settings
     request = request_from_file(read_config_file(job), job)
     assert request == JobRequest(merchants=("UVQ455UK5O7B",), merchants_file=str(tmp_path / "merchants.txt"),
                                  start_date="-24 months", end_date="last month end", charts="a,b",
-                                 pack="business-review", csv=True, today="2026-03-05")
+                                 pack="business-review", csv=True, today="2026-03-05", shard="2/3")
     assert all(getattr(request, key.name) is not None for key in JOB_KEYS)
 
 
 def _flag_args(key: JobKey) -> list[str]:
     assert key.flag is not None
     value = {"merchants": "LIICIEWKV6BK", "start_date": "2024-01-01", "end_date": "2024-12-31",
-             "pack": "business-review", "charts": "aov_by_month", "merchants_file": "merchants.txt"}
+             "pack": "business-review", "charts": "aov_by_month", "merchants_file": "merchants.txt",
+             "shard": "1/2"}
     return [key.flag] if key.python_type is bool else [key.flag, value[key.name]]
 
 

@@ -13,6 +13,7 @@ missing is in the chart's report row and the log: the deck's worker is never tol
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class _Deck:
     missing_ids: tuple[str, ...] = ()  # charts without data or PNG, in pack order
     submitted: bool = False
     results: tuple[DeckResult, ...] = ()
+    index: int = 0  # the merchant's place among the run's merchants
 
     @property
     def missing(self) -> int:
@@ -72,13 +74,36 @@ class DeckBook:
         self._template = template
         self._generated_on = generated_on
         self._decks: dict[str, _Deck] = {}
-        for job in jobs:
-            deck = self._decks.setdefault(job.merchant, _Deck(Path(job.output).parent, [], 0))
-            deck.jobs.append(job)
-            deck.waiting += 1
         self._due: deque[str] = deque()  # merchants whose deck can be built now, in the order they became due
+        self._settled: list[str] = []  # merchants whose rows are final, since take_settled last took them
         self.cpu_ms = 0.0
         self._build_ms: list[float] = []
+        by_merchant: dict[str, list[ChartJob]] = {}
+        for job in jobs:
+            by_merchant.setdefault(job.merchant, []).append(job)
+        for index, (merchant, merchant_jobs) in enumerate(by_merchant.items()):
+            self.add(merchant, index, merchant_jobs, len(merchant_jobs))
+
+    def add(self, merchant: str, index: int, jobs: Sequence[ChartJob], waiting: int, name: str = "") -> None:
+        """A merchant taken into the run: `waiting` of its charts are not final yet (a resumed run's
+        may all be, and its deck is due at once). `index`: its place among the run's merchants."""
+        self._decks[merchant] = _Deck(Path(jobs[0].output).parent, list(jobs), waiting, index=index)
+        if name:
+            self._names[merchant] = name
+        if waiting == 0 and self.formats:
+            self._due.append(merchant)
+
+    def take_settled(self) -> list[tuple[str, int, tuple[DeckResult, ...]]]:
+        """(merchant, its index, its rows) of each deck settled since the last call."""
+        settled = [(merchant, self._decks[merchant].index, self._decks[merchant].results)
+                   for merchant in self._settled if merchant in self._decks]
+        self._settled.clear()
+        return settled
+
+    def forget(self, merchant: str) -> None:
+        """The merchant's rows are recorded: no longer held."""
+        self._decks.pop(merchant, None)
+        self._names.pop(merchant, None)
 
     def chart_final(self, merchant: str) -> None:
         deck = self._decks.get(merchant)
@@ -154,6 +179,7 @@ class DeckBook:
                                       document.sha256, deck.missing, None if built.cached else built.build_ms,
                                       None, None, built.cached))
         deck.results = tuple(results)
+        self._settled.append(merchant)
         if not built.cached:
             self.cpu_ms += built.cpu_ms
             self._build_ms.append(built.build_ms)
@@ -181,6 +207,8 @@ class DeckBook:
         deck = self._decks[merchant]
         if not deck.results:
             deck.results = tuple(self._row(merchant, fmt, status, error_type, message) for fmt in self.formats)
+            if status is not DeckStatus.CANCELLED:
+                self._settled.append(merchant)
 
     def _row(self, merchant: str, fmt: str, status: DeckStatus, error_type: ErrorType | None,
              message: str | None) -> DeckResult:
@@ -199,6 +227,9 @@ class DeckBook:
         return {
             "decks_total": sum(statuses.values()),
             **{f"decks_{status}": statuses[status] for status in DeckStatus},
-            "p50_build_ms": percentile(self._build_ms, 50),
-            "cpu_ms": round(self.cpu_ms, 1),
+            **self.build_metrics(),
         }
+
+    def build_metrics(self) -> dict[str, object]:
+        """What the builds cost; the counts come from the decks' rows (runner.report.deck_counts)."""
+        return {"p50_build_ms": percentile(self._build_ms, 50), "cpu_ms": round(self.cpu_ms, 1)}

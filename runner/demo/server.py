@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -34,9 +35,23 @@ _PRODUCT_NAMES = {"pay_in_3": "Pay in 3", "pay_in_4": "Pay in 4"}
 _USER_NAMES = {"network": "Network", "returning": "Returning", "new": "New"}
 
 
+def _band(age: int) -> str:
+    for label in AGE_BANDS[:-1]:
+        low, high = (int(x) for x in label.split("-"))
+        if low <= age <= high:
+            return label
+    return AGE_BANDS[-1]
+
+
+# Worked out once: the demographics tool looks up every customer's age band, and at 64 batches
+# at once the server's CPU per call bounds the bench's retrieval figures.
+_AGE_BANDS_BY_AGE = {age: _band(age) for age in range(130)}
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     latency_ms: int = 0
+    call_log: str | None = None  # each chart tool call is appended here as "tool merchant" (tests count calls)
     scale: float = 1.0
     merchants: int = MERCHANT_COUNT
     # Fault injection, for tests and drills. `fault_tools` limits the faults to those chart
@@ -156,33 +171,24 @@ class Warehouse:
 
     def demographics(self, token: str, start: str, end: str) -> dict[str, Any]:
         merchant_id, first, last = self._window(token, start, end)
-        customers = (
-            "SELECT DISTINCT c.id, c.age, c.gender, c.card_type FROM orders o JOIN customers c "
-            "ON c.id = o.customer_id WHERE o.merchant_id = ? AND o.month BETWEEN ? AND ?"
+        customers = (  # each customer who ordered in the window, once
+            "SELECT age, gender, card_type FROM customers WHERE id IN "
+            "(SELECT customer_id FROM orders WHERE merchant_id = ? AND month BETWEEN ? AND ?)"
         )
         rows = self._rows(customers, (merchant_id, first, last))
         if not rows:
             return {"groups": [], "unit": "%"}
         total = len(rows)
 
-        def band(age: int) -> str:
-            for label in AGE_BANDS[:-1]:
-                low, high = (int(x) for x in label.split("-"))
-                if low <= age <= high:
-                    return label
-            return AGE_BANDS[-1]
-
         def shares(keys: list[str], order: tuple[str, ...]) -> dict[str, Any]:
-            counts = {k: 0 for k in order}
-            for k in keys:
-                counts[k] += 1
+            counts = Counter(keys)
             return {"labels": [k.capitalize() if k[0].isalpha() else k for k in order],
                     "values": [round(100 * counts[k] / total, 1) for k in order]}
 
         groups = [
-            {"name": "Age band", **shares([band(r[1]) for r in rows], AGE_BANDS)},
-            {"name": "Gender", **shares([r[2] for r in rows], ("female", "male", "undisclosed"))},
-            {"name": "Card type", **shares([r[3] for r in rows], ("credit", "debit", "prepaid"))},
+            {"name": "Age band", **shares([_AGE_BANDS_BY_AGE.get(r[0]) or _band(r[0]) for r in rows], AGE_BANDS)},
+            {"name": "Gender", **shares([r[1] for r in rows], ("female", "male", "undisclosed"))},
+            {"name": "Card type", **shares([r[2] for r in rows], ("credit", "debit", "prepaid"))},
         ]
         return {"groups": groups, "unit": "%", "customers": total}
 
@@ -281,6 +287,9 @@ def build_server(options: DemoOptions, warehouse: Warehouse | None = None) -> MC
         faulted = not options.fault_tools or tool_name in options.fault_tools
 
         async def chart_tool(merchant_token: str, start_date: str, end_date: str) -> CallToolResult:
+            if options.call_log:
+                with open(options.call_log, "a", encoding="utf-8") as log:
+                    log.write(f"{tool_name} {merchant_token}\n")
             await pause()
             if faulted:
                 if options.crash_after and next(calls) > options.crash_after:

@@ -69,8 +69,12 @@ class RetrievalStage:
 
     def start(self, batches: tuple[Batch, ...]) -> None:
         for batch in batches:
-            future = self._batches.submit(self._run_batch, batch)
-            future.add_done_callback(functools.partial(self._batch_ended, batch))
+            self.submit(batch)
+
+    def submit(self, batch: Batch) -> None:
+        """Queue a batch for the next free batch thread; its end is a BatchEnded event."""
+        future = self._batches.submit(self._run_batch, batch)
+        future.add_done_callback(functools.partial(self._batch_ended, batch))
 
     def _batch_ended(self, batch: Batch, future: concurrent.futures.Future[BatchResult]) -> None:
         self._emit(BatchEnded(batch, future))
