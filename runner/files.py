@@ -87,19 +87,31 @@ def written_in_folder(folder: int, name: str, sync: bool = False) -> Iterator[Bi
         raise
 
 
-def read_input(path: Path, what: str, limit: int) -> bytes:
-    """A user's input file: a regular file (not /dev/zero, a FIFO or a folder) of at most `limit`
-    bytes. Stopping at the limit bounds memory even for a file that grows while it is read."""
+def open_input(path: Path, what: str) -> BinaryIO:
+    """A user's input file, open for reading: a regular file (not /dev/zero, a FIFO or a folder)."""
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{what} {path} is not a regular file")
-        with open(path, "rb") as handle:
-            content = handle.read(limit + 1)
+        # Not blocking: a FIFO must be refused, not waited on for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is not a regular file") from None
     except OSError as exc:
         raise UsageError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise UsageError(f"{what} {path} is not a regular file")
+    return os.fdopen(descriptor, "rb")
+
+
+def read_input(path: Path, what: str, limit: int) -> bytes:
+    """A user's input file (open_input) of at most `limit` bytes. Stopping at the limit bounds
+    memory even for a file that grows while it is read."""
+    with open_input(path, what) as handle:
+        try:
+            content = handle.read(limit + 1)
+        except OSError as exc:
+            raise UsageError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     if len(content) > limit:
         raise UsageError(f"{what} {path} is larger than {limit:,} bytes")
     return content

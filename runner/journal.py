@@ -31,15 +31,13 @@ from typing import Any
 
 from loguru import logger
 
+from runner.errors import ReportWriteError
+
 JOURNAL = "journal.jsonl"
 VERSION = 1
 SYNC_SECONDS = 1.0
 _APPEND = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINE_BYTES = 1_000_000  # a longer line is not one the runner wrote
-
-
-class JournalError(Exception):
-    """The journal cannot be written (the disk, the folder): the run cannot keep its outcomes."""
 
 
 class Journal:
@@ -53,7 +51,7 @@ class Journal:
             if os.fstat(self._fd).st_size == 0:
                 self._write({"journal": VERSION, "run_id": run_id, "job": job_hash})
         except OSError as exc:
-            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
+            raise _unwritable(self.path, exc) from None
         self._synced = time.monotonic()
 
     def chart(self, position: int, row: dict[str, Any]) -> None:
@@ -79,7 +77,7 @@ class Journal:
             if time.monotonic() - self._synced >= SYNC_SECONDS:
                 self.sync()
         except OSError as exc:
-            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
+            raise _unwritable(self.path, exc) from None
 
     def _write(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n").encode()
@@ -92,7 +90,7 @@ class Journal:
         try:
             os.fsync(self._fd)
         except OSError as exc:
-            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
+            raise _unwritable(self.path, exc) from None
         self._synced = time.monotonic()
 
     def tick(self) -> None:
@@ -107,6 +105,12 @@ class Journal:
                 pass
             os.close(self._fd)
             self._fd = -1
+
+
+def _unwritable(path: Path, exc: OSError) -> ReportWriteError:
+    """The journal cannot be written (a full disk, a vanished folder): the run cannot keep its
+    outcomes, nor write a report from them. It ends as when its report cannot be written: exit 3."""
+    return ReportWriteError(f"cannot write the report in {path.parent}: its journal: {exc.strerror or exc}")
 
 
 def _cut_torn_tail(fd: int) -> None:

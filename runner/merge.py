@@ -2,15 +2,14 @@
 
 Charts that now succeeded replace the failed ones, their PNG and data files placed where the
 original run would have put them; the touched merchants' decks are rebuilt from every chart on
-disk. Then every figure derived from the rows is counted again (runner.report's chart_counts,
-deck_counts and errors_by_type, runner.metrics' batch_counts), as a clean run over the same
-charts would count it: run status and exit code, run.charts_*, metrics.errors_by_type,
-metrics.decks, metrics.retrieval's batch counts, merchants, and the status of each batch the
-rerun touched (from its charts' data, as a run decides it). The work metrics (times, tool calls,
-renders) stay those of the original run; the rerun's own work is in its chart rows. The repair
-is recorded in run.merged ({at, rerun_run_id, charts, charts_ok}); report.json, charts.csv (if
-the run wrote one) and the JUnit file are rewritten; the report replaced is kept beside as
-report.before-<rerun id>.json.
+disk. Then every figure derived from the rows is counted again by runner.run_report.Tally, the
+run's own counting, as a clean run over the same charts would count it: run status and exit code,
+run.charts_*, metrics.errors_by_type, metrics.decks, metrics.retrieval's batch counts, merchants,
+and the status of each batch the rerun touched (from its charts' data, as a run decides it). The
+work metrics (times, tool calls, renders) stay those of the original run; the rerun's own work is
+in its chart rows. The repair is recorded in run.merged ({at, rerun_run_id, charts, charts_ok});
+report.json, charts.csv (if the run wrote one) and the JUnit file are rewritten; the report
+replaced is kept beside as report.before-<rerun id>.json.
 
 The JUnit file is the run's (run.junit_xml, or for an older report config.junit_xml from the
 current folder), rewritten only while it still holds that run's results: a regular file, never
@@ -40,14 +39,10 @@ from runner.decks.book import DECK_NAME, DeckBook
 from runner.errors import ChartError, ErrorType
 from runner.files import safe_part, write_atomically
 from runner.junit import write_junit
-from runner.metrics import batch_counts
 from runner.read_back import read_data, read_png
 from runner.records import ChartData, ChartJob
 from runner.report import (
     ReportWriteError,
-    chart_counts,
-    deck_counts,
-    errors_by_type,
     merchant_rows,
     names_of,
     with_merchant_names,
@@ -56,7 +51,7 @@ from runner.report import (
 from runner.rerun import MergeTarget, Rerun, recorded_setting
 from runner.run import WrittenReport
 from runner.run_folders import point_latest, prune_runs
-from runner.run_report import junit_failed
+from runner.run_report import Tally, junit_failed
 from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
 
 JUNIT_HEAD_BYTES = 4096  # where a JUnit file the runner wrote names its run
@@ -207,13 +202,15 @@ def recounted(original: dict[str, Any], charts: list[dict[str, Any]], decks: lis
     """The report with new rows and every figure derived from them counted again."""
     metrics = _section(original, "metrics")
     formats = tuple(dict.fromkeys(d["format"] for d in decks))
+    tally = Tally()  # the run's own counting (runner.run_report), over the merged rows
+    tally.add(charts, decks, batches)
+    counted = tally.metrics()
     return {**original, "charts": charts, "decks": decks, "batches": batches,
-            "run": {**original["run"], **chart_counts(charts, decks), "error": None},
+            "run": {**original["run"], **tally.run_counts(interrupted=False, unreachable=False), "error": None},
             "merchants": merchant_rows(charts, decks, formats),
-            "metrics": {**metrics, "errors_by_type": errors_by_type(charts, decks),
-                        "retrieval": {**_section(metrics, "retrieval"),
-                                      **batch_counts(batch["status"] for batch in batches)},
-                        "decks": {**_section(metrics, "decks"), **deck_counts(decks)}}}
+            "metrics": {**metrics, "errors_by_type": counted["errors_by_type"],
+                        "retrieval": {**_section(metrics, "retrieval"), **counted["retrieval"]},
+                        "decks": {**_section(metrics, "decks"), **counted["decks"]}}}
 
 
 def _recorded_junit(rerun: Rerun) -> Path | None:

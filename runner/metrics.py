@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values (the report's null)."""
     if not values:
         return None
@@ -97,7 +98,7 @@ class RunMetrics:
     batch_retries: int = 0
     llm_retries: int = 0  # agent mode: model calls sent again
     sequential_fallbacks: int = 0
-    batch_ms: list[float] = field(default_factory=list)
+    batch_ms: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a batch: a run has no size limit
     retrieval_started: float | None = None
     retrieval_finished: float | None = None
 
@@ -108,7 +109,7 @@ class RunMetrics:
     peak_concurrent_renders: int = 0
     worker_restarts: int = 0
     pool_recycles: int = 0
-    render_ms: list[float] = field(default_factory=list)
+    render_ms: array[float] = field(default_factory=lambda: array("d"))
     cpu_ms: float = 0.0
     peak_worker_rss_mb: float = 0.0
     render_started: float | None = None

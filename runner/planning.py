@@ -17,11 +17,11 @@ from pathlib import Path
 from runner import sql
 from runner.charts import ChartSpec
 from runner.errors import UsageError
-from runner.files import safe_part, write_atomically
+from runner.files import safe_part, written_atomically
 from runner.records import Batch, ChartJob, ToolCall
 
 MERCHANTS_FILE = "merchants.jsonl"
-MAX_MERCHANTS_LINE_BYTES = 10_000  # a token and its display name, as JSON
+MAX_MERCHANTS_LINE_BYTES = 100_000  # a token and its display name (cleaned and bounded), as JSON
 
 
 def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
@@ -40,8 +40,9 @@ def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
 
 def write_merchants(run_dir: Path, merchants: Iterable[tuple[str, str]]) -> None:
     """The job's merchants, (token, display name) a line, as the run's own copy."""
-    lines = (json.dumps([token, name], ensure_ascii=False) + "\n" for token, name in merchants)
-    write_atomically(run_dir / MERCHANTS_FILE, "".join(lines).encode(), sync=True)
+    with written_atomically(run_dir / MERCHANTS_FILE, sync=True) as out:
+        for token, name in merchants:
+            out.write((json.dumps([token, name], ensure_ascii=False) + "\n").encode())
 
 
 def read_merchants_copy(run_dir: Path) -> Iterator[tuple[str, str]]:

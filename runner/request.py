@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import calendar
 import csv
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,12 +21,12 @@ from typing import Any
 from runner.charts import BUILTIN_PACK_NAMES, DEFAULT_PACK, ChartSpec, load_pack, select_charts
 from runner.errors import UsageError
 from runner.figures import KeyFigure
-from runner.files import read_input_text
+from runner.files import open_input
 from runner.merchants import check_merchant_token, merchant_name
 from runner.settings import DEFAULT_END, DEFAULT_START, JOB_KEYS, JobKey
 from runner.shards import Shard
 
-MAX_MERCHANTS_FILE_BYTES = 10_000_000
+MAX_MERCHANTS_LINE_BYTES = 1_000_000  # a token and its display name: the guard against one huge line
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OFFSET = re.compile(r"([+-]\d{1,4})\s*(day|week|month|year)s?")
@@ -54,10 +56,12 @@ class JobInputs:
     # --shard K/N, checked (runner.shards): given merchants are already cut to the shard's; the
     # merchants a server lists (discovery) are cut when the run is planned.
     shard: str | None = None
+    merchants_file: str | None = None  # more merchants, streamed from this file (runner.request.job_merchants)
 
     @property
-    def chart_count(self) -> int:
-        return len(self.only) if self.only is not None else len(self.merchants) * len(self.charts)
+    def merchants_given(self) -> bool:
+        """The job names its merchants (else the server's first few are taken)."""
+        return bool(self.merchants or self.merchants_file)
 
 
 @dataclass(frozen=True)
@@ -176,35 +180,64 @@ def _merchant(line: str, where: str, columns: tuple[int, int | None] | None) -> 
     return token, merchant_name(name, token) if name else ""
 
 
-def read_merchants(path: str) -> list[tuple[str, str]]:
-    """(token, name) per merchant of a merchants file; name "" where the line gives none.
+def iter_merchants(path: str) -> Iterator[tuple[str, str]]:
+    """(token, name) per merchant of a merchants file, read a line at a time (a file of any length;
+    a line of at most MAX_MERCHANTS_LINE_BYTES); name "" where the line gives none.
 
     A line is TOKEN, or TOKEN,Name (CSV: quote a name that holds a comma); or the file is a CSV
     whose header row names a merchant_token (or token) column and, optionally, name. A line
     starting with `#` is a comment, as is a `#` before the line's first comma (a name may hold one)."""
-    text = read_input_text(Path(path), "merchants file", MAX_MERCHANTS_FILE_BYTES)
-    merchants: list[tuple[str, str]] = []
     columns: tuple[int, int | None] | None = None  # a header's token and name columns
-    first = True
-    for number, line in enumerate(text.splitlines(), 1):
-        comment = line.find("#")
-        if comment >= 0 and not 0 <= line.find(",") < comment:
-            line = line[:comment]
-        line = line.strip()
-        if not line:
-            continue
-        where = f"{path}:{number}"
-        if first:
-            first, columns = False, _header(line, where)
-            if columns is not None:
+    first, found = True, False
+    with open_input(Path(path), "merchants file") as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_MERCHANTS_LINE_BYTES + 1), b""), 1):
+            where = f"{path}:{number}"
+            if len(raw) > MAX_MERCHANTS_LINE_BYTES:
+                raise UsageError(f"{where}: a line longer than {MAX_MERCHANTS_LINE_BYTES:,} bytes")
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"merchants file {path} is not UTF-8 text ({exc.reason} on line {number})") from None
+            comment = line.find("#")
+            if comment >= 0 and not 0 <= line.find(",") < comment:
+                line = line[:comment]
+            line = line.strip()
+            if not line:
                 continue
-        if columns is None and "," not in line and '"' not in line:  # most files: a token alone
-            merchants.append((check_merchant_token(line, where), ""))
-        else:
-            merchants.append(_merchant(line, where, columns))
-    if not merchants:
+            if first:
+                first, columns = False, _header(line, where)
+                if columns is not None:
+                    continue
+            found = True
+            if columns is None and "," not in line and '"' not in line:  # most files: a token alone
+                yield check_merchant_token(line, where), ""
+            else:
+                yield _merchant(line, where, columns)
+    if not found:
         raise UsageError(f"merchants file {path} lists no merchant tokens")
-    return merchants
+
+
+def read_merchants(path: str) -> list[tuple[str, str]]:
+    """iter_merchants, as a list (a short file)."""
+    return list(iter_merchants(path))
+
+
+def job_merchants(inputs: JobInputs) -> Iterator[tuple[str, str]]:
+    """The job's merchants as (token, display name), each once and in order: those given, then the
+    merchants file's, streamed; only the shard's with --shard. A display name the job gives wins
+    over the file's."""
+    names = dict(inputs.merchant_names)
+    shard = Shard.parse(inputs.shard) if inputs.shard is not None else None
+    listed: Iterable[tuple[str, str]] = ((token, names.get(token, "")) for token in inputs.merchants)
+    if inputs.merchants_file:
+        listed = itertools.chain(listed, ((token, names.get(token) or name)
+                                          for token, name in iter_merchants(inputs.merchants_file)))
+    seen: set[str] = set()
+    for token, name in listed:
+        if token in seen or (shard is not None and not shard.holds(token)):
+            continue
+        seen.add(token)
+        yield token, name
 
 
 def _job_merchants(value: Any, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -274,10 +307,6 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     shard = Shard.parse(request.shard) if request.shard is not None else None
     tokens = [check_merchant_token(m, "--merchant") for m in request.merchants or ()]
     names = dict(request.merchant_names or ())
-    if request.merchants_file:
-        listed = read_merchants(request.merchants_file)
-        tokens += [token for token, _ in listed]
-        names.update((token, name) for token, name in listed if name and token not in names)
     loaded = load_pack(request.pack or BUILTIN_PACK_NAMES[0])
     charts = select_charts(loaded.charts, request.charts)
     given = tuple((key, value) for key, value in (("start_date", request.start_date), ("end_date", request.end_date))
@@ -292,20 +321,24 @@ def job_inputs(request: JobRequest, today: date, demo_server_args: tuple[str, ..
     if pack not in BUILTIN_PACK_NAMES:
         pack = str(Path(pack).expanduser().resolve())
     merchants = tuple(dict.fromkeys(tokens))
-    if shard is not None and merchants:
-        merchants = _shard_merchants(merchants, shard)
-    return JobInputs(merchants=merchants, charts=charts, start_date=start, end_date=end,
-                     write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack,
-                     figures=loaded.figures, merchants_sql=loaded.merchants_sql,
-                     merchant_names=tuple((token, names[token]) for token in merchants if names.get(token)),
-                     shard=None if shard is None else str(shard))
+    inputs = JobInputs(merchants=merchants, charts=charts, start_date=start, end_date=end,
+                       write_csv=bool(request.csv), demo_server_args=demo_server_args, dates_given=given, pack=pack,
+                       figures=loaded.figures, merchants_sql=loaded.merchants_sql,
+                       merchant_names=tuple((token, names[token]) for token in merchants if names.get(token)),
+                       shard=None if shard is None else str(shard),
+                       merchants_file=str(Path(request.merchants_file).expanduser().absolute())
+                       if request.merchants_file else None)
+    if inputs.merchants_given:
+        _check_merchants(inputs)
+    return inputs
 
 
-def _shard_merchants(merchants: tuple[str, ...], shard: Shard) -> tuple[str, ...]:
-    """The given merchants that fall in `shard`, in their order. None is refused: an empty list
-    would mean the server's first few merchants (discovery), which are not this shard's."""
-    mine = tuple(token for token in merchants if shard.holds(token))
-    if not mine:
-        raise UsageError(f"--shard {shard} holds none of the {len(merchants)} merchant(s) given (each token's "
+def _check_merchants(inputs: JobInputs) -> None:
+    """Read the merchants through once before any work: a bad line is one line now, not an error
+    in the middle of a run. A shard holding none of them is refused: no merchants would mean the
+    server's first few (discovery), which are not this shard's."""
+    everyone = replace(inputs, shard=None)
+    if sum(1 for _ in job_merchants(inputs)) == 0:
+        given = sum(1 for _ in job_merchants(everyone))
+        raise UsageError(f"--shard {inputs.shard} holds none of the {given} merchant(s) given (each token's "
                          "hash decides its shard): give fewer shards or more merchants")
-    return mine

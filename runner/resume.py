@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,6 @@ from runner.run_report import valid_chart_row
 from runner.status import ChartStatus, DeckStatus, RunStatus
 
 JOB_FILE = "job.json"
-LOCK_FILE = ".lock"
 MAX_JOB_BYTES = 50_000_000  # a rerun's job lists its (merchant, chart) pairs
 JOB_VERSION = 1
 # The settings that shape a run's files: fixed with its job, refused if given anew on resume.
@@ -156,8 +156,9 @@ def journal_end(run_dir: Path) -> str | None:
 
 
 class RunLock:
-    """An exclusive lock on a run folder, held for the whole run: a second process resuming the
-    same folder (or resuming a run still going) is refused with one line."""
+    """An exclusive lock on a run folder (flock on the folder itself: no file to leave behind), held
+    for the whole run by the run and by each resume: a second process resuming the same folder, or
+    resuming a run still going, is refused with one line."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -165,7 +166,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         try:
-            self._fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise UsageError(f"cannot lock the run folder {self.run_dir}: {exc.strerror or exc}") from None
         try:
@@ -180,6 +181,22 @@ class RunLock:
         if self._fd >= 0:
             os.close(self._fd)  # closing releases the lock
             self._fd = -1
+
+
+_OUR_TEMP = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")  # runner.files' temporary names
+
+
+def remove_torn_writes(run_dir: Path) -> int:
+    """The temporary files a killed run left mid-write (runner.files writes beside the target, then
+    renames): removed before resuming. Only regular files with the runner's temporary names, in the
+    run folder and its merchants' folders, never through a link."""
+    removed = 0
+    for folder in (run_dir, *(p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink())):
+        for path in folder.iterdir():
+            if _OUR_TEMP.fullmatch(path.name) and stat.S_ISREG(path.lstat().st_mode):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from runner.logs import set_run_id
 from runner.metrics import open_fds, peak_rss_mb
 from runner.planning import MERCHANTS_FILE, Plan, write_merchants
 from runner.redaction import install as install_secrets
-from runner.request import JobInputs, check_dates
+from runner.request import JobInputs, check_dates, job_merchants
 from runner.resume import Resumed, job_hash
 from runner.run_folders import new_run_dir, point_latest, prune_runs
 from runner.run_report import ReportInputs, log_closing_block, write_run_report
@@ -144,7 +144,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
     from runner.render.backends import render_backend
-    from runner.resume import Carried, RunLock, write_job
+    from runner.resume import Carried, RunLock, remove_torn_writes, write_job
     from runner.retrieval.discovery import default_merchants
     from runner.retrieval.discovery import query_tool as find_query_tool
     from runner.retrieval.sessions import ServerTarget, SessionPool
@@ -169,22 +169,24 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                          "or --server-url")
     server = server_record(config.server_url, config.server_command, inputs.pack)  # for a rerun to compare
     claim_cache(config, create=False)  # an existing folder that is not the runner's cache: refused now
-    lock = RunLock(resumed.run_dir) if resumed else None
-    if lock is not None:
-        lock.__enter__()  # before any work: a second process resuming this folder stops here
+    lock = None
+    if resumed is not None:
+        lock = RunLock(resumed.run_dir).__enter__()  # before any work: a second process resuming it stops here
+        if removed := remove_torn_writes(resumed.run_dir):
+            logger.info("removed {} file(s) the run left half-written when it stopped", removed)
     try:
         backend = render_backend(config, render)  # a cluster is reached now: one that cannot be, and no work is done
     except BaseException:
         if lock is not None:
             lock.__exit__()
         raise
-    fds_at_start = open_fds()  # before the server, sessions and pools: all must be closed by the end
     output = Path(config.output_dir).expanduser()
     undo: list[Callable[[], None]] = [] if output.exists() else [partial(_rmdir, output)]  # taken back if empty
     started_at = datetime.now(UTC)
     if resumed is None:
         run_id, run_dir = new_run_dir(config.output_dir, inputs.reruns)
         removable: Path | None = run_dir
+        lock = RunLock(run_dir).__enter__()  # a resume of this run while it still goes is refused
     else:
         run_id, run_dir, removable = resumed.job["run_id"], resumed.run_dir, None  # a resumed run is never removed
     try:
@@ -198,6 +200,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
         if lock is not None:
             lock.__exit__()
         raise
+    # Before the server, sessions and pools (all must be closed by the end), and after the run's own
+    # journal and lock (closed once the report is written, after this is counted again).
+    fds_at_start = open_fds()
     set_run_id(run_id)
     backend.prestart()
     started = time.perf_counter()
@@ -213,8 +218,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     server_pid: int | None = None
     plan = Plan(run_dir, inputs.charts, inputs.start_date, inputs.end_date, config.batch_size,
                 None if inputs.only is None else frozenset(inputs.only))
-    if merchants and not merchants_file.exists():
-        write_merchants(run_dir, ((token, names.get(token, "")) for token in merchants))
+    if inputs.merchants_given and not merchants_file.exists():
+        with _removed_on_usage_error(removable, undo):  # a bad line in a merchants file changed since it was read
+            write_merchants(run_dir, job_merchants(inputs))
     journal_index = None
     if resumed is not None and merchants_file.exists():
         journal_index = read_journal(run_dir, *plan.counts())

@@ -25,7 +25,7 @@ from runner.errors import ErrorType, ReportWriteError
 from runner.journal import JournalIndex, JournalReader, read_journal
 from runner.junit import write_junit
 from runner.merchants import merchant_name
-from runner.metrics import RunMetrics
+from runner.metrics import RunMetrics, batch_counts
 from runner.planning import Plan, PlannedMerchant
 from runner.records import Batch, BatchResult, ChartJob
 from runner.report import (
@@ -269,11 +269,20 @@ class Tally:
     def of(cls, sections: JournalSections) -> Tally:
         tally = cls()
         for outcome in sections.walk():
-            tally.charts.update(row["status"] for row in outcome.charts)
-            tally.decks.update(row["status"] for row in outcome.decks)
-            tally.batches.update(row["status"] for row in outcome.batches)
-            tally.errors.update(errors_by_type(outcome.charts, outcome.decks))
+            tally.add(outcome.charts, outcome.decks, outcome.batches)
         return tally
+
+    def add(self, charts: list[dict[str, Any]], decks: list[dict[str, Any]], batches: list[dict[str, Any]]) -> None:
+        """Count rows in: whole merchants at a time (a merchant's deck errors depend on its charts)."""
+        self.charts.update(row["status"] for row in charts)
+        self.decks.update(row["status"] for row in decks)
+        self.batches.update(row["status"] for row in batches)
+        self.errors.update(errors_by_type(charts, decks))
+
+    def metrics(self) -> dict[str, Any]:
+        """The report's counts under `metrics`: errors by type, the batches', the decks'."""
+        return {"errors_by_type": dict(sorted(self.errors.items())), "retrieval": batch_counts(self.batches.elements()),
+                "decks": deck_counts_from(self.decks)}
 
     def run_counts(self, interrupted: bool, unreachable: bool) -> dict[str, Any]:
         """The run's status, exit code and chart counts (runner.report.chart_counts, from counts)."""

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import UsageError
-from runner.request import JobRequest, job_inputs
+from runner.request import JobRequest, job_inputs, job_merchants
 from runner.shards import Shard, shard_of
 from tests.helpers import CliRun, run_cli, run_in_process, validate_report
 
@@ -39,7 +39,8 @@ def test_a_token_is_in_exactly_one_of_n_shards(token: str, count: int) -> None:
 def _shard_merchants(tokens: list[str], shard: str) -> tuple[str, ...]:
     """The merchants a run given these tokens with --shard runs (none: the run is refused)."""
     try:
-        return job_inputs(JobRequest(merchants=tuple(tokens), shard=shard), date(2026, 3, 5)).merchants
+        inputs = job_inputs(JobRequest(merchants=tuple(tokens), shard=shard), date(2026, 3, 5))
+        return tuple(token for token, _ in job_merchants(inputs))
     except UsageError:
         return ()
 
