@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from runner.planning import Plan, PlannedMerchant
 from runner.progress import Progress
 from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, RenderTask, Retrieval
 from runner.render.supervisor import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
-from runner.report import batch_row
+from runner.report import batch_row, flat_row
 from runner.resume import Carried
 from runner.retrieval.parse import data_document
 from runner.retrieval.sessions import SessionPool
@@ -374,7 +374,7 @@ class Coordinator:
     def _move(self, chart: TrackedChart, move: Move) -> None:
         if self._charts.move(chart, move) not in FINAL:
             return
-        self.journal.chart(chart.position, asdict(chart_row(chart, self.request.run_id)))
+        self.journal.chart(chart.position, flat_row(chart_row(chart, self.request.run_id)))
         merchant = chart.job.merchant
         if self._stopping:
             return

@@ -7,10 +7,14 @@ counts and writing)."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from runner.report import (
     environment,
     errors_by_type,
     exit_code_for,
+    flat_row,
     merchant_rows,
     write_report_sections,
 )
@@ -132,7 +137,7 @@ def failed_batch(batch: Batch, error_type: ErrorType, message: str) -> BatchResu
 
 def deck_rows(rows: tuple[DeckResult, ...]) -> list[dict[str, Any]]:
     """A merchant's deck rows as the journal keeps them."""
-    return [asdict(row) for row in rows]
+    return [flat_row(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,7 @@ class JournalSections:
                  formats: tuple[str, ...], batches_planned: bool = True) -> None:
         self.plan, self.index, self.missing, self.run_id, self.formats = plan, index, missing, run_id, formats
         self.batches_planned = batches_planned  # False: the run ended before any batch was made: none is listed
+        self._spool: Path | None = None
 
     def rows(self, section: str) -> Iterator[dict[str, Any]]:
         for outcome in self.walk():
@@ -214,9 +220,40 @@ class JournalSections:
             else:
                 yield from getattr(outcome, section)
 
+    @contextmanager
+    def spooled(self) -> Iterator[JournalSections]:
+        """Walk the journal once into a temporary file of the finished rows, which every later walk
+        reads instead (the tally, each section, the CSV, the JUnit file): several times cheaper."""
+        try:
+            handle, name = tempfile.mkstemp(prefix=".report-rows.", suffix=".tmp", dir=self.plan.run_dir)
+        except OSError as exc:
+            raise ReportWriteError(f"cannot write the report in {self.plan.run_dir}: {exc.strerror or exc}") from None
+        try:
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    for outcome in self._walked():
+                        out.write(json.dumps(vars(outcome), ensure_ascii=False).encode() + b"\n")
+            except OSError as exc:
+                raise ReportWriteError(f"cannot write the report in {self.plan.run_dir}: {exc.strerror or exc}") \
+                    from None
+            self._spool = Path(name)
+            yield self
+        finally:
+            self._spool = None
+            with suppress(OSError):
+                os.unlink(name)
+
     def walk(self) -> Iterator[MerchantOutcome]:
+        if self._spool is None:
+            yield from self._walked()
+            return
+        with open(self._spool, "rb") as spool:
+            for line in spool:
+                yield MerchantOutcome(**json.loads(line))
+
+    def _walked(self) -> Iterator[MerchantOutcome]:
         with self.index.reader() as reader:
-            for merchant in self.plan.merchants():
+            for merchant in self.plan.merchants(calls=False):
                 if merchant.jobs:
                     yield self._outcome(merchant, reader)
 
@@ -226,7 +263,7 @@ class JournalSections:
         for position, job in zip(merchant.positions, merchant.jobs, strict=True):
             row = reader.chart(position)
             charts.append({**({key: row.get(key) for key in CHART_COLUMNS} if valid_chart_row(row, job)
-                              else asdict(self._missing_chart(job))), "merchant_name": name})
+                              else flat_row(self._missing_chart(job))), "merchant_name": name})
         batches = []
         for batch in self.plan.batches_of(merchant):
             row = reader.batch(batch.number)
@@ -242,7 +279,7 @@ class JournalSections:
         journaled = reader.deck_rows(merchant.index)
         by_format = {row["format"]: row for row in journaled if isinstance(row, dict) and _DECK_KEYS <= row.keys()
                      and row["merchant"] == merchant.token} if isinstance(journaled, list) else {}
-        decks = [{**({key: by_format[fmt][key] for key in _DECK_KEYS} if fmt in by_format else asdict(DeckResult(
+        decks = [{**({key: by_format[fmt][key] for key in _DECK_KEYS} if fmt in by_format else flat_row(DeckResult(
             merchant.token, fmt, self.missing.deck_status, None, None, None, None, len(merchant.jobs), None,
             self.missing.deck_error_type, self.missing.deck_error))), "merchant_name": name} for fmt in self.formats]
         decks = [{key: row[key] for key in (*(f.name for f in fields(DeckResult)), "merchant_name")} for row in decks]
@@ -369,6 +406,13 @@ def write_run_report(what: ReportInputs, extra: dict[str, Any],
         (ErrorType.SERVER_UNAVAILABLE, what.unreachable_reason) if what.unreachable_reason else None)
     missing = Missing.of(interrupted, unreachable, planned=records is not None)
     sections = JournalSections(plan, index, missing, what.run_id, config.deck_formats, records is not None)
+    with sections.spooled():
+        return _write_from(what, sections, merchants, extra, metrics, index)
+
+
+def _write_from(what: ReportInputs, sections: JournalSections, merchants: int, extra: dict[str, Any],
+                metrics: dict[str, dict[str, Any]], index: JournalIndex) -> tuple[Path, dict[str, Any]]:
+    config, records, inputs = what.config, what.records, what.inputs
     tally = Tally.of(sections)
     head = report_head(config, what.run_id, what.run_dir, inputs, merchants, what.started_at, datetime.now(UTC),
                        what.wall_ms, records, tally, what.unreachable_reason, what.stopped_by)
