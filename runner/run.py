@@ -26,7 +26,7 @@ from runner.errors import ChartError, UsageError
 from runner.journal import Journal, read_journal
 from runner.junit import check_junit_path
 from runner.logs import set_run_id
-from runner.metrics import open_fds, peak_rss_mb
+from runner.metrics import open_fds
 from runner.planning import MERCHANTS_FILE, Plan, write_merchants
 from runner.redaction import install as install_secrets
 from runner.request import JobInputs, check_dates, job_merchants
@@ -309,9 +309,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
                                  started_at if resumed is None else _parsed_time(job.get("started_at"), started_at),
                                  (time.perf_counter() - started) * 1000, result, unreachable_reason, stopped_by),
                     extra={"server_pid": server_pid, "server": server.as_report()},
-                    metrics={"render": backend.figures(),
-                             "process": {"coordinator_peak_rss_mb": peak_rss_mb(), "open_fds_start": fds_at_start,
-                                         "open_fds_end": open_fds()}})
+                    metrics={"render": backend.figures()}, fds_at_start=fds_at_start)
 
             path, report = finish()
             if stop.is_set() and report["run"]["status"] != "interrupted":

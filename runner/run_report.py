@@ -29,7 +29,7 @@ from runner.errors import ErrorType, ReportWriteError
 from runner.journal import JournalIndex, JournalReader, read_journal
 from runner.junit import write_junit
 from runner.merchants import merchant_name
-from runner.metrics import RunMetrics, batch_counts
+from runner.metrics import RunMetrics, batch_counts, open_fds, peak_rss_mb
 from runner.planning import Plan, PlannedMerchant
 from runner.records import Batch, BatchResult, ChartJob
 from runner.report import (
@@ -391,10 +391,11 @@ class ReportInputs:
     stopped_by: str | None  # what asked the run to stop (a signal, the deadline)
 
 
-def write_run_report(what: ReportInputs, extra: dict[str, Any],
-                     metrics: dict[str, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+def write_run_report(what: ReportInputs, extra: dict[str, Any], metrics: dict[str, dict[str, Any]],
+                     fds_at_start: int) -> tuple[Path, dict[str, Any]]:
     """Write the run's report (and CSV, and JUnit file) from its plan and journal, row by row;
-    `extra`: keys for `run`; `metrics`: sections for `metrics`, merged over what is there.
+    `extra`: keys for `run`; `metrics`: sections for `metrics`, merged over what is there;
+    `fds_at_start`: the descriptors open when the run began (metrics.process).
     Returns the path and the report but its rows (they are on disk only)."""
     config, records, inputs = what.config, what.records, what.inputs
     plan = what.plan or Plan(what.run_dir, inputs.charts, inputs.start_date, inputs.end_date, config.batch_size,
@@ -407,13 +408,15 @@ def write_run_report(what: ReportInputs, extra: dict[str, Any],
     missing = Missing.of(interrupted, unreachable, planned=records is not None)
     sections = JournalSections(plan, index, missing, what.run_id, config.deck_formats, records is not None)
     with sections.spooled():
-        return _write_from(what, sections, merchants, extra, metrics, index)
+        tally = Tally.of(sections)
+        # The process's figures once the rows are walked: the report's own making is counted too.
+        process = {"coordinator_peak_rss_mb": peak_rss_mb(), "open_fds_start": fds_at_start, "open_fds_end": open_fds()}
+        return _write_from(what, sections, tally, merchants, extra, {**metrics, "process": process}, index)
 
 
-def _write_from(what: ReportInputs, sections: JournalSections, merchants: int, extra: dict[str, Any],
+def _write_from(what: ReportInputs, sections: JournalSections, tally: Tally, merchants: int, extra: dict[str, Any],
                 metrics: dict[str, dict[str, Any]], index: JournalIndex) -> tuple[Path, dict[str, Any]]:
     config, records, inputs = what.config, what.records, what.inputs
-    tally = Tally.of(sections)
     head = report_head(config, what.run_id, what.run_dir, inputs, merchants, what.started_at, datetime.now(UTC),
                        what.wall_ms, records, tally, what.unreachable_reason, what.stopped_by)
     head["run"].update(extra, junit_xml=None, shard=inputs.shard, resumed=_resumed(index, records))
