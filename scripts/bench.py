@@ -1,6 +1,8 @@
 """Benchmarks of the runner on this machine, each comparison measured side by side in one run.
 
-    python scripts/bench.py [--quick | --smoke] [--hostile-only | --agent-only | --cache-only] [--json FILE]
+    python scripts/bench.py [--quick | --smoke] [--hostile-only | --agent-only | --cache-only | --retrieval-scaling
+                            | --memory-slope]
+                            [--json FILE]
 
 Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
 Two sides of a comparison alternate within each repetition; figures are medians. The machine
@@ -25,6 +27,11 @@ is shared and noisy, so read the ratios, not single times. Scenarios (see README
    default settings: persistent 429 (retry-after 5 s), never answers, broken tool input, wrong
    argument names, refused base URL, unknown host, a gateway's HTML page, 429 twice then fine, a
    context budget of 1,200 tokens: each run's exit code, wall, requests the API received, outcome
+12. retrieval at cluster concurrency, latency 200 ms (scripts/bench_retrieval.py): 8, 32 and 64 batches at
+   once, ten rounds each, wall vs ideal, alone and through a whole run (--retrieval-scaling); the default
+   run measures 32 only, alone, for its goal
+13. the coordinator's memory against the run's size (scripts/bench_scale.py): no-op render, latency 0, 10,000
+   and 200,000 charts: peak RSS at each and the slope in KB a chart (--memory-slope only)
 
 --quick shrinks every scenario (3 merchants, one or two repetitions, 30 merchants at scale) to
 finish in under a minute; the full run takes about five.
@@ -49,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_retrieval
+import bench_scale
 import psutil
 from loguru import logger
 
@@ -670,33 +679,26 @@ HOSTILE_CASES = (
     ("result_60_mb_plain_text_stdio", ["--server-command", f"{_DEMO_STDIO} --malformed huge_plain {_AOV}"],
      10.0, 300.0),
     ("merchants_file_dev_zero", ["--merchants-file", "/dev/zero"], 5.0, 500.0),
-    ("merchants_file_10_mb", ["--merchants-file", "{folder}/merchants.txt"], 5.0, 500.0),
+    ("merchants_file_10_mb_line", ["--merchants-file", "{folder}/merchants.txt"], 5.0, 500.0),
     ("pack_54_mb", ["--pack", "{folder}/pack.toml"], 5.0, 500.0),
 )
 
 
 # --smoke runs one case of each kind: the embedded server with a fault (and the shortened timeout),
 # a server command, and input files refused before any work (no report: the RSS is polled).
-SMOKE_HOSTILE = ("never_answers_one_chart", "junk_then_a_server", "merchants_file_dev_zero", "merchants_file_10_mb")
+SMOKE_HOSTILE = ("never_answers_one_chart", "junk_then_a_server", "merchants_file_dev_zero",
+                 "merchants_file_10_mb_line")
 
 
 def _hostile_files(folder: Path, args: list[str]) -> None:
-    """The input files the cases' `args` name: a merchants file just under its 10 MB cap; a 54 MB
-    pack of 700,000 charts."""
+    """The input files the cases' `args` name: a merchants file whose second merchant is a 10 MB line
+    (a run has no size limit, a line has); a 54 MB pack of 700,000 charts."""
     if "{folder}/merchants.txt" in args:
-        (folder / "merchants.txt").write_text("".join(f"M{i:011d}\n" for i in range(760_000)))
+        (folder / "merchants.txt").write_text("M1\n" + "M" * 10_000_000 + "\n")
     if "{folder}/pack.toml" in args:
         chart = '[[chart]]\nid = "c{}"\ntitle = "C"\nkind = "bars"\ntool = "get_aov_by_month"\n'
         with open(folder / "pack.toml", "w") as pack:
             pack.writelines(chart.format(i) for i in range(700_000))
-
-
-def _high_water_mb(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
 def _measured_run(command: list[str], folder: Path) -> tuple[int, float, str, str, float]:
@@ -708,7 +710,7 @@ def _measured_run(command: list[str], folder: Path) -> tuple[int, float, str, st
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=folder)
         while proc.poll() is None:
-            peak = max(peak, _high_water_mb(proc.pid) or 0.0)
+            peak = max(peak, bench_scale.high_water_mb(proc.pid) or 0.0)
             time.sleep(0.01)
         wall = time.perf_counter() - started
     return proc.returncode, wall, out.read_text(), err.read_text(), peak
@@ -852,6 +854,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("per-chart CPU, runner / defaults", f"{c['cpu_ratio']:.2f}x", "<= 0.6x", c["cpu_ratio"] <= 0.6),
         ("PNG size, runner / defaults", f"{c['png_size_ratio']:.2f}x", "<= 1.5x", c["png_size_ratio"] <= 1.5),
         ("retrieval wall / ideal", f"{q['vs_ideal']:.2f}x", "<= 1.15x", q["vs_ideal"] <= 1.15),
+        bench_retrieval.goal_row(results["retrieval_scaling"]),
         ("end to end, less wall than toggles off", f"{e['reduction']:.0%}", ">= 72%", e["reduction"] >= 0.72),
         ("end to end / slowest stage alone", f"{e['default_vs_slowest_stage']:.2f}x", "<= 1.15x",
          e["default_vs_slowest_stage"] <= 1.15),
@@ -903,6 +906,10 @@ def print_table(results: dict[str, Any]) -> None:
               f"  {row['runner_png_kb']:>6.1f} / {row['default_png_kb']:>6.1f} KB")
     print(f"3. retrieval, {q['batches']} batches, {q['tool_calls']} calls at {LATENCY_MS} ms: concurrent "
           f"{q['wall_s']['concurrent']} s, ideal {q['ideal_s']} s, sequential {q['wall_s']['sequential']} s")
+    g = results["retrieval_scaling"]
+    print(f"12. retrieval at {bench_retrieval.GOAL_AT} batches at once, {g['batches']} batches: {g['wall_s']} s, "
+          f"ideal {g['ideal_s']} s; CPU a call: runner {g['client_cpu_ms_per_call']} ms, server "
+          f"{g['server_cpu_ms_per_call']} ms")
     print(f"4. end to end, {e['charts']} charts: default {e['wall_s']['default']} s, toggles off "
           f"{e['wall_s']['toggles_off']} s (process walls {e['process_wall_s']['default']} / "
           f"{e['process_wall_s']['toggles_off']} s), slowest stage alone {e['slowest_stage_alone_s']} s;\n"
@@ -930,8 +937,10 @@ def core_scenarios(sizes: Sizes, config: RunnerConfig, folder: Path) -> dict[str
     """Scenarios 1 to 5 and 7: the render and retrieval stages alone, then the CLI's runs that
     compare with them."""
     out = {"render": scenario_render(sizes, config, folder), "cpu": scenario_cpu(sizes, config, folder)}
-    with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, _pid):
+    with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, pid):
         out["retrieval"] = scenario_retrieval(sizes, config, url, folder / "retrieval")
+        out["retrieval_scaling"] = bench_retrieval.at_goal_concurrency(
+            url, pid, merchant_tokens(23), config, folder / "retrieval_scaling", scaling_rounds(sizes), sizes.reps)
         out["end_to_end"] = scenario_end_to_end(sizes, url, folder / "e2e", out["render"]["wall_s"]["pool"],
                                                 out["retrieval"]["wall_s"]["concurrent"])
         out["decks"] = scenario_decks(sizes, url, folder / "decks")
@@ -965,11 +974,27 @@ def run_groups(sizes: Sizes, config: RunnerConfig, folder: Path, at_once: bool) 
         return {key: value for future in futures for key, value in future.result().items()}
 
 
-# The scenarios that run alone (--agent-only, --cache-only): how to run, show and judge each.
+def scaling_rounds(sizes: Sizes) -> int:
+    return 2 if sizes is SMOKE else bench_retrieval.ROUNDS
+
+
+def scenario_retrieval_scaling(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    return bench_retrieval.scenario(merchant_tokens, load_config(env={}), folder, scaling_rounds(sizes), sizes.reps)
+
+
+def scenario_memory_slope(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    return bench_scale.scenario(bench_scale.SMOKE if sizes is SMOKE else bench_scale.QUICK if sizes is QUICK
+                                else bench_scale.FULL, folder)
+
+
+# The scenarios that run alone (--agent-only, --cache-only, --retrieval-scaling, --memory-slope): how to run, show
+# and judge each.
 ALONE: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], Callable[[dict[str, Any]], None],
                        Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]]] = {
     "agent": (scenario_agent, print_agent_table, agent_goals),
     "cache": (scenario_cache, print_cache, cache_goals),
+    "retrieval_scaling": (scenario_retrieval_scaling, bench_retrieval.print_figures, bench_retrieval.goals),
+    "memory_slope": (scenario_memory_slope, bench_scale.print_figures, bench_scale.goals),
 }
 
 
@@ -994,6 +1019,10 @@ def main() -> None:
     parser.add_argument("--agent-only", action="store_true", help="Only scenario 11 (agent mode, a bad API).")
     parser.add_argument("--cache-only", action="store_true", help="Only scenario 9 (the render cache, and the "
                         "README's nightly recipe over two simulated nights).")
+    parser.add_argument("--retrieval-scaling", action="store_true", help="Only scenario 12 (retrieval at 8, 32 "
+                        "and 64 batches at once, alone and through a whole run).")
+    parser.add_argument("--memory-slope", action="store_true", help="Only scenario 13 (the coordinator's peak RSS "
+                        "at 10,000 and 200,000 charts, no-op render, and its slope in KB a chart).")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     logger.remove()  # the runner's own progress lines would bury the bench's
@@ -1009,8 +1038,9 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"hostile": hostile}, indent=2) + "\n")
         return
-    if args.agent_only or args.cache_only:
-        run_alone("agent" if args.agent_only else "cache", sizes, args.json)
+    if args.agent_only or args.cache_only or args.retrieval_scaling or args.memory_slope:
+        run_alone("agent" if args.agent_only else "cache" if args.cache_only else "memory_slope" if args.memory_slope
+                  else "retrieval_scaling", sizes, args.json)
         return
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         folder = Path(tmp)

@@ -49,6 +49,6 @@ def test_smoke_benchmark_prints_every_figure(tmp_path):
     assert len(figures["hostile"]) == 4
     hostile_goals = [goal["figure"] for goal in figures["goals"] if goal["figure"].startswith("hostile: ")]
     assert hostile_goals == [f"hostile: {name}" for name in figures["hostile"]]
-    assert len(figures["goals"]) == 20 + len(hostile_goals)
+    assert len(figures["goals"]) == 21 + len(hostile_goals)
     for goal in figures["goals"]:  # each one printed in the table
         assert goal["figure"] in proc.stdout and goal["measured"] in proc.stdout
