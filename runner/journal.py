@@ -145,21 +145,6 @@ class JournalIndex:
     end: str | None = None
     skipped: int = 0  # lines that did not parse or had the wrong shape
 
-    def chart(self, position: int) -> Any:
-        return self._read(self.charts, position)
-
-    def batch(self, number: int) -> Any:
-        return self._read(self.batches, number)
-
-    def deck_rows(self, merchant: int) -> Any:
-        return self._read(self.decks, merchant)
-
-    def _read(self, offsets: array[int], place: int) -> Any:
-        if place >= len(offsets) or offsets[place] < 0:
-            return None
-        with open(self.path, "rb") as handle:
-            return _record_at(handle, offsets[place])
-
     def reader(self) -> JournalReader:
         """Reads many outcomes through one open file: for a walk over the whole plan."""
         return JournalReader(self)

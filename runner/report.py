@@ -131,10 +131,16 @@ def chart_counts(charts: list[dict[str, Any]], decks: list[dict[str, Any]], inte
                  unreachable: bool = False) -> dict[str, Any]:
     """The run's status, exit code and chart counts, from its chart and deck rows: what a run
     reports and what a merge reports again once rows have changed."""
-    counts = Counter(c["status"] for c in charts)
     decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
-    status, code = exit_code_for(len(charts), counts[ChartStatus.OK], interrupted, unreachable, decks_failed)
-    return {"status": status, "exit_code": code, "charts_total": len(charts), **chart_status_counts(counts)}
+    return run_status_counts(Counter(c["status"] for c in charts), decks_failed, interrupted, unreachable)
+
+
+def run_status_counts(counts: Mapping[str, int], decks_failed: int, interrupted: bool,
+                      unreachable: bool) -> dict[str, Any]:
+    """chart_counts from the charts' statuses already counted (a run's rows are never in memory at once)."""
+    total = sum(counts.values())
+    status, code = exit_code_for(total, counts.get(ChartStatus.OK, 0), interrupted, unreachable, decks_failed)
+    return {"status": status, "exit_code": code, "charts_total": total, **chart_status_counts(counts)}
 
 
 def chart_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
@@ -145,8 +151,12 @@ def chart_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
 
 def deck_counts(decks: list[dict[str, Any]]) -> dict[str, int]:
     """metrics.decks' counts from the deck rows."""
-    counts = Counter(d["status"] for d in decks)
-    return {"decks_total": len(decks), **{f"decks_{s.value}": counts[s] for s in DeckStatus}}
+    return deck_status_counts(Counter(d["status"] for d in decks))
+
+
+def deck_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """deck_counts from the decks' statuses already counted."""
+    return {"decks_total": sum(counts.values()), **{f"decks_{s.value}": counts.get(s, 0) for s in DeckStatus}}
 
 
 def errors_by_type(charts: list[dict[str, Any]], decks: list[dict[str, Any]]) -> dict[str, int]:

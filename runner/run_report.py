@@ -38,12 +38,12 @@ from runner.report import (
     SCHEMA_VERSION,
     ChartResult,
     batch_row,
-    chart_status_counts,
+    deck_status_counts,
     environment,
     errors_by_type,
-    exit_code_for,
     flat_row,
     merchant_rows,
+    run_status_counts,
     write_report_sections,
 )
 from runner.request import JobInputs
@@ -319,14 +319,11 @@ class Tally:
     def metrics(self) -> dict[str, Any]:
         """The report's counts under `metrics`: errors by type, the batches', the decks'."""
         return {"errors_by_type": dict(sorted(self.errors.items())), "retrieval": batch_counts(self.batches.elements()),
-                "decks": deck_counts_from(self.decks)}
+                "decks": deck_status_counts(self.decks)}
 
     def run_counts(self, interrupted: bool, unreachable: bool) -> dict[str, Any]:
         """The run's status, exit code and chart counts (runner.report.chart_counts, from counts)."""
-        total = sum(self.charts.values())
-        status, code = exit_code_for(total, self.charts[ChartStatus.OK], interrupted, unreachable,
-                                     self.decks[DeckStatus.FAILED])
-        return {"status": status, "exit_code": code, "charts_total": total, **chart_status_counts(self.charts)}
+        return run_status_counts(self.charts, self.decks[DeckStatus.FAILED], interrupted, unreachable)
 
 
 def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs, merchants: int,
@@ -344,7 +341,7 @@ def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInp
     run_metrics.count_batches(tally.batches.elements())
     metrics = run_metrics.as_report(records.tool_calls if records else 0, records.sessions_opened if records else 0,
                                     records.peak_batches if records else 0)
-    metrics["decks"] = {**deck_counts_from(tally.decks), **(records.decks if records else
+    metrics["decks"] = {**deck_status_counts(tally.decks), **(records.decks if records else
                                                             {"p50_build_ms": None, "cpu_ms": 0.0})}
     metrics["errors_by_type"] = dict(sorted(tally.errors.items()))
     return {
@@ -369,10 +366,6 @@ def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInp
         "environment": environment(),
         "metrics": metrics,
     }
-
-
-def deck_counts_from(statuses: Counter[str]) -> dict[str, int]:
-    return {"decks_total": sum(statuses.values()), **{f"decks_{s.value}": statuses[s] for s in DeckStatus}}
 
 
 @dataclass(frozen=True)
