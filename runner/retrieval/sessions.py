@@ -1,9 +1,12 @@
 """Pooled MCP client sessions.
 
-An MCP session is bound to the event loop and task that opened it, so each pool slot owns
-one event loop on its own thread, and a long-lived "holder" task on that loop keeps the
-session open. Batches borrow a slot and run their coroutines on its loop; calls from one
-batch may run concurrently on the slot's session. A slot opens its session lazily, reopens
+An MCP session is bound to the event loop and task that opened it, so a long-lived "holder"
+task on the pool's event loop keeps each slot's session open. All of a pool's sessions share
+that one loop, on one thread: the GIL runs one thread's Python at a time anyway, and a loop per
+session (a thread each) cost every tool call about a fifth more CPU at 32 batches at once,
+where the client's CPU per call is what bounds retrieval (scripts/bench.py --retrieval-scaling).
+Batches borrow a slot from their own threads and run their coroutines on the loop; calls from
+one batch may run concurrently on the slot's session. A slot opens its session lazily, reopens
 it after a transport failure, and the pool never holds more sessions than slots.
 """
 
@@ -12,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import queue
 import shlex
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
+import httpx2
 from loguru import logger
 
 from runner.errors import ChartError, ErrorType, UsageError, detail, one_line
@@ -31,6 +37,13 @@ from runner.retrieval.limits import MAX_MESSAGE_BYTES, CappedTransport, refused_
 from runner.retrieval.stdio import StderrTail
 
 T = TypeVar("T")
+
+# httpx's limits, but an idle connection is dropped after 2 s instead of 5 s: before the server's own
+# keep-alive timeout can close it (uvicorn's and Node's default is 5 s). A request sent on a connection
+# the server is closing at that moment fails with a ReadError, which ends the whole MCP session and
+# every call on it; with equal timeouts that race is always there, and with dozens of sessions on one
+# busy loop the moment between taking a connection and writing on it is long enough to lose it.
+CONNECTION_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=2.0)
 
 
 @dataclass(frozen=True)
@@ -96,11 +109,14 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
 
 
 class Slot:
-    """One pooled session and the event-loop thread it lives on."""
+    """One pooled session, on the pool's event loop."""
 
     def __init__(self, index: int, target: ServerTarget, open_timeout: float, counters: SessionCounters,
-                 errlog: TextIO | None, health: ServerHealth) -> None:
+                 errlog: TextIO | None, health: ServerHealth, loop: asyncio.AbstractEventLoop,
+                 tls: Callable[[], ssl.SSLContext]) -> None:
         self.index = index
+        self.loop = loop  # the pool's, shared with its other slots
+        self._tls = tls  # the pool's TLS settings: loading the CA certificates costs 20 ms of CPU, once a pool
         self._health = health
         self._target = target
         self._open_timeout = open_timeout
@@ -114,9 +130,6 @@ class Slot:
         self._holder: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._running: set[concurrent.futures.Future[Any]] = set()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=f"mcp-slot-{index}", daemon=True)
-        self._thread.start()
 
     # -- used from the batch's thread -------------------------------------------------------
     def run(self, make: Callable[[Slot], Awaitable[T]]) -> T:
@@ -132,22 +145,9 @@ class Slot:
         for future in list(self._running):
             future.cancel()
 
-    def close(self) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=15)
-        except Exception as exc:  # closing must never hide the run's outcome
-            logger.debug("closing MCP session {} failed: {}", self.index, describe_exception(exc))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-    # -- used on the slot's loop --------------------------------------------------------------
+    # -- used on the pool's loop --------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _open_client(self) -> AsyncIterator[Any]:
-        import httpx2
         from mcp import Client
         from mcp.client.streamable_http import streamable_http_client
 
@@ -161,9 +161,9 @@ class Slot:
 
             # mcp's default timeouts (a response stream may stay open for minutes), plus the size
             # cap on each answer and the 401/403 watch.
+            transport = httpx2.AsyncHTTPTransport(verify=self._tls(), limits=CONNECTION_LIMITS)
             http = httpx2.AsyncClient(headers=dict(target.headers), timeout=httpx2.Timeout(30.0, read=300.0),
-                                      transport=CappedTransport(httpx2.AsyncHTTPTransport()),
-                                      event_hooks={"response": [watch]})
+                                      transport=CappedTransport(transport), event_hooks={"response": [watch]})
             async with http, Client(streamable_http_client(target.url, http_client=http,
                                                            max_sse_event_size=MAX_MESSAGE_BYTES)) as client:
                 yield client
@@ -253,7 +253,7 @@ class Slot:
             except BaseException:  # noqa: BLE001 - a session that will not close is abandoned
                 holder.cancel()
 
-    async def _shutdown(self) -> None:
+    async def shutdown(self) -> None:
         self._client = None
         await self._close_holder()
 
@@ -311,7 +311,13 @@ class SessionPool:
                  errlog: TextIO | None = None, failure_limit: int = 3) -> None:
         self.counters = SessionCounters()
         self.health = ServerHealth(failure_limit, target.describe())
-        self._slots = [Slot(i, target, open_timeout, self.counters, errlog, self.health) for i in range(size)]
+        # What each HTTP session's transport would make for itself, made once (when the first opens).
+        tls = functools.cache(httpx2.create_ssl_context)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions", daemon=True)
+        self._thread.start()
+        self._slots = [Slot(i, target, open_timeout, self.counters, errlog, self.health, self._loop, tls)
+                       for i in range(size)]
         # Last in, first out: a lone borrower gets the slot whose session is already open (for a
         # stdio server, a session is a server process).
         self._free: queue.LifoQueue[Slot] = queue.LifoQueue()
@@ -331,5 +337,18 @@ class SessionPool:
             slot.cancel_running()
 
     def close(self) -> None:
-        for slot in self._slots:
-            slot.close()
+        """Close every session at once (each closes within 10 s, or is abandoned), then the loop."""
+        if self._loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            await asyncio.gather(*(slot.shutdown() for slot in self._slots))
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=15)
+        except Exception as exc:  # closing must never hide the run's outcome
+            logger.debug("closing the MCP sessions failed: {}", describe_exception(exc))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
