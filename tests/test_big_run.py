@@ -30,10 +30,11 @@ SCALE = "0.01"
 # Measured on 2 CPUs: 122 MB at 700 charts, 130 MB at 7,000 and at 20,293, 148 MB at 200,039 (scripts/bench.py
 # --memory-slope): mostly the imports and the in-flight window. The old coordinator held 272.5 MB at 19,999.
 MAX_COORDINATOR_RSS_MB = 200
-# Under load, now and then several of the run's MCP sessions end at one instant (httpx ReadError) and
-# each fails the calls it had in flight: with the default limit of 3 failures in a row the run gives up on
-# the server and fails every chart left. A limit above the calls in flight (8 batches x 7) retries them
-# on new sessions instead: this test is about the run's size, not about a server that drops connections.
+# Under load, now and then several of the run's MCP sessions may end at one instant (httpx ReadError). A
+# lost session counts once towards the failure limit, however many calls it had in flight, but three lost
+# with no answer between would still reach the default limit of 3 and fail every chart left. A limit above
+# the run's 8 sessions retries their calls on new sessions instead: this test is about the run's size, not
+# about a server that drops connections.
 SERVER_FAILURE_LIMIT = "100"
 
 

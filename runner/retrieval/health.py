@@ -4,6 +4,10 @@ After `limit` transport failures or timeouts in a row (across batches and sessio
 resets the count) the server is taken to be down: no more calls, no more sessions, and every
 chart still waiting fails at once with the last reason. A nightly run then ends in seconds, not
 after every chart has waited out its own timeouts and retries.
+
+A lost session (its connection or its stdio server gone) is one failure, however many calls it
+had in flight: each of them fails with it, but counting them all would give up on a server after
+one lost session carrying a batch of three calls.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 
 from loguru import logger
 
@@ -36,6 +41,9 @@ class ServerHealth:
         self._lock = threading.Lock()
         self._failures = 0
         self._last: ChartError | None = None
+        # Sessions already counted, held weakly: an MCP client is unhashable, and one that is gone
+        # can fail no more calls.
+        self._counted_sessions: list[weakref.ref[object]] = []
         self.down = False
         self.answers = 0  # every answer so far: a wait during which it did not grow heard nothing
 
@@ -59,7 +67,10 @@ class ServerHealth:
         while not self.down and (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 0.1))
 
-    def failed(self, error: ChartError) -> None:
+    def failed(self, error: ChartError, session: object | None = None) -> None:
+        """Count a failure towards giving the server up. `session` is the MCP session the failure
+        ended: once it has counted, the lost connection its other calls fail with is the same loss.
+        A timeout counts for each call all the same: each is a call the server did not answer."""
         if error.final:
             return
         if error.error_type not in self._counted:  # an error the server sent is still an answer
@@ -68,9 +79,21 @@ class ServerHealth:
         with self._lock:
             if self.down:  # already given up: the count says how many it took, not how many came after
                 return
+            if self._counted_before(session) and error.error_type is not ErrorType.TIMEOUT:
+                return
             self._failures += 1
             self._last = error
             if self._failures >= self.limit:
                 self.down = True
                 logger.error("giving up on the {} at {} after {} failures in a row: {}", self._name, self._where,
                              self._failures, error.message)
+
+    def _counted_before(self, session: object | None) -> bool:
+        """Whether a failure of this session has counted already; it has from now on. Under the lock."""
+        if session is None:
+            return False
+        self._counted_sessions = [ref for ref in self._counted_sessions if ref() is not None]
+        if any(ref() is session for ref in self._counted_sessions):
+            return True
+        self._counted_sessions.append(weakref.ref(session))
+        return False

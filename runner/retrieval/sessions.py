@@ -273,7 +273,7 @@ class Slot:
         try:
             answer = await self._send(client, what, send, timeout)
         except ChartError as error:
-            self._health.failed(error)
+            self._health.failed(error, session=client)
             raise
         self._health.answered()
         return answer
