@@ -1,10 +1,11 @@
 """`python -m runner merge-reports DIR...`: the reports of a CI matrix's shards (`--shard K/N`, one
 job each) folded into one run, so the matrix is one nightly result.
 
-Each DIR is a shard's run folder (or the report.json in it), read as untrusted input: the file is
-bounded, must parse as JSON (no NaN), be a report of schema_version 1 with run, charts, decks,
-batches and merchants, and hold rows of the report's columns with the types the merge and the JUnit
-file compute with; a merchant is a token as on the command line. No path is taken from a report:
+Each DIR is a shard's run folder (or the report.json in it), read a row at a time as untrusted
+input (runner.report_reader: bounded rows, never the whole chart list in memory): it must parse as
+JSON (no NaN), be a report of schema_version 1 with run, charts, decks, batches and merchants, and
+hold rows of the report's columns with the types the merge and the JUnit file compute with, a
+merchant's rows together; a merchant is a token as on the command line. No path is taken from a report:
 a chart's PNG and data and a deck's documents are found in DIR where a run puts them, and linked
 (copied across file systems) into the merged run's folder, where its rows point; an ok chart or
 built deck whose file is not there (a regular file, not through a link) is refused.
@@ -15,8 +16,8 @@ hashes to (runner.shards). A report without a shard (a run without --shard) merg
 Anything else is one line, exit 2, and no folder written.
 
 The merged run: its rows are all shards' rows; status, exit code and every count taken from the
-rows are taken again from all of them (runner.report's chart_counts, deck_counts, errors_by_type,
-merchant_rows; runner.metrics' batch_counts), as one run of all the merchants would count them.
+rows are taken again from all of them (runner.outcomes' Tally and MerchantOutcome, as a run counts
+and writes its own), as one run of all the merchants would count them.
 A shard not given (1/3 and 3/3 without 2/3) is named in run.error and the run is partial at best
 (exit 1, or worse as the rows say): a matrix that lost a job must not look green. Each shard's own
 run.error is kept there too. run.merged_from lists the shard folders; run.shard is null.
@@ -35,61 +36,54 @@ batch_id: batch ids repeat across shards); a shard's run.merged entries are list
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from runner.decks.book import DECK_NAME, DeckResult
 from runner.errors import ErrorType, ReportWriteError, UsageError, one_line
-from runner.files import read_input, safe_part
+from runner.files import safe_part
 from runner.junit import check_junit_path, write_junit
-from runner.merchants import check_merchant_token
-from runner.metrics import batch_counts
-from runner.report import (
-    BATCH_COLUMNS,
-    CHART_COLUMNS,
-    SCHEMA_VERSION,
-    chart_counts,
-    deck_counts,
-    errors_by_type,
-    merchant_rows,
-    names_of,
-    with_merchant_names,
-    write_report,
-)
+from runner.outcomes import MerchantOutcome, Tally, spooled
+from runner.report import BATCH_COLUMNS, CHART_COLUMNS, SCHEMA_VERSION, write_report_sections
+from runner.report_reader import BadReport, MerchantRows, ReportFile, RowKind, check_row, merchant_groups, typed
 from runner.run_folders import is_run_id, new_run_dir, point_latest
+from runner.run_report import junit_failed
 from runner.shards import Shard
 from runner.status import BatchStatus, ChartStatus, DeckFormat, DeckStatus, ExitCode, RunStatus
 
-MAX_REPORT_BYTES = 200_000_000  # as --rerun-failed reads a report
 DECK_COLUMNS = tuple(f.name for f in fields(DeckResult))
-_SCALAR = (str, int, float, bool, type(None))
 _TEXT = (str, type(None))
 _NUMBER = (int, float, type(None))
-# The cells the merge and the JUnit file compute with, and the types they must have (any cell is a scalar).
-_CHART_CELLS: dict[str, Any] = {"run_id": str, "chart_id": str, "title": str, "error": _TEXT, "batch_id": _TEXT,
-                                "retrieve_ms": _NUMBER, "render_ms": _NUMBER, "output": _TEXT, "data_output": _TEXT}
-_DECK_CELLS: dict[str, Any] = {"error": _TEXT, "build_ms": _NUMBER, "output": _TEXT}
-_BATCH_CELLS: dict[str, Any] = {"batch_id": str, "chart_ids": str, "error": _TEXT}
+# The rows as the merge reads them: the cells it and the JUnit file compute with, and their types.
+KINDS = {"charts": RowKind(CHART_COLUMNS, {"run_id": str, "chart_id": str, "title": str, "error": _TEXT,
+                                           "batch_id": _TEXT, "retrieve_ms": _NUMBER, "render_ms": _NUMBER,
+                                           "output": _TEXT, "data_output": _TEXT},
+                           {"status": ChartStatus, "error_type": ErrorType}, key="chart_id"),
+         "decks": RowKind(DECK_COLUMNS, {"error": _TEXT, "build_ms": _NUMBER, "output": _TEXT},
+                          {"format": DeckFormat, "status": DeckStatus, "error_type": ErrorType}, key="format"),
+         "batches": RowKind(BATCH_COLUMNS, {"batch_id": str, "chart_ids": str, "error": _TEXT},
+                            {"status": BatchStatus, "error_type": ErrorType})}
 _MAXED = frozenset({"wall_ms", "workers", "open_fds_start", "open_fds_end", "dask_workers_seen"})
-
-
-class _Bad(ValueError):
-    """A report that is not one the runner wrote; becomes one UsageError line naming the file."""
 
 
 @dataclass(frozen=True)
 class ShardReport:
-    """One shard's report, checked: its rows cut to the report's columns."""
+    """One shard's report, its head checked and its rows checked once; they are read again, a
+    merchant at a time, from the file opened at the start."""
 
     folder: Path  # the shard's run folder, its links resolved
-    report: dict[str, Any]
+    file: ReportFile
+    report: dict[str, Any]  # the report but its rows
     shard: Shard | None  # None: a run without --shard
+    chart_ids: list[str]  # sorted
+    formats: frozenset[str]  # of its decks
+    stray: str | None  # a merchant not in the shard its token hashes to (refused once the job is known)
+    missing: str | None  # why a file its rows say is there is not (refused once the job is known)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -99,15 +93,17 @@ class ShardReport:
     def path(self) -> Path:
         return self.folder / "report.json"
 
-    @property
-    def chart_ids(self) -> list[str]:
-        return sorted({chart["chart_id"] for chart in self.report["charts"]})
+    def groups(self) -> Iterator[MerchantRows]:
+        try:
+            yield from merchant_groups(self.file, KINDS, _checked_row)
+        except BadReport as exc:
+            raise UsageError(f"merge-reports: {self.path}: not a runner report ({one_line(str(exc), 200)})") from None
 
 
 @dataclass(frozen=True)
 class MergedReport:
     report_path: Path
-    report: dict[str, Any]
+    report: dict[str, Any]  # but its rows
 
     @property
     def exit_code(self) -> ExitCode:
@@ -121,92 +117,63 @@ def _shown(value: Any) -> str:
     return one_line(repr(value), 60)
 
 
-def _typed(record: dict[str, Any], key: str, kinds: Any, here: str) -> Any:
-    value = record.get(key)
-    if not isinstance(value, kinds):
-        raise _Bad(f"{here}.{key} is {_shown(value)}")
-    return value
+def _checked_row(section: str, here: str, raw: dict[str, Any]) -> dict[str, Any]:
+    return check_row(raw, here, KINDS[section])
 
 
-def _member(kind: type[StrEnum], value: Any, here: str) -> Any:
-    try:
-        return kind(value)
-    except (ValueError, TypeError):
-        raise _Bad(f"{here} is {_shown(value)}") from None
-
-
-def _rows(report: dict[str, Any], section: str, columns: tuple[str, ...], cells: dict[str, Any],
-          enums: dict[str, type[StrEnum]]) -> list[dict[str, Any]]:
-    """A list of flat rows, each cut to the report's columns, its cells of the types given, its
-    enums' values members and its merchant a token as on the command line."""
-    rows = []
-    for i, raw in enumerate(report[section]):
-        here = f"{section}[{i}]"
-        if not isinstance(raw, dict) or not all(isinstance(raw.get(column), _SCALAR) for column in columns):
-            raise _Bad(f"{here} is not a flat object")
-        row = {column: raw.get(column) for column in columns}
-        for cell, kinds in cells.items():
-            _typed(row, cell, kinds, here)
-        merchant = _typed(row, "merchant", str, here)
-        try:
-            token: str | None = check_merchant_token(merchant, here)
-        except UsageError:
-            token = None
-        if token != merchant:  # a path part and a JUnit class name: as strict as on the command line
-            raise _Bad(f"{here}.merchant {_shown(merchant)} is not a merchant token")
-        members: dict[str, type[StrEnum]] = {**enums, "error_type": ErrorType}
-        for cell, kind in members.items():
-            if row[cell] is not None or cell != "error_type":
-                row[cell] = _member(kind, row[cell], f"{here}.{cell}")
-        rows.append(row)
-    return rows
-
-
-def _checked(document: Any) -> dict[str, Any]:
-    """The parts of a report the merge reads, checked."""
-    if not isinstance(document, dict):
-        raise _Bad("it is not a JSON object")
+def _checked(document: dict[str, Any], found: frozenset[str]) -> dict[str, Any]:
+    """The parts of a report's head the merge reads, checked."""
     if document.get("schema_version") != SCHEMA_VERSION:
-        raise _Bad(f"schema_version is {_shown(document.get('schema_version'))}, not {SCHEMA_VERSION}")
+        raise BadReport(f"schema_version is {_shown(document.get('schema_version'))}, not {SCHEMA_VERSION}")
     for section in ("run", "metrics", "config", "environment"):
-        _typed(document, section, dict, "report")
-    for section in ("charts", "decks", "batches", "merchants"):
-        _typed(document, section, list, "report")
+        typed(document, section, dict, "report")
+    for section in ("batches", "charts", "decks", "merchants"):
+        if section not in found:
+            raise BadReport(f"report.{section} is None")
     for section in ("retrieval", "render", "tokens", "process", "decks", "errors_by_type"):
-        _typed(document["metrics"], section, (dict, type(None)), "metrics")
+        typed(document["metrics"], section, (dict, type(None)), "metrics")
     run = document["run"]
-    if not is_run_id(_typed(run, "run_id", str, "run")):
-        raise _Bad(f"run.run_id {_shown(run['run_id'])} is not a run id")
+    if not is_run_id(typed(run, "run_id", str, "run")):
+        raise BadReport(f"run.run_id {_shown(run['run_id'])} is not a run id")
     for key, kinds in (("started_at", str), ("finished_at", str), ("start_date", str), ("end_date", str),
                        ("pack", str), ("wall_ms", (int, float)), ("merchants", int), ("error", _TEXT),
                        ("shard", _TEXT), ("reruns", _TEXT), ("server", (dict, type(None)))):
-        _typed(run, key, kinds, "run")
-    charts = _rows(document, "charts", CHART_COLUMNS, _CHART_CELLS, {"status": ChartStatus})
-    if len(charts) != len({(c["merchant"], c["chart_id"]) for c in charts}):
-        raise _Bad("a chart of a merchant is listed twice")
-    return {**document, "charts": charts,
-            "decks": _rows(document, "decks", DECK_COLUMNS, _DECK_CELLS, {"format": DeckFormat, "status": DeckStatus}),
-            "batches": _rows(document, "batches", BATCH_COLUMNS, _BATCH_CELLS, {"status": BatchStatus})}
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
+        typed(run, key, kinds, "run")
+    return document
 
 
 def read_shard(given: Path) -> ShardReport:
-    """A shard's run folder (or its report.json), read and checked; UsageError naming the file."""
+    """A shard's run folder (or its report.json), read and checked a row at a time; UsageError naming the file."""
     folder = (given.parent if given.name == "report.json" and not given.is_dir() else given).expanduser().resolve()
     path = folder / "report.json"
-    raw = read_input(path, "merge-reports: report", MAX_REPORT_BYTES)
+    file = ReportFile(path, f"merge-reports: report {path}")
     try:
-        report = _checked(json.loads(raw.decode("utf-8-sig"), parse_constant=_no_constant))
-    except (_Bad, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise UsageError(f"merge-reports: {path}: not a runner report ({one_line(str(exc), 200)})") from None
-    if report["run"]["reruns"]:
-        raise UsageError(f"merge-reports: {path} is a rerun's report (--rerun-failed): give the run it reruns")
-    shard = report["run"].get("shard")
-    return ShardReport(folder, report,
-                       None if shard is None else Shard.parse(shard, f"merge-reports: {path}: run.shard"))
+        try:
+            report = _checked(file.head(), file.found)
+        except BadReport as exc:
+            raise UsageError(f"merge-reports: {path}: not a runner report ({one_line(str(exc), 200)})") from None
+        if report["run"]["reruns"]:
+            raise UsageError(f"merge-reports: {path} is a rerun's report (--rerun-failed): give the run it reruns")
+        shard = report["run"].get("shard")
+        one = ShardReport(folder, file, report, None if shard is None else
+                          Shard.parse(shard, f"merge-reports: {path}: run.shard"), [], frozenset(), None, None)
+        chart_ids: set[str] = set()
+        formats: set[str] = set()
+        stray = missing = None
+        for group in one.groups():
+            chart_ids.update(row["chart_id"] for row in group.charts)
+            formats.update(row["format"] for row in group.decks)
+            if stray is None and one.shard is not None and not one.shard.holds(group.merchant):
+                stray = group.merchant
+            if missing is None:
+                try:
+                    _placed(one, group)
+                except UsageError as exc:
+                    missing = str(exc)
+    except BaseException:
+        file.close()
+        raise
+    return ShardReport(folder, file, report, one.shard, sorted(chart_ids), frozenset(formats), stray, missing)
 
 
 # -- one job? -----------------------------------------------------------------------------------------
@@ -240,11 +207,9 @@ def check_one_job(shards: list[ShardReport]) -> list[int]:
             raise UsageError(f"merge-reports: shard {shard} is given twice: {by_index[shard.index].path} and "
                              f"{one.path}")
         by_index[shard.index] = one
-        for merchant in dict.fromkeys(row["merchant"] for section in ("charts", "decks", "batches")
-                                      for row in one.report[section]):
-            if not shard.holds(merchant):
-                raise UsageError(f"merge-reports: {one.path}: merchant {merchant} is not in shard {shard} (was "
-                                 "the run's merchant list cut to its shard?)")
+        if one.stray is not None:
+            raise UsageError(f"merge-reports: {one.path}: merchant {one.stray} is not in shard {shard} (was "
+                             "the run's merchant list cut to its shard?)")
     return [index for index in range(1, count + 1) if index not in by_index]
 
 
@@ -272,27 +237,26 @@ def _found(one: ShardReport, relative: Path, required_because: str | None) -> _F
     return None
 
 
-def _placed(shards: list[ShardReport]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[_File]]:
-    """Every shard's chart and deck rows, their paths relative to the run folder (None where the
-    file is not there), and the files to bring over. Before any write: a file missing is refused."""
+def _placed(one: ShardReport, group: MerchantRows) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[_File]]:
+    """A merchant's chart and deck rows, their paths relative to the run folder (None where the
+    file is not there), and the files to bring over; a file an ok row needs that is missing is refused."""
     charts, decks, files = [], [], []
-    for one in shards:
-        for row in one.report["charts"]:
-            base, ok = Path(safe_part(row["merchant"])) / safe_part(row["chart_id"]), row["status"] == ChartStatus.OK
-            why = f"chart {row['chart_id']} of merchant {row['merchant']} is ok" if ok else None
-            row = dict(row)
-            for column, suffix in (("output", ".png"), ("data_output", ".json")):
-                found = _found(one, base.with_suffix(suffix), why) if row[column] or ok else None
-                row[column] = str(found.relative) if found else None
-                files += [found] if found else []
-            charts.append(row)
-        for row in one.report["decks"]:
-            built = row["status"] in (DeckStatus.OK, DeckStatus.PARTIAL)
-            why = f"the {row['format']} deck of merchant {row['merchant']} is built" if built else None
-            relative = Path(safe_part(row["merchant"])) / f"{DECK_NAME}.{row['format']}"
-            found = _found(one, relative, why) if row["output"] or built else None
-            decks.append({**row, "output": str(found.relative) if found else None})
+    for row in group.charts:
+        base, ok = Path(safe_part(row["merchant"])) / safe_part(row["chart_id"]), row["status"] == ChartStatus.OK
+        why = f"chart {row['chart_id']} of merchant {row['merchant']} is ok" if ok else None
+        row = dict(row)
+        for column, suffix in (("output", ".png"), ("data_output", ".json")):
+            found = _found(one, base.with_suffix(suffix), why) if row[column] or ok else None
+            row[column] = str(found.relative) if found else None
             files += [found] if found else []
+        charts.append(row)
+    for row in group.decks:
+        built = row["status"] in (DeckStatus.OK, DeckStatus.PARTIAL)
+        why = f"the {row['format']} deck of merchant {row['merchant']} is built" if built else None
+        relative = Path(safe_part(row["merchant"])) / f"{DECK_NAME}.{row['format']}"
+        found = _found(one, relative, why) if row["output"] or built else None
+        decks.append({**row, "output": str(found.relative) if found else None})
+        files += [found] if found else []
     return charts, decks, files
 
 
@@ -321,8 +285,7 @@ def _merged_value(key: str, values: list[Any]) -> Any:
     return round(total, 1) if isinstance(total, float) else total
 
 
-def merged_metrics(shards: list[ShardReport], charts: list[dict[str, Any]], decks: list[dict[str, Any]],
-                   batches: list[dict[str, Any]]) -> dict[str, Any]:
+def merged_metrics(shards: list[ShardReport], tally: Tally) -> dict[str, Any]:
     """The shards' metrics, section by section; the counts of rows taken again from all the rows."""
     sections = [one.report["metrics"] for one in shards]
     merged: dict[str, Any] = {}
@@ -335,15 +298,15 @@ def merged_metrics(shards: list[ShardReport], charts: list[dict[str, Any]], deck
             continue
         merged[name] = {key: _merged_value(key, [section[key] for section in present if key in section])
                         for key in dict.fromkeys(key for section in present for key in section)}
-    merged["errors_by_type"] = errors_by_type(charts, decks)
-    merged["retrieval"] = {**merged.get("retrieval", {}), **batch_counts(batch["status"] for batch in batches)}
-    if decks or "decks" in merged:
-        merged["decks"] = {**merged.get("decks", {}), **deck_counts(decks)}
+    counted = tally.metrics()
+    merged["errors_by_type"] = counted["errors_by_type"]
+    merged["retrieval"] = {**merged.get("retrieval", {}), **counted["retrieval"]}
+    if tally.decks or "decks" in merged:
+        merged["decks"] = {**merged.get("decks", {}), **counted["decks"]}
     return merged
 
 
-def merged_run(shards: list[ShardReport], missing: list[int], charts: list[dict[str, Any]],
-               decks: list[dict[str, Any]]) -> dict[str, Any]:
+def merged_run(shards: list[ShardReport], missing: list[int], tally: Tally) -> dict[str, Any]:
     """The merged report's `run` (its run_id, output_dir and junit_xml are filled in once written)."""
     runs = [one.run for one in shards]
     first = runs[0]
@@ -355,7 +318,7 @@ def merged_run(shards: list[ShardReport], missing: list[int], charts: list[dict[
                          f"holds {len(shards)} of the job's {count} shards")
     servers = [run.get("server") for run in runs]
     run = {"run_id": None, "started_at": min(run["started_at"] for run in runs),
-           "finished_at": max(run["finished_at"] for run in runs), **chart_counts(charts, decks),
+           "finished_at": max(run["finished_at"] for run in runs), **tally.run_counts(False, False),
            "retrieval_mode": first.get("retrieval_mode"), "merchants": sum(run["merchants"] for run in runs),
            "wall_ms": max(run["wall_ms"] for run in runs), "output_dir": None, "start_date": first["start_date"],
            "end_date": first["end_date"], "dates_given": first.get("dates_given") or {}, "pack": first["pack"],
@@ -368,34 +331,57 @@ def merged_run(shards: list[ShardReport], missing: list[int], charts: list[dict[
     return run
 
 
+def _outcomes(shards: list[ShardReport], run_dir: Path, formats: tuple[str, ...]) -> Iterator[MerchantOutcome]:
+    """Every shard's merchants, shard by shard, their files brought into the run folder, where their rows point."""
+    for one in shards:
+        for group in one.groups():
+            charts, decks, files = _placed(one, group)
+            _bring(files, run_dir)
+            for row, columns in [*((c, ("output", "data_output")) for c in charts), *((d, ("output",)) for d in decks)]:
+                row.update({column: str(run_dir / row[column]) for column in columns if row[column]})
+            yield MerchantOutcome.of(group.batches, charts, decks, formats)
+
+
 def merge_reports(given: list[Path], output_dir: Path | None = None, junit_xml: Path | None = None,
                   write_csv: bool = False) -> MergedReport:
     """The shards' reports read, checked and merged into a new run folder in `output_dir` (default:
-    the first folder's parent), with its JUnit file and CSV when asked; `latest` there points at it."""
-    read = [read_shard(path) for path in given]
+    the first folder's parent), with its JUnit file and CSV when asked; `latest` there points at it.
+    The rows are read a merchant at a time and written as a run writes its report (runner.outcomes)."""
+    read: list[ShardReport] = []
+    try:
+        for path in given:
+            read.append(read_shard(path))
+        return _merged(read, output_dir, junit_xml, write_csv)
+    finally:
+        for one in read:
+            one.file.close()
+
+
+def _merged(read: list[ShardReport], output_dir: Path | None, junit_xml: Path | None,
+            write_csv: bool) -> MergedReport:
     shards = sorted(read, key=lambda one: one.shard.index if one.shard else 0)
     missing = check_one_job(shards)
     if junit_xml is not None:
         junit_xml = junit_xml.expanduser().absolute()
         check_junit_path(junit_xml)
-    charts, decks, files = _placed(shards)
-    batches = [batch for one in shards for batch in one.report["batches"]]
-    run = merged_run(shards, missing, charts, decks)
+    for one in shards:  # before any write
+        if one.missing is not None:
+            raise UsageError(one.missing)
+    formats = tuple(fmt for fmt in DeckFormat if any(fmt in one.formats for one in shards))
     run_id, run_dir = new_run_dir(str(output_dir or read[0].folder.parent))
     try:
-        _bring(files, run_dir)
-        for row, columns in [*((c, ("output", "data_output")) for c in charts), *((d, ("output",)) for d in decks)]:
-            row.update({column: str(run_dir / row[column]) for column in columns if row[column]})
-        run.update(run_id=run_id, output_dir=str(run_dir), junit_xml=str(junit_xml) if junit_xml else None)
-        formats = tuple(fmt for fmt in DeckFormat if any(deck["format"] == fmt for deck in decks))
-        report = with_merchant_names({
-            "schema_version": SCHEMA_VERSION, "run": run, "config": shards[0].report["config"],
-            "environment": shards[0].report["environment"], "metrics": merged_metrics(shards, charts, decks, batches),
-            "batches": batches, "charts": charts, "decks": decks, "merchants": merchant_rows(charts, decks, formats),
-        }, names_of(charts))
-        if junit_xml is not None:
-            _write_junit(junit_xml, report)
-        path = write_report(run_dir, report, write_csv)
+        with spooled(_outcomes(shards, run_dir, formats), run_dir) as sections:
+            tally = Tally.of(sections)
+            run = merged_run(shards, missing, tally)
+            run.update(run_id=run_id, output_dir=str(run_dir), junit_xml=str(junit_xml) if junit_xml else None)
+            report = {"schema_version": SCHEMA_VERSION, "run": run, "config": shards[0].report["config"],
+                      "environment": shards[0].report["environment"], "metrics": merged_metrics(shards, tally)}
+            if junit_xml is not None:
+                try:
+                    write_junit(junit_xml, report, sections)
+                except ReportWriteError as exc:
+                    junit_failed(report, str(exc))
+            path = write_report_sections(run_dir, report, sections, write_csv)
     except OSError as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise ReportWriteError(f"merge-reports: cannot write the merged run in {run_dir}: {exc.strerror or exc}"
@@ -405,15 +391,3 @@ def merge_reports(given: list[Path], output_dir: Path | None = None, junit_xml: 
         raise
     point_latest(run_dir)
     return MergedReport(path, report)
-
-
-def _write_junit(path: Path, report: dict[str, Any]) -> None:
-    """As a run does: a JUnit file that cannot be written leaves the report written, says why in
-    run.error, and makes the exit 3 where it would have been 0 or 1."""
-    try:
-        write_junit(path, report)
-    except ReportWriteError as exc:
-        run = report["run"]
-        run["error"] = f"{run['error']}; {exc}" if run["error"] else str(exc)
-        if run["exit_code"] in (ExitCode.OK, ExitCode.FAILED):
-            run["exit_code"] = ExitCode.INTERNAL

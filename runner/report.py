@@ -31,17 +31,6 @@ def names_of(charts: list[dict[str, Any]]) -> dict[str, str]:
     return {chart["merchant"]: merchant_name(chart.get("merchant_name"), chart["merchant"]) for chart in charts}
 
 
-def with_merchant_names(report: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    """The report with `merchant_name` in every row of charts, decks, batches and merchants: the
-    name in `names`, else the one the row has, else the token."""
-    def named(row: dict[str, Any]) -> dict[str, Any]:
-        token = row["merchant"]
-        return {**row, "merchant_name": merchant_name(names.get(token) or row.get("merchant_name"), token)}
-
-    return {**report, **{section: [named(row) for row in report[section]]
-                         for section in ("charts", "decks", "batches", "merchants")}}
-
-
 @dataclass(frozen=True)
 class ChartResult:
     """One row of `charts`: flat scalars, the same keys for every chart."""
@@ -207,18 +196,12 @@ class Sections(Protocol):
 
 @dataclass(frozen=True)
 class ListedSections:
-    """The rows of a report held in memory (a merge's, a rerun's)."""
+    """The rows of a report held in memory (a JUnit file made from a report read whole)."""
 
     report: Mapping[str, Any]
 
     def rows(self, section: str) -> Iterable[dict[str, Any]]:
         return iter(self.report[section])
-
-
-def write_report(run_dir: Path, report: dict[str, Any], with_csv: bool) -> Path:
-    """A report held in memory, written as write_report_sections writes one."""
-    head = {key: value for key, value in report.items() if key not in SECTIONS}
-    return write_report_sections(run_dir, head, ListedSections(report), with_csv)
 
 
 def write_report_sections(run_dir: Path, head: dict[str, Any], sections: Sections, with_csv: bool) -> Path:

@@ -7,8 +7,9 @@ original run's folder: charts that now succeeded replace the failed ones, their 
 files placed where the original run would have put them, the touched merchants' decks rebuilt
 from every chart on disk, and report.json rewritten (the one it replaces kept beside it).
 
-The report is input like a flag: its structure, tokens and chart ids are checked as on the
-command line, and no path is taken from it. Every file is found from the folder the report is
+The report is input like a flag, read a row at a time (runner.report_reader: never the whole
+chart list in memory): its structure, tokens and chart ids are checked as on the command line, and
+no path is taken from it. Every file is found from the folder the report is
 in (so a moved or copied run reads its own files), and every file read back is bounded, never
 read through a link, and checked (a PNG against its recorded hash, data against its chart's
 shape): one that fails fails its chart, not the merge. A folder of the run that is a link is
@@ -23,10 +24,9 @@ the rerun reads whatever server it is given (the embedded demo server when given
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -39,34 +39,59 @@ from runner.decks.book import DeckResult
 from runner.errors import ErrorType, UsageError, one_line
 from runner.figures import KeyFigure
 from runner.files import read_input, safe_part
-from runner.merchants import check_merchant_token, merchant_name
+from runner.merchants import merchant_name
 from runner.report import BATCH_COLUMNS, CHART_COLUMNS, names_of
+from runner.report_reader import (
+    BadReport,
+    Checked,
+    MerchantRows,
+    ReportFile,
+    RowKind,
+    check_row,
+    merchant_groups,
+    typed,
+)
 from runner.request import JobInputs, check_dates
 from runner.run import MAX_TEMPLATE_BYTES
 from runner.run_folders import is_run_id
 from runner.server_record import ServerKind, ServerRecord, recorded_server, server_record
 from runner.status import BatchStatus, ChartStatus, DeckFormat, DeckStatus, ExitCode
 
-MAX_REPORT_BYTES = 200_000_000
 RERUN = (ChartStatus.FAILED, ChartStatus.CANCELLED)
-DECK_FORMATS = tuple(fmt.value for fmt in DeckFormat)
 DECK_COLUMNS = tuple(f.name for f in fields(DeckResult))
-_SCALAR = (str, int, float, bool, type(None))
+# The report's rows as a rerun and a merge read them: a merchant's charts and decks each listed once.
+KINDS = {"charts": RowKind(CHART_COLUMNS, enums={"status": ChartStatus, "error_type": ErrorType}, key="chart_id"),
+         "decks": RowKind(DECK_COLUMNS, enums={"format": DeckFormat, "status": DeckStatus}, key="format"),
+         "batches": RowKind(BATCH_COLUMNS, cells={"batch_id": str, "chart_ids": str}, enums={"status": BatchStatus})}
 
 
 @dataclass(frozen=True)
 class Rerun:
+    """A finished run's report, read and checked a row at a time; what the rerun and a merge need
+    of it beside its rows, which `groups` walks again (from the file opened at the start)."""
+
     report_path: Path  # the original report, its symlinks resolved
-    raw: bytes  # the report as read: kept beside the merged one
-    report: dict[str, Any]  # checked: its charts and decks rows hold exactly the report's columns
+    file: ReportFile  # open: the merge reads the report that was checked, and keeps it beside the merged one
+    head: dict[str, Any]  # the report but its rows, checked: run, config, environment, metrics
     specs: dict[str, ChartSpec]  # the run's pack, by chart id
     pairs: tuple[tuple[str, str], ...]  # (merchant, chart id) to run again, in the report's order
     server: ServerRecord | None  # the server the run read; None in a report from before the record
     figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the decks a merge builds again
+    names: tuple[tuple[str, str], ...] = ()  # the display names of the merchants run again
+    chart_ids: tuple[str, ...] = ()  # the charts the report lists
+    deck_formats: tuple[str, ...] = ()  # the deck formats it lists, in its order
 
     @property
     def run_dir(self) -> Path:
         return self.report_path.parent
+
+    @property
+    def where(self) -> str:
+        return f"--rerun-failed {self.report_path}"
+
+    def groups(self) -> Iterator[MerchantRows]:
+        """The report's rows a merchant at a time, checked as when it was first read."""
+        return report_groups(self.file, self.specs, self.where)
 
 
 @dataclass(frozen=True)
@@ -78,94 +103,51 @@ class MergeTarget:
     junit_xml: Path | None  # a JUnit file named now (flag, environment, job file): the merged state goes there too
 
 
-class _Bad(ValueError):
-    """A report that is not one the runner wrote; becomes one UsageError line."""
-
-
-def _field(record: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str) -> Any:
-    value = record.get(key)
-    if not isinstance(value, kinds) or isinstance(value, bool):  # JSON true is no count
-        raise _Bad(f"{where}.{key} is {one_line(repr(value), 60)}")
-    return value
-
-
-def _member(kind: Any, value: Any, where: str) -> Any:
-    try:
-        return kind(value)
-    except (ValueError, TypeError):
-        raise _Bad(f"{where} is {one_line(repr(value), 60)}") from None
-
-
-def _rows(report: dict[str, Any], section: str, columns: tuple[str, ...], where: str,
-          checked: Callable[[dict[str, Any], str], tuple[str, str]]) -> list[dict[str, Any]]:
-    """A charts or decks list: each row flat, with exactly the report's columns, its merchant a
-    token as on the command line, and listed once (`checked` checks the rest and names the row)."""
-    rows, seen = [], set()
-    for i, raw in enumerate(_field(report, section, list, "report") if section in report else []):
-        here = f"{section}[{i}]"
-        if not isinstance(raw, dict) or not all(isinstance(raw.get(column), _SCALAR) for column in columns):
-            raise _Bad(f"{here} is not a flat object")
-        row = {column: raw.get(column) for column in columns}
-        if not isinstance(row["merchant"], str) or check_merchant_token(row["merchant"], f"{where}: {here}") != \
-                row["merchant"]:
-            raise UsageError(f"{where}: {here}: merchant token {one_line(repr(row['merchant']), 60)} is not one")
-        key = checked(row, here)
-        if key in seen:
-            raise UsageError(f"{where}: {key[1]} of merchant {key[0]} is listed twice")
-        seen.add(key)
-        rows.append(row)
-    return rows
-
-
-def _chart_row(specs: dict[str, ChartSpec], where: str) -> Callable[[dict[str, Any], str], tuple[str, str]]:
-    def checked(row: dict[str, Any], here: str) -> tuple[str, str]:
+def _checked_row(specs: dict[str, ChartSpec], where: str) -> Checked:
+    """The rerun's checks of a row: the reader's, and a chart's id one of the pack's, its text cleaned."""
+    def checked(section: str, here: str, raw: dict[str, Any]) -> dict[str, Any]:
+        row = check_row(raw, here, KINDS[section])
+        if section != "charts":
+            return row
         if row["chart_id"] not in specs:
             raise UsageError(f"{where}: {here}: the pack has no chart {one_line(repr(row['chart_id']), 80)}")
-        row["status"] = _member(ChartStatus, row["status"], f"{here}.status")
-        if row["error_type"] is not None:
-            row["error_type"] = _member(ErrorType, row["error_type"], f"{here}.error_type")
         if row["error"] is not None:
             row["error"] = one_line(str(row["error"]))
         # Text from outside like the rest: cleaned and bounded; the token in a report from before names.
         row["merchant_name"] = merchant_name(row["merchant_name"], row["merchant"])
-        return row["merchant"], f"chart {row['chart_id']}"
+        return row
     return checked
 
 
-def _deck_row(row: dict[str, Any], here: str) -> tuple[str, str]:
-    if row["format"] not in DECK_FORMATS:
-        raise _Bad(f"{here}.format is {one_line(repr(row['format']), 60)}")
-    row["status"] = _member(DeckStatus, row["status"], f"{here}.status")
-    return row["merchant"], f"the {row['format']} deck"
-
-
-def _checked(report: Any, where: str) -> tuple[dict[str, Any], dict[str, ChartSpec], tuple[KeyFigure, ...]]:
-    """The report's parts the rerun uses, checked as the command line checks them."""
-    if not isinstance(report, dict):
-        raise _Bad("it is not a JSON object")
-    run = _field(report, "run", dict, "report")
-    if not is_run_id(_field(run, "run_id", str, "run")):
-        raise _Bad(f"run.run_id {one_line(repr(run['run_id']), 60)} is not a run id")
+def report_groups(file: ReportFile, specs: dict[str, ChartSpec], where: str) -> Iterator[MerchantRows]:
+    """A report's rows a merchant at a time, checked as a rerun checks them; UsageError naming `where`."""
     try:
-        check_dates(_field(run, "start_date", str, "run"), _field(run, "end_date", str, "run"))
-        date.fromisoformat(_field(run, "started_at", str, "run")[:10])
+        yield from merchant_groups(file, KINDS, _checked_row(specs, where))
+    except BadReport as exc:
+        raise UsageError(f"{where}: not a runner report ({one_line(str(exc), 200)})") from None
+
+
+def _checked_head(head: dict[str, Any]) -> tuple[dict[str, Any], dict[str, ChartSpec], tuple[KeyFigure, ...]]:
+    """The report's run, checked as the command line checks what it gives."""
+    run = typed(head, "run", dict, "report")
+    if not is_run_id(typed(run, "run_id", str, "run")):
+        raise BadReport(f"run.run_id {one_line(repr(run['run_id']), 60)} is not a run id")
+    try:
+        check_dates(typed(run, "start_date", str, "run"), typed(run, "end_date", str, "run"))
+        date.fromisoformat(typed(run, "started_at", str, "run")[:10])
     except (UsageError, ValueError) as exc:
-        raise _Bad(f"its dates: {exc}") from None
-    _member(ExitCode, _field(run, "exit_code", int, "run"), "run.exit_code")
+        raise BadReport(f"its dates: {exc}") from None
+    if typed(run, "exit_code", int, "run") not in tuple(ExitCode):
+        raise BadReport(f"run.exit_code is {one_line(repr(run['exit_code']), 60)}")
     merged = run.get("merged", [])
     if not isinstance(merged, list):
-        raise _Bad("run.merged is not a list")
+        raise BadReport("run.merged is not a list")
     pack = _pack(run)
     if not isinstance(pack, str) or one_line(pack) != pack:
-        raise _Bad(f"run.pack is {one_line(repr(pack), 60)}")
+        raise BadReport(f"run.pack is {one_line(repr(pack), 60)}")
     loaded = load_pack(pack)
-    specs = {spec.id: spec for spec in loaded.charts}
-    checked = {**report, "run": {**run, "merged": [_merge_entry(entry) for entry in merged]},
-               "charts": _rows(report, "charts", CHART_COLUMNS, where, _chart_row(specs, where)),
-               "decks": _rows(report, "decks", DECK_COLUMNS, where, _deck_row),
-               "batches": [_batch_row(row, f"batches[{i}]") for i, row in enumerate(_field(report, "batches", list,
-                                                                                          "report"))]}
-    return checked, specs, loaded.figures
+    checked = {**head, "run": {**run, "merged": [_merge_entry(entry) for entry in merged]}}
+    return checked, {spec.id: spec for spec in loaded.charts}, loaded.figures
 
 
 def recorded_setting(report: dict[str, Any], name: str) -> Any:
@@ -187,10 +169,10 @@ def _merge_entry(entry: Any) -> Any:
         return entry
     if not isinstance(entry, dict) or not isinstance(entry.get("rerun_run_id"), str) or not is_run_id(
             entry["rerun_run_id"]) or not isinstance(entry.get("at"), str) or not isinstance(entry.get("charts"), list):
-        raise _Bad(f"run.merged holds {one_line(repr(entry), 60)}")
+        raise BadReport(f"run.merged holds {one_line(repr(entry), 60)}")
     return {"at": one_line(entry["at"], 40), "rerun_run_id": entry["rerun_run_id"],
-            "charts": [_field({"chart": chart}, "chart", str, "run.merged[].charts") for chart in entry["charts"]],
-            "charts_ok": _field(entry, "charts_ok", int, "run.merged[]"),
+            "charts": [typed({"chart": chart}, "chart", str, "run.merged[].charts") for chart in entry["charts"]],
+            "charts_ok": typed(entry, "charts_ok", int, "run.merged[]"),
             "server": _entry_server(entry)}
 
 
@@ -202,46 +184,47 @@ def _entry_server(entry: dict[str, Any]) -> dict[str, str] | None:
     try:
         return _as_report(recorded_server({"server": entry.get("server")}))
     except UsageError as exc:
-        raise _Bad(f"run.merged[].server: {exc}") from None
-
-
-def _batch_row(raw: Any, here: str) -> dict[str, Any]:
-    """A batches row, cut to the report's columns; a merge recounts its status from its charts."""
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(column), _SCALAR) for column in BATCH_COLUMNS):
-        raise _Bad(f"{here} is not a flat object")
-    row = {column: raw.get(column) for column in BATCH_COLUMNS}
-    for key in ("batch_id", "merchant", "chart_ids"):
-        _field(row, key, str, here)
-    row["status"] = _member(BatchStatus, row["status"], f"{here}.status")
-    return row
+        raise BadReport(f"run.merged[].server: {exc}") from None
 
 
 def read_rerun(path: str) -> Rerun:
-    """The failed and cancelled pairs of a finished run's report."""
+    """The failed and cancelled pairs of a finished run's report, read a row at a time."""
     given = Path(path).expanduser()
     where = f"--rerun-failed {path}"
     if given.is_symlink():  # the run folder is the report's own: a link would make another folder the run
         raise UsageError(f"{where} is a link: give the report.json inside the run's folder")
     report_path = given.parent.resolve() / given.name  # the folder may be reached by a link, as `latest` is
-    raw = read_input(report_path, "report", MAX_REPORT_BYTES)
+    file = ReportFile(report_path, where)
     try:
-        report, specs, figures = _checked(json.loads(raw.decode("utf-8-sig")), where)
-    except (_Bad, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise UsageError(f"{where}: not a runner report ({one_line(str(exc), 200)})") from None
-    try:
-        server = recorded_server(report["run"])
-    except UsageError as exc:
-        raise UsageError(f"{where}: not a runner report ({exc})") from None
-    pairs = tuple((c["merchant"], c["chart_id"]) for c in report["charts"] if c["status"] in RERUN)
-    return Rerun(report_path, raw, report, specs, pairs, server, figures)
+        try:
+            head, specs, figures = _checked_head(file.head())
+            server = recorded_server(head["run"])
+        except (BadReport, UsageError) as exc:
+            raise UsageError(f"{where}: not a runner report ({one_line(str(exc), 200)})") from None
+        pairs: list[tuple[str, str]] = []
+        names: dict[str, str] = {}
+        chart_ids: dict[str, None] = {}
+        formats: dict[str, None] = {}
+        for group in report_groups(file, specs, where):
+            chart_ids.update(dict.fromkeys(row["chart_id"] for row in group.charts))
+            formats.update(dict.fromkeys(row["format"] for row in group.decks))
+            failed = [(row["merchant"], row["chart_id"]) for row in group.charts if row["status"] in RERUN]
+            if failed:
+                pairs += failed
+                names.update(names_of(group.charts))
+    except BaseException:
+        file.close()
+        raise
+    return Rerun(report_path, file, head, specs, tuple(pairs), server, figures, tuple(names.items()),
+                 tuple(chart_ids), tuple(formats))
 
 
 def check_server(rerun: Rerun, url: str | None, command: str | None, anyway: bool) -> None:
     """Before any work: the rerun's server (as its flags, environment and job file give it) is
     the one the run read, with the same pack. One line (exit 2) naming both if not, unless
     `anyway`; never the embedded demo server for a run that read another."""
-    run_id = rerun.report["run"]["run_id"]
-    recorded, pack = rerun.server, _pack(rerun.report["run"])
+    run_id = rerun.head["run"]["run_id"]
+    recorded, pack = rerun.server, _pack(rerun.head["run"])
     how = ("give it as the run had it: SCALAPAY_CONFIG=job.toml (or --config job.toml) with the job file, or "
            "--server-url / --server-command with its credentials")
     if recorded is None:
@@ -268,14 +251,13 @@ def check_server(rerun: Rerun, url: str | None, command: str | None, anyway: boo
 
 
 def rerun_inputs(rerun: Rerun, demo_server_args: tuple[str, ...] = ()) -> JobInputs:
-    run = rerun.report["run"]
+    run = rerun.head["run"]
     charts = tuple(rerun.specs[chart] for chart in dict.fromkeys(chart for _, chart in rerun.pairs))
     merchants = tuple(dict.fromkeys(merchant for merchant, _ in rerun.pairs))
     return JobInputs(merchants=merchants, charts=charts, start_date=run["start_date"], end_date=run["end_date"],
                      demo_server_args=demo_server_args, pack=_pack(run), only=rerun.pairs,
                      reruns=str(rerun.report_path), figures=rerun.figures,
-                     merchant_names=tuple(names_of([c for c in rerun.report["charts"] if c["merchant"] in merchants])
-                                          .items()))
+                     merchant_names=rerun.names)
 
 
 # -- before the rerun: is the original run a place we may write? ------------------------------------
@@ -307,16 +289,16 @@ def merge_target(rerun: Rerun, deck_template: str | None, junit_xml: str | None)
         if folder.exists():
             _check_writable(folder)
     template = None
-    path = deck_template or recorded_setting(rerun.report, "deck_template")
-    if path is not None and any(d["format"] == DeckFormat.PPTX for d in rerun.report["decks"]):
+    path = deck_template or recorded_setting(rerun.head, "deck_template")
+    if path is not None and DeckFormat.PPTX in rerun.deck_formats:
         hint = "" if deck_template else " (the run's own; give --deck-template to use another)"
         if not isinstance(path, str) or one_line(path) != path:
             raise UsageError(f"--rerun-failed {rerun.report_path}: its deck_template {one_line(repr(path), 80)} "
                              "is not a path")
-        charts = tuple(rerun.specs[c] for c in dict.fromkeys(row["chart_id"] for row in rerun.report["charts"]))
+        charts = tuple(rerun.specs[c] for c in rerun.chart_ids)
         try:
             template = read_input(Path(path).expanduser(), "deck template", MAX_TEMPLATE_BYTES)
-            check_template(template, charts, path)
+            check_template(template, charts, path, rerun.figures)
         except UsageError as exc:
             raise UsageError(f"--merge: {exc}{hint}") from None
     return MergeTarget(rerun, template, Path(junit_xml).expanduser().absolute() if junit_xml else None)

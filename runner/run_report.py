@@ -7,14 +7,10 @@ counts and writing)."""
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import tempfile
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,8 @@ from runner.errors import ErrorType, ReportWriteError
 from runner.journal import JournalIndex, JournalReader, read_journal
 from runner.junit import write_junit
 from runner.merchants import merchant_name
-from runner.metrics import RunMetrics, batch_counts, open_fds, peak_rss_mb
+from runner.metrics import RunMetrics, open_fds, peak_rss_mb
+from runner.outcomes import MerchantOutcome, SpooledOutcomes, Tally, section_rows, spooled
 from runner.planning import Plan, PlannedMerchant
 from runner.records import Batch, BatchResult, ChartJob
 from runner.report import (
@@ -40,10 +37,8 @@ from runner.report import (
     batch_row,
     deck_status_counts,
     environment,
-    errors_by_type,
     flat_row,
     merchant_rows,
-    run_status_counts,
     write_report_sections,
 )
 from runner.request import JobInputs
@@ -153,6 +148,7 @@ class RunRecords:
     unreachable: tuple[ErrorType, str] | None  # the server could not be reached: the type and why
     carried_charts: int = 0  # a resumed run's charts final before it began
     carried_decks: int = 0
+    warnings: tuple[dict[str, Any], ...] = ()  # run.warnings: characters no font has (runner.fonts.GlyphReport)
 
 
 @dataclass(frozen=True)
@@ -181,16 +177,6 @@ class Missing:
         return cls(ChartStatus.FAILED, ErrorType.INTERNAL, reason, DeckStatus.FAILED, ErrorType.INTERNAL, reason)
 
 
-@dataclass
-class MerchantOutcome:
-    """One merchant's rows of each section: the report is walked a merchant at a time."""
-
-    batches: list[dict[str, Any]]
-    charts: list[dict[str, Any]]
-    decks: list[dict[str, Any]]
-    merchant: dict[str, Any]
-
-
 def valid_chart_row(row: Any, job: ChartJob) -> bool:
     """A journal's chart row is used only if it is one the runner wrote for this chart."""
     return isinstance(row, dict) and _CHART_KEYS <= row.keys() and row["merchant"] == job.merchant \
@@ -211,45 +197,24 @@ class JournalSections:
                  formats: tuple[str, ...], batches_planned: bool = True) -> None:
         self.plan, self.index, self.missing, self.run_id, self.formats = plan, index, missing, run_id, formats
         self.batches_planned = batches_planned  # False: the run ended before any batch was made: none is listed
-        self._spool: Path | None = None
+        self._spool: SpooledOutcomes | None = None
 
     def rows(self, section: str) -> Iterator[dict[str, Any]]:
-        for outcome in self.walk():
-            if section == "merchants":
-                yield outcome.merchant
-            else:
-                yield from getattr(outcome, section)
+        return section_rows(self.walk(), section)
 
     @contextmanager
     def spooled(self) -> Iterator[JournalSections]:
         """Walk the journal once into a temporary file of the finished rows, which every later walk
         reads instead (the tally, each section, the CSV, the JUnit file): several times cheaper."""
-        try:
-            handle, name = tempfile.mkstemp(prefix=".report-rows.", suffix=".tmp", dir=self.plan.run_dir)
-        except OSError as exc:
-            raise ReportWriteError(f"cannot write the report in {self.plan.run_dir}: {exc.strerror or exc}") from None
-        try:
+        with spooled(self._walked(), self.plan.run_dir) as spool:
+            self._spool = spool
             try:
-                with os.fdopen(handle, "wb") as out:
-                    for outcome in self._walked():
-                        out.write(json.dumps(vars(outcome), ensure_ascii=False).encode() + b"\n")
-            except OSError as exc:
-                raise ReportWriteError(f"cannot write the report in {self.plan.run_dir}: {exc.strerror or exc}") \
-                    from None
-            self._spool = Path(name)
-            yield self
-        finally:
-            self._spool = None
-            with suppress(OSError):
-                os.unlink(name)
+                yield self
+            finally:
+                self._spool = None
 
     def walk(self) -> Iterator[MerchantOutcome]:
-        if self._spool is None:
-            yield from self._walked()
-            return
-        with open(self._spool, "rb") as spool:
-            for line in spool:
-                yield MerchantOutcome(**json.loads(line))
+        yield from (self._spool.walk() if self._spool is not None else self._walked())
 
     def _walked(self) -> Iterator[MerchantOutcome]:
         with self.index.reader() as reader:
@@ -293,39 +258,6 @@ class JournalSections:
                            output=None, bytes=None, sha256=None, worker_pid=None, paragraph=None, data_output=None)
 
 
-@dataclass
-class Tally:
-    """The report's counts, from one walk over its rows."""
-
-    charts: Counter[str] = field(default_factory=Counter)
-    decks: Counter[str] = field(default_factory=Counter)
-    batches: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def of(cls, sections: JournalSections) -> Tally:
-        tally = cls()
-        for outcome in sections.walk():
-            tally.add(outcome.charts, outcome.decks, outcome.batches)
-        return tally
-
-    def add(self, charts: list[dict[str, Any]], decks: list[dict[str, Any]], batches: list[dict[str, Any]]) -> None:
-        """Count rows in: whole merchants at a time (a merchant's deck errors depend on its charts)."""
-        self.charts.update(row["status"] for row in charts)
-        self.decks.update(row["status"] for row in decks)
-        self.batches.update(row["status"] for row in batches)
-        self.errors.update(errors_by_type(charts, decks))
-
-    def metrics(self) -> dict[str, Any]:
-        """The report's counts under `metrics`: errors by type, the batches', the decks'."""
-        return {"errors_by_type": dict(sorted(self.errors.items())), "retrieval": batch_counts(self.batches.elements()),
-                "decks": deck_status_counts(self.decks)}
-
-    def run_counts(self, interrupted: bool, unreachable: bool) -> dict[str, Any]:
-        """The run's status, exit code and chart counts (runner.report.chart_counts, from counts)."""
-        return run_status_counts(self.charts, self.decks[DeckStatus.FAILED], interrupted, unreachable)
-
-
 def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInputs, merchants: int,
                 started_at: datetime, finished_at: datetime, wall_ms: float, records: RunRecords | None,
                 tally: Tally, error: str | None, stopped_by: str | None) -> dict[str, Any]:
@@ -361,6 +293,7 @@ def report_head(config: RunnerConfig, run_id: str, run_dir: Path, inputs: JobInp
             "pack": inputs.pack,
             "reruns": inputs.reruns,
             "error": error,
+            "warnings": list(records.warnings) if records else [],
         },
         "config": config.effective(),
         "environment": environment(),
