@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -155,6 +156,12 @@ _FIELDS = {"id", "title", "tool", "sql", "kind", "request", "y_label", "counts",
            "compare", *COLUMN_KEYS}
 
 
+def _printable(text: str) -> bool:
+    """Text without control characters. A private-use character (a brand's icon font) is text too:
+    str.isprintable() says otherwise."""
+    return all(ch.isprintable() or unicodedata.category(ch) == "Co" for ch in text)
+
+
 def _text_field(entry: dict[str, Any], key: str, where: str) -> str:
     value = entry.get(key, "")
     if not isinstance(value, str):
@@ -229,7 +236,7 @@ def _spec_from_mapping(entry: Any, where: str, pack_params: dict[str, Param]) ->
     if compare and KINDS[kind].monthly is None:
         raise UsageError(f"{where}: a {kind} chart has no months to compare with the previous year")
     for key in ("title", "y_label", "unit", "request"):
-        if isinstance(entry.get(key), str) and not entry[key].strip().isprintable():
+        if isinstance(entry.get(key), str) and not _printable(entry[key].strip()):
             raise UsageError(f"{where}: {key!r} holds control characters ({entry[key][:40]!r})")
     return ChartSpec(
         id=chart_id,

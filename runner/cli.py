@@ -210,19 +210,20 @@ def _rerun(config: RunnerConfig, flags: JobRequest, report: str | None, how: tup
     if given:
         raise UsageError(f"--rerun-failed takes the job from the report; drop {given[0]}")
     rerun = read_rerun(report)
-    if not rerun.pairs:
-        click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
-        return WrittenReport(rerun.report_path, ExitCode(rerun.report["run"]["exit_code"]), rerun.report)
-    check_server(rerun, config.server_url, config.server_command, server_anyway)  # before any work
-    target = merge_target(rerun, config.deck_template, config.junit_xml) if merge else None
-    keep_runs = config.keep_runs
-    # A merchant's deck needs all its charts: --merge rebuilds them. Pruning waits for the merge,
-    # and the JUnit file gets the merged state, never the rerun's own few cases.
-    config = replace(config, deck="none", keep_runs=None, junit_xml=None if merge else config.junit_xml)
-    live = stderr_is_terminal() and not quiet and config.log_format == "human"
-    outcome = execute(config, rerun_inputs(rerun, demo_server_args), progress_live=live,
-                      render=seams.render if seams else None)
-    return finish(rerun, outcome, target, keep_runs)
+    with rerun.file:  # kept open: the merge reads the report that was checked, a row at a time
+        if not rerun.pairs:
+            click.echo(f"nothing to rerun: no chart of {rerun.report_path} failed", err=True)
+            return WrittenReport(rerun.report_path, ExitCode(rerun.head["run"]["exit_code"]), rerun.head)
+        check_server(rerun, config.server_url, config.server_command, server_anyway)  # before any work
+        target = merge_target(rerun, config.deck_template, config.junit_xml) if merge else None
+        keep_runs = config.keep_runs
+        # A merchant's deck needs all its charts: --merge rebuilds them. Pruning waits for the merge,
+        # and the JUnit file gets the merged state, never the rerun's own few cases.
+        config = replace(config, deck="none", keep_runs=None, junit_xml=None if merge else config.junit_xml)
+        live = stderr_is_terminal() and not quiet and config.log_format == "human"
+        outcome = execute(config, rerun_inputs(rerun, demo_server_args), progress_live=live,
+                          render=seams.render if seams else None)
+        return finish(rerun, outcome, target, keep_runs)
 
 
 def _resume(config: RunnerConfig, flags: JobRequest, resume: str, demo_server_args: tuple[str, ...], quiet: bool,

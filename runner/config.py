@@ -23,9 +23,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 from runner.errors import UsageError
 from runner.redaction import EXPANSION, Secrets, address_credentials, credentials_in, header_credentials, redact
 from runner.settings import ENV_PREFIX, JOB_KEYS, Declaration, Secret, Setting, ValueKind
-from runner.status import DeckFormat, PartialDecks
+from runner.status import DeckFormat, PartialDecks, PdfEngine
 
 _DECLARED = "declared"  # the key of a setting's Declaration in its field's metadata
+MAX_AUTHOR_CHARS = 200  # deck_author
 
 
 def _setting(
@@ -103,11 +104,19 @@ class RunnerConfig:
                                                 "sql or statement).")
     deck: str = _setting(",".join(DeckFormat), "Deck formats per merchant: pdf, pptx, pdf,pptx, or none.",
                          choices=tuple(fmt.value for fmt in DeckFormat), comma_separated=True)
-    deck_template: str | None = _setting(None, "A .pptx template whose slides carry {{title}}, {{paragraph}} "
-                                               "and {{chart}} placeholders.")
+    deck_template: str | None = _setting(None, "A .pptx template: a chart slide with {{title}}, {{chart}} and "
+                                               "{{paragraph}} (repeated per chart), and {{merchant}}, {{period}}, "
+                                               "{{kpi_<figure_id>}} anywhere (see Decks).")
+    deck_author: str = _setting("runner", "The author named in each deck's document properties (PPTX and PDF).")
     partial_decks: str = _setting("placeholder", "A deck missing some charts: their slides say 'not available' "
                                   "(placeholder), are left out (omit), or no deck at all (skip).",
                                   choices=tuple(choice.value for choice in PartialDecks))
+    pdf_engine: str = _setting("builtin", "What makes the PDF deck: the built-in writer, or LibreOffice from the "
+                                          "filled PPTX, so the PDF follows --deck-template (needs soffice: Debian's "
+                                          "libreoffice-impress).", choices=tuple(engine.value for engine in PdfEngine))
+    pdf_timeout_seconds: float = _setting(30.0, "With --pdf-engine libreoffice: one deck's conversion is stopped "
+                                                "after this long and the deck fails (keep it under "
+                                                "--render-timeout-seconds).", above=0)
     log_format: str = _setting("human", "Log line format.", choices=("human", "json"))
     max_run_seconds: float | None = _setting(None, "Stop the whole run (as on SIGTERM) after this many seconds; "
                                                    "the report names the deadline.", above=0)
@@ -263,8 +272,17 @@ def load_config(
     if values.get("server_url") and values.get("server_command"):
         raise UsageError("give either a server URL or a server command, not both "
                          f"(server_url from {sources['server_url']}, server_command from {sources['server_command']})")
+    author = values.get("deck_author")
+    if author is not None and not is_author(author):
+        raise UsageError(f"invalid deck_author={author!r} (from {sources['deck_author']}): expected a name of 1 to "
+                         f"{MAX_AUTHOR_CHARS} printable characters")
     config = replace(RunnerConfig(), **values)
     return replace(config, sources=tuple(sorted(sources.items())))
+
+
+def is_author(value: object) -> bool:
+    """A deck_author that every deck's properties can hold: XML takes no control characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_AUTHOR_CHARS and value.isprintable()
 
 
 def redact_item(item: str) -> str:

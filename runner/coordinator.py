@@ -29,6 +29,7 @@ from runner.decks.book import DeckBook
 from runner.errors import ChartError, ErrorType, detail
 from runner.events import BatchEnded, ChartRetrieved, Event, RenderDone, RenderPoolReady
 from runner.files import write_atomically
+from runner.fonts import GlyphReport
 from runner.journal import Journal
 from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
@@ -88,6 +89,7 @@ class Coordinator:
         self._unreachable: ChartError | None = None
         self.carried_charts = 0
         self.carried_decks = 0
+        self.glyphs = GlyphReport()  # characters no font has, from every chart and deck: one warning for the run
 
     def run(self) -> RunRecords:
         self._charts_total, self._batches_total, _ = self.plan.counts()
@@ -115,6 +117,7 @@ class Coordinator:
         self.metrics.set_render_pool(self.render.workers, self.render.start_method, self.render.restarts,
                                      self.render.recycles)
         counters = self.retrieval.sessions.counters
+        self.glyphs.log()
         return RunRecords(
             metrics=self.metrics,
             tool_calls=counters.tool_calls, sessions_opened=counters.sessions_opened,
@@ -123,6 +126,7 @@ class Coordinator:
             unreachable=None if self._unreachable is None else (self._unreachable.error_type,
                                                                 self._unreachable.message),
             carried_charts=self.carried_charts, carried_decks=self.carried_decks,
+            warnings=tuple(self.glyphs.warnings()),
         )
 
     # -- taking the plan on, a merchant at a time ------------------------------------------------------
@@ -324,9 +328,11 @@ class Coordinator:
         self.metrics.render_finished = time.perf_counter()
         match settled:
             case Rendered(key, BuiltDeck() as deck):
+                self.glyphs.add(deck.missing_glyphs)
                 self.decks.built(key[0], deck)  # a document it could not write is counted from its row
                 self._record_decks()
             case Rendered(key, RenderedChart() as rendered):
+                self.glyphs.add(rendered.missing_glyphs)
                 if (chart := self._charts.get(key)) is not None:
                     self._write(chart, rendered)
             case RenderFailed():

@@ -2,14 +2,17 @@
 
 Charts that now succeeded replace the failed ones, their PNG and data files placed where the
 original run would have put them; the touched merchants' decks are rebuilt from every chart on
-disk. Then every figure derived from the rows is counted again by runner.run_report.Tally, the
-run's own counting, as a clean run over the same charts would count it: run status and exit code,
+disk. The run's report and the rerun's are read a row at a time (runner.report_reader), a merchant
+at a time, and the merged rows are written as a run writes its own (runner.outcomes: spooled once,
+then the CSV, the JUnit file and report.json), never the whole chart list in memory. Every figure
+derived from the rows is counted again by runner.outcomes.Tally, the run's own counting, as a clean
+run over the same charts would count it: run status and exit code,
 run.charts_*, metrics.errors_by_type, metrics.decks, metrics.retrieval's batch counts, merchants,
 and the status of each batch the rerun touched (from its charts' data, as a run decides it). The
 work metrics (times, tool calls, renders) stay those of the original run; the rerun's own work is
 in its chart rows. The repair is recorded in run.merged ({at, rerun_run_id, charts, charts_ok});
 report.json, charts.csv (if the run wrote one) and the JUnit file are rewritten; the report
-replaced is kept beside as report.before-<rerun id>.json.
+replaced is kept beside as report.before-<rerun id>.json (copied from the file read at the start).
 
 The JUnit file is the run's (run.junit_xml, or for an older report config.junit_xml from the
 current folder), rewritten only while it still holds that run's results: a regular file, never
@@ -23,36 +26,33 @@ and everything in it is now in the run's folder): the output folder holds one fo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from runner.clock import iso_time
+from runner.clock import documents_moment, iso_time
+from runner.config import is_author, setting
 from runner.decks.book import DECK_NAME, DeckBook
-from runner.errors import ChartError, ErrorType
-from runner.files import safe_part, write_atomically
+from runner.errors import ChartError, ErrorType, UsageError
+from runner.files import safe_part, write_atomically, written_atomically
 from runner.junit import write_junit
+from runner.outcomes import MerchantOutcome, Tally, spooled
 from runner.read_back import read_data, read_png
-from runner.records import ChartData, ChartJob
-from runner.report import (
-    ReportWriteError,
-    merchant_rows,
-    names_of,
-    with_merchant_names,
-    write_report,
-)
-from runner.rerun import MergeTarget, Rerun, recorded_setting
+from runner.records import ChartData, ChartJob, PdfConversion
+from runner.report import ReportWriteError, Sections, names_of, write_report_sections
+from runner.report_reader import MerchantRows, ReportFile
+from runner.rerun import MergeTarget, Rerun, recorded_setting, report_groups
 from runner.run import WrittenReport
 from runner.run_folders import point_latest, prune_runs
-from runner.run_report import Tally, junit_failed
-from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks
+from runner.run_report import junit_failed
+from runner.status import BatchStatus, ChartStatus, ExitCode, PartialDecks, PdfEngine
 
 JUNIT_HEAD_BYTES = 4096  # where a JUnit file the runner wrote names its run
 
@@ -131,31 +131,42 @@ def _recorded_partial_decks(report: dict[str, Any]) -> PartialDecks:
     return PartialDecks(value) if value in tuple(PartialDecks) else PartialDecks.PLACEHOLDER
 
 
-def _rebuilt_decks(target: MergeTarget, charts: list[_Chart], touched: set[str]) -> list[dict[str, Any]]:
-    """The original run's deck rows (paths recomputed), those of the touched merchants rebuilt by
-    the run's own deck ledger from the charts checked on disk."""
+def _recorded_author(report: dict[str, Any]) -> str:
+    """The run's own deck_author, as its report recorded it (read back: only a printable name counts)."""
+    value = recorded_setting(report, "deck_author")
+    return value if is_author(value) else setting("deck_author").default
+
+
+def _recorded_pdf(report: dict[str, Any]) -> PdfConversion:
+    """How the run made its PDFs, as its report recorded it (read back: only a known engine and a
+    positive timeout count), so a merged deck's PDF is made as the others were."""
+    engine, timeout = recorded_setting(report, "pdf_engine"), recorded_setting(report, "pdf_timeout_seconds")
+    return PdfConversion(PdfEngine(engine) if engine in tuple(PdfEngine) else PdfEngine.BUILTIN,
+                         float(timeout) if type(timeout) in (int, float) and 0 < timeout <= 3600 else 30.0)
+
+
+def _decks(target: MergeTarget, group: MerchantRows, charts: list[_Chart], touched: bool) -> list[dict[str, Any]]:
+    """The merchant's deck rows (paths recomputed); when the rerun touched it, rebuilt by the run's
+    own deck ledger from its charts checked on disk."""
     from runner.decks.build import build_deck
 
-    rerun = target.rerun
+    rerun, merchant = target.rerun, group.merchant
     decks = [{**d, "output": str(rerun.run_dir / safe_part(d["merchant"]) / f"{DECK_NAME}.{d['format']}")
-              if d["output"] else None} for d in rerun.report["decks"]]
-    formats = tuple(dict.fromkeys(d["format"] for d in decks))
-    if not formats or not touched:
+              if d["output"] else None} for d in group.decks]
+    if not rerun.deck_formats or not touched:
         return decks
-    run = rerun.report["run"]
-    mine = [chart for chart in charts if chart.row["merchant"] in touched]
-    jobs = [ChartJob(c.row["merchant"], rerun.specs[c.row["chart_id"]], run["start_date"], run["end_date"],
-                     str(_base(rerun.run_dir, c.row["merchant"], c.row["chart_id"]).with_suffix(".png"))) for c in mine]
-    book = DeckBook(jobs, formats, target.template, run["started_at"][:10], rerun.figures,
-                    partial=_recorded_partial_decks(rerun.report), names=names_of([c.row for c in mine]))
-    for merchant in sorted(touched):
-        charts_of = [c for c in mine if c.row["merchant"] == merchant]
-        data: dict[str, ChartData | None] = {c.row["chart_id"]: c.data for c in charts_of}
-        errors: dict[str, str | None] = {c.row["chart_id"]: f"{c.row['error_type']}: {c.row['error']}"
-                                         for c in charts_of if c.row["error"]}
-        task = book.task(merchant, data, errors)
-        if task is None:
-            continue
+    run = rerun.head["run"]
+    jobs = [ChartJob(merchant, rerun.specs[c.row["chart_id"]], run["start_date"], run["end_date"],
+                     str(_base(rerun.run_dir, merchant, c.row["chart_id"]).with_suffix(".png"))) for c in charts]
+    book = DeckBook(jobs, rerun.deck_formats, target.template, run["started_at"][:10], rerun.figures,
+                    partial=_recorded_partial_decks(rerun.head), names=names_of([c.row for c in charts]),
+                    author=_recorded_author(rerun.head), pdf=_recorded_pdf(rerun.head),
+                    made_at=documents_moment(datetime.now(UTC), os.environ).isoformat())
+    data: dict[str, ChartData | None] = {c.row["chart_id"]: c.data for c in charts}
+    errors: dict[str, str | None] = {c.row["chart_id"]: f"{c.row['error_type']}: {c.row['error']}"
+                                     for c in charts if c.row["error"]}
+    task = book.task(merchant, data, errors)
+    if task is not None:
         try:
             book.built(merchant, build_deck(task))
         except ChartError as exc:
@@ -197,17 +208,12 @@ def _section(report: dict[str, Any], *keys: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def recounted(original: dict[str, Any], charts: list[dict[str, Any]], decks: list[dict[str, Any]],
-              batches: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report with new rows and every figure derived from them counted again."""
+def recounted(original: dict[str, Any], tally: Tally) -> dict[str, Any]:
+    """The report's head with every figure derived from the rows counted again (`tally`, over the merged rows)."""
     metrics = _section(original, "metrics")
-    formats = tuple(dict.fromkeys(d["format"] for d in decks))
-    tally = Tally()  # the run's own counting (runner.run_report), over the merged rows
-    tally.add(charts, decks, batches)
     counted = tally.metrics()
-    return {**original, "charts": charts, "decks": decks, "batches": batches,
-            "run": {**original["run"], **tally.run_counts(interrupted=False, unreachable=False), "error": None},
-            "merchants": merchant_rows(charts, decks, formats),
+    return {**original, "run": {**original["run"], **tally.run_counts(interrupted=False, unreachable=False),
+                                "error": None},
             "metrics": {**metrics, "errors_by_type": counted["errors_by_type"],
                         "retrieval": {**_section(metrics, "retrieval"), **counted["retrieval"]},
                         "decks": {**_section(metrics, "decks"), **counted["decks"]}}}
@@ -216,9 +222,9 @@ def recounted(original: dict[str, Any], charts: list[dict[str, Any]], decks: lis
 def _recorded_junit(rerun: Rerun) -> Path | None:
     """Where the run wrote its JUnit file: run.junit_xml, or (a report from before it) the
     config's junit_xml from the current folder."""
-    recorded = rerun.report["run"].get("junit_xml")
+    recorded = rerun.head["run"].get("junit_xml")
     if recorded is None:
-        recorded = recorded_setting(rerun.report, "junit_xml")
+        recorded = recorded_setting(rerun.head, "junit_xml")
     if not isinstance(recorded, str) or not recorded or "\x00" in recorded:
         return None
     return Path(recorded).expanduser().absolute()
@@ -240,7 +246,7 @@ def _still_the_runs(path: Path, run_id: str) -> bool:
     return True
 
 
-def _write_junit(target: MergeTarget, report: dict[str, Any]) -> None:
+def _write_junit(target: MergeTarget, report: dict[str, Any], sections: Sections) -> None:
     """The merged state into the run's JUnit file (while it is still the run's) and into one
     named now; a failure is the run's exit 3, as for any run."""
     run_id = report["run"]["run_id"]
@@ -252,39 +258,87 @@ def _write_junit(target: MergeTarget, report: dict[str, Any]) -> None:
         paths.append(target.junit_xml)
     for path in paths:
         try:
-            write_junit(path, report)
+            write_junit(path, report, sections)
             logger.info("JUnit file {} rewritten to the merged state", path)
         except ReportWriteError as exc:
             junit_failed(report, str(exc))
 
 
-def merge(target: MergeTarget, outcome: WrittenReport) -> tuple[Path, dict[str, Any]]:
-    """The original run with the rerun's outcome folded in; returns (report path, report)."""
+@dataclass
+class _Redone:
+    """What the rerun redid, as the merge walks it: run.merged's record."""
+
+    charts: list[str] = field(default_factory=list)
+    ok: int = 0
+
+
+def _merged(target: MergeTarget, group: MerchantRows, mine: MerchantRows | None, rerun_dir: Path,
+            redone: _Redone) -> MerchantOutcome:
+    """One merchant of the run with the rerun's outcome of its charts folded in."""
     rerun = target.rerun
-    rerun_report, rerun_dir = json.loads(outcome.report_path.read_bytes()), outcome.report_path.parent
-    rerun_id = rerun_report["run"]["run_id"]
-    redone = {(c["merchant"], c["chart_id"]): c for c in rerun_report["charts"]}
-    touched = {merchant for merchant, _ in redone}
+    again = {row["chart_id"]: row for row in mine.charts} if mine else {}
     # A rerun chart keeps the run and batch it had here, so batches and charts still join (the
     # rerun's folder is gone once merged; run.merged says which charts it redid).
-    charts = [_place(rerun, {**redone[key], "run_id": c["run_id"], "batch_id": c["batch_id"]}, rerun_dir)
-              if (key := (c["merchant"], c["chart_id"])) in redone
-              else _in_place(rerun, c, c["merchant"] in touched) for c in rerun.report["charts"]]
-    decks = _rebuilt_decks(target, charts, touched)
+    charts = [_place(rerun, {**again[c["chart_id"]], "run_id": c["run_id"], "batch_id": c["batch_id"]}, rerun_dir)
+              if c["chart_id"] in again else _in_place(rerun, c, bool(again)) for c in group.charts]
     rows = [chart.row for chart in charts]
-    report = recounted(rerun.report, rows, decks, _batches(rerun.report["batches"], rows, set(redone)))
-    report = with_merchant_names(report, names_of(rows))  # rows of reports from before names get the token
-    repaired = [f"{m}/{c}" for m, c in redone]
-    ok = sum(1 for row in rows if (row["merchant"], row["chart_id"]) in redone and row["status"] == ChartStatus.OK)
-    report["run"].update(output_dir=str(rerun.run_dir), merged=[
-        *rerun.report["run"]["merged"],
-        {"at": iso_time(datetime.now(UTC)), "rerun_run_id": rerun_id, "charts": repaired, "charts_ok": ok,
-         "server": rerun_report["run"]["server"]}])
-    _write_junit(target, report)  # before the report: a report on disk means everything was written
-    _write(rerun.run_dir / f"report.before-{rerun_id}.json", rerun.raw, rerun.run_dir)
-    path = write_report(rerun.run_dir, report, with_csv=(rerun.run_dir / "charts.csv").exists())
-    logger.info("merged into {}: {} of {} rerun chart(s) now ok; {} chart(s) ok of {} (exit {})", path, ok,
-                len(redone), report["run"]["charts_ok"], len(rows), ExitCode(report["run"]["exit_code"]).value)
+    redone.charts += [f"{group.merchant}/{chart_id}" for chart_id in again]
+    redone.ok += sum(1 for row in rows if row["chart_id"] in again and row["status"] == ChartStatus.OK)
+    batches = _batches(group.batches, rows, {(group.merchant, chart_id) for chart_id in again})
+    return MerchantOutcome.of(batches, rows, _decks(target, group, charts, bool(again)), rerun.deck_formats)
+
+
+def _outcomes(target: MergeTarget, rerun_file: ReportFile, rerun_dir: Path, redone: _Redone
+              ) -> Iterator[MerchantOutcome]:
+    """The run's merchants, in its order, each with the rerun's rows of it (the rerun ran the
+    run's failed charts in the run's order of merchants)."""
+    rerun = target.rerun
+    reruns = report_groups(rerun_file, rerun.specs, f"the rerun's report {rerun_file.path}")
+    mine = next(reruns, None)
+    for group in rerun.groups():
+        if mine is not None and mine.merchant == group.merchant:
+            yield _merged(target, group, mine, rerun_dir, redone)
+            mine = next(reruns, None)
+        else:
+            yield _merged(target, group, None, rerun_dir, redone)
+    if mine is not None:  # the rerun ran what the run listed, in its order: anything else is a bug
+        raise RuntimeError(f"the rerun's charts of merchant {mine.merchant} are not in the run's order")
+
+
+def _keep_before(rerun: Rerun, rerun_id: str) -> None:
+    """The report the merge replaces, kept beside it as it was read."""
+    path = rerun.run_dir / f"report.before-{rerun_id}.json"
+    try:
+        with written_atomically(path) as out:
+            rerun.file.copy_to(out)
+    except OSError as exc:
+        raise ReportWriteError(f"cannot merge into {rerun.run_dir}: {path}: {exc.strerror or exc}") from None
+
+
+def merge(target: MergeTarget, outcome: WrittenReport) -> tuple[Path, dict[str, Any]]:
+    """The original run with the rerun's outcome folded in, a merchant at a time, written as a run
+    writes its report (runner.outcomes, runner.report); returns (report path, report but its rows)."""
+    rerun = target.rerun
+    rerun_dir = outcome.report_path.parent
+    with ReportFile(outcome.report_path, f"--merge: the rerun's report {outcome.report_path}") as rerun_file:
+        try:
+            rerun_run = rerun_file.head()["run"]
+        except (ValueError, KeyError, TypeError) as exc:  # our own report, just written: a bug
+            raise UsageError(f"--merge: the rerun's report {outcome.report_path} cannot be read ({exc})") from None
+        redone = _Redone()
+        with spooled(_outcomes(target, rerun_file, rerun_dir, redone), rerun.run_dir) as sections:
+            report = recounted(rerun.head, Tally.of(sections))
+            report["run"].update(output_dir=str(rerun.run_dir), merged=[
+                *rerun.head["run"]["merged"],
+                {"at": iso_time(datetime.now(UTC)), "rerun_run_id": rerun_run["run_id"], "charts": redone.charts,
+                 "charts_ok": redone.ok, "server": rerun_run["server"]}])
+            _write_junit(target, report, sections)  # before the report: a report on disk means everything was written
+            _keep_before(rerun, rerun_run["run_id"])
+            path = write_report_sections(rerun.run_dir, report, sections,
+                                         with_csv=(rerun.run_dir / "charts.csv").exists())
+    run = report["run"]
+    logger.info("merged into {}: {} of {} rerun chart(s) now ok; {} chart(s) ok of {} (exit {})", path, redone.ok,
+                len(redone.charts), run["charts_ok"], run["charts_total"], ExitCode(run["exit_code"]).value)
     return path, report
 
 

@@ -13,7 +13,8 @@ from runner.charts import ChartSpec
 from runner.clock import iso_time
 from runner.errors import ErrorType
 from runner.figures import KeyFigure
-from runner.status import BatchStatus, PartialDecks
+from runner.fonts import MissingGlyphs
+from runner.status import BatchStatus, PartialDecks, PdfEngine
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class RenderedChart:
     worker_rss_mb: float
     cached: bool = False  # copied from the render cache, not rendered
     worker: str = ""  # the Dask worker's address, when a Dask cluster rendered it
+    missing_glyphs: tuple[MissingGlyphs, ...] = ()  # characters no font has, drawn as boxes (the run warns)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,14 @@ class DeckChart:
 
 
 @dataclass(frozen=True)
+class PdfConversion:
+    """How a deck's PDF is made (the pdf_engine and pdf_timeout_seconds settings)."""
+
+    engine: PdfEngine = PdfEngine.BUILTIN
+    timeout_seconds: float = 30.0  # LibreOffice is stopped after this long, and the deck fails
+
+
+@dataclass(frozen=True)
 class DeckTask:
     """Everything a worker needs to build one merchant's deck; it reads no files."""
 
@@ -135,6 +145,15 @@ class DeckTask:
     figures: tuple[KeyFigure, ...] = ()  # the pack's key figures, for the summary slide
     partial: PartialDecks = PartialDecks.PLACEHOLDER  # a missing chart's slide: "not available", or left out
     merchant_name: str = ""  # the merchant's display name, cleaned (runner.merchants.merchant_name); "" when unknown
+    pdf: PdfConversion = PdfConversion()  # the built-in writer, or LibreOffice from the filled PPTX
+    author: str = "runner"  # the deck_author setting: the documents' author (PPTX core properties, PDF Info)
+    # When the documents say they were made (ISO 8601, UTC): the run's start (runner.clock.documents_moment).
+    # Not in the deck's cache key: a deck served from the cache keeps the moment it was built.
+    made_at: str = "2000-01-01T00:00:00+00:00"
+
+    @property
+    def made(self) -> datetime:
+        return datetime.fromisoformat(self.made_at)
 
     @property
     def display_name(self) -> str:
@@ -156,6 +175,7 @@ class BuiltDeck:
     build_ms: float
     cpu_ms: float
     cached: bool = False
+    missing_glyphs: tuple[MissingGlyphs, ...] = ()  # characters of the PDF no font has (the run warns)
 
 
 @dataclass(frozen=True)

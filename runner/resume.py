@@ -12,6 +12,7 @@ at once.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -24,7 +25,7 @@ from typing import Any
 
 from runner.chart_states import ChartState, TrackedChart
 from runner.charts import ChartSpec, load_pack, select_charts
-from runner.config import RunnerConfig
+from runner.config import RunnerConfig, is_author
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.journal import JOURNAL, JournalIndex, JournalReader
 from runner.read_back import read_data
@@ -38,7 +39,11 @@ JOB_FILE = "job.json"
 MAX_JOB_BYTES = 50_000_000  # a rerun's job lists its (merchant, chart) pairs
 JOB_VERSION = 1
 # The settings that shape a run's files: fixed with its job, refused if given anew on resume.
-FIXED_SETTINGS = ("batch_size", "deck", "deck_template", "partial_decks", "png_compress_level", "retrieval_mode")
+FIXED_SETTINGS = ("batch_size", "deck", "deck_author", "deck_template", "partial_decks", "pdf_engine",
+                  "png_compress_level", "retrieval_mode")
+# Fixed settings that came after the job file's first version: a job file without one is resumed with
+# its default, which is what shaped that run's files.
+SETTINGS_ADDED_LATER = frozenset({"deck_author", "pdf_engine"})
 FINISHED = frozenset({RunStatus.OK.value, RunStatus.PARTIAL.value, RunStatus.FAILED.value})
 
 
@@ -256,6 +261,10 @@ def _png_as_recorded(path: Path, size: Any) -> bool:
     return stat.S_ISREG(info.st_mode) and type(size) is int and info.st_size == size
 
 
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(RunnerConfig) if f.name == name)
+
+
 def resumed_job(run_dir: Path, config: RunnerConfig,
                 demo_server_args: tuple[str, ...] = ()) -> tuple[RunnerConfig, JobInputs, Resumed]:
     """The settings and job of a run to resume: the job, and the settings that shape its files,
@@ -263,6 +272,8 @@ def resumed_job(run_dir: Path, config: RunnerConfig,
     job = read_job(run_dir)
     fixed = job["settings"]
     for name in FIXED_SETTINGS:
+        if name not in fixed and name in SETTINGS_ADDED_LATER:
+            fixed[name] = _default(name)  # a run begun before the setting existed was shaped by its default
         if name not in fixed:
             raise UsageError(f"--resume {run_dir}: its {JOB_FILE} does not record {name}")
         if config.source_of(name) != "default" and getattr(config, name) != fixed[name]:
@@ -272,6 +283,8 @@ def resumed_job(run_dir: Path, config: RunnerConfig,
         config = replace(config, output_dir=str(run_dir.parent), **{name: fixed[name] for name in FIXED_SETTINGS})
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--resume {run_dir}: its {JOB_FILE} holds a bad setting: {exc}") from None
+    if not is_author(config.deck_author):
+        raise UsageError(f"--resume {run_dir}: its {JOB_FILE} holds a bad setting: deck_author={config.deck_author!r}")
     if job.get("deck_template_sha256") != file_fingerprint(config.deck_template):
         raise UsageError(f"--resume: the deck template {config.deck_template} changed since run {job['run_id']} "
                          "began: a resumed run keeps its job")

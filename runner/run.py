@@ -20,9 +20,10 @@ from loguru import logger
 from runner.cache.folder import unclaim
 from runner.cache.layer import claim_cache, render_cache, with_cache
 from runner.charts import ChartSpec
-from runner.clock import iso_time
+from runner.clock import documents_moment, iso_time
 from runner.config import RunnerConfig, given_secrets
 from runner.errors import ChartError, UsageError
+from runner.figures import KeyFigure
 from runner.journal import Journal, read_journal
 from runner.junit import check_junit_path
 from runner.logs import set_run_id
@@ -36,7 +37,7 @@ from runner.run_report import ReportInputs, log_closing_block, write_run_report
 from runner.server_record import server_record
 from runner.shards import Shard
 from runner.signals import stop_on_signals
-from runner.status import DeckFormat, ExitCode, PartialDecks
+from runner.status import DeckFormat, ExitCode, PartialDecks, PdfEngine
 
 if TYPE_CHECKING:
     from runner.render.supervisor import RenderFunction
@@ -53,17 +54,23 @@ class WrittenReport:
     report: dict[str, Any]
 
 
-def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...]) -> bytes | None:
+def _deck_template(config: RunnerConfig, charts: tuple[ChartSpec, ...], figures: tuple[KeyFigure, ...],
+                   ) -> bytes | None:
     """The user's PPTX template, checked against the pack before any work."""
-    if not config.deck_template or DeckFormat.PPTX not in config.deck_formats:
+    if not config.deck_template or (DeckFormat.PPTX not in config.deck_formats and not _libreoffice_pdf(config)):
         return None
     from runner.decks.powerpoint import check_template
     from runner.files import read_input
 
     path = Path(config.deck_template).expanduser()
     content = read_input(path, "deck template", MAX_TEMPLATE_BYTES)
-    check_template(content, charts, str(path))
+    check_template(content, charts, str(path), figures)
     return content
+
+
+def _libreoffice_pdf(config: RunnerConfig) -> bool:
+    """PDF decks made by LibreOffice from the filled PPTX (made for it even when only the PDF is asked for)."""
+    return config.pdf_engine == PdfEngine.LIBREOFFICE and DeckFormat.PDF in config.deck_formats
 
 
 def _in_shard(token: str, shard: str | None) -> bool:
@@ -143,6 +150,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     from runner.coordinator import Coordinator, RunPlan
     from runner.decks.book import DeckBook
     from runner.progress import ProgressReporter
+    from runner.records import PdfConversion
     from runner.render.backends import render_backend
     from runner.resume import Carried, RunLock, remove_torn_writes, write_job
     from runner.retrieval.discovery import default_merchants
@@ -159,7 +167,11 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
     if config.retrieval_mode == "agent" and not config.anthropic_api_key:
         raise UsageError("--retrieval agent needs an API key: set ANTHROPIC_API_KEY (or anthropic_api_key "
                          "in the config file)")
-    template = _deck_template(config, inputs.charts)
+    if _libreoffice_pdf(config):
+        from runner.decks.libreoffice import check_libreoffice
+
+        check_libreoffice()
+    template = _deck_template(config, inputs.charts, inputs.figures)
     target = None
     if config.server_url or config.server_command:
         target = ServerTarget.from_settings(config.server_url, config.server_command, config.server_env,
@@ -290,7 +302,9 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
 
                         setup_logging(config.log_format, config.verbose_logging, False, sink=reporter.log_sink)
                     decks = DeckBook([], config.deck_formats, template, started_at.date().isoformat(),
-                                     inputs.figures, PartialDecks(config.partial_decks))
+                                     inputs.figures, PartialDecks(config.partial_decks), author=config.deck_author,
+                                     pdf=PdfConversion(PdfEngine(config.pdf_engine), config.pdf_timeout_seconds),
+                                     made_at=documents_moment(started_at, os.environ).isoformat())
                     carried = None if journal_index is None else Carried(journal_index, journal_index.reader())
                     try:
                         coordinator = Coordinator(config, RunPlan(run_id, plan, journal, carried), pool,

@@ -38,6 +38,13 @@ class PartialDecks(StrEnum):
     SKIP = "skip"  # no deck at all: the deck rows say it was skipped, and by which setting
 
 
+class PdfEngine(StrEnum):
+    """What makes a deck's PDF (the pdf_engine setting)."""
+
+    BUILTIN = "builtin"  # the runner's own writer (runner.decks.pdf_deck), from the slides
+    LIBREOFFICE = "libreoffice"  # LibreOffice, from the filled PPTX: the PDF follows the template
+
+
 class DeckFormat(StrEnum):
     """The documents a merchant's deck is written as, in the order the report lists them: the deck
     setting's choices, the report's deck rows and merchant columns (deck_pdf, ...), the cache's deck

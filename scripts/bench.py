@@ -1,7 +1,7 @@
 """Benchmarks of the runner on this machine, each comparison measured side by side in one run.
 
-    python scripts/bench.py [--quick | --smoke] [--hostile-only | --agent-only | --cache-only | --retrieval-scaling
-                            | --memory-slope]
+    python scripts/bench.py [--quick | --smoke] [--hostile-only | --agent-only | --cache-only | --decks-only
+                            | --retrieval-scaling | --memory-slope]
                             [--json FILE]
 
 Uses the real runner, the real demo MCP server (over loopback HTTP) and real worker processes.
@@ -867,12 +867,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          "no growth (+2: forkserver, tracker)", s["open_fds_end"] <= s["open_fds_start"] + 2),
         ("scale: charts/s vs render pool", f"{s['vs_render_pool_rate']:.2f}x", ">= 0.9x",
          s["vs_render_pool_rate"] >= 0.9),
-        ("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%", d["deck_cpu_share"] <= 0.2),
+        deck_goals(d)[0],
         ("dask: charts/s vs local pool, 56 / 2,100 charts (2 workers)",
          f"{results['dask']['small']['dask_vs_local']:.2f}x / {results['dask']['large']['dask_vs_local']:.2f}x",
          ">= 0.85x", min(results["dask"]["small"]["dask_vs_local"], results["dask"]["large"]["dask_vs_local"]) >= 0.85),
         *cache_goals(k),
-        ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.10x", d["wall_ratio"] <= 1.10),
+        deck_goals(d)[1],
         *[(f"hostile: {name}", f"{case['wall_s']:.1f} s, {case['peak_rss_mb'] or '-'} MB",
            f"<= {case['wall_goal_s']:g} s, <= {case['rss_goal_mb']:g} MB, no traceback",
            case["wall_s"] <= case["wall_goal_s"] and (case["peak_rss_mb"] or 0) <= case["rss_goal_mb"]
@@ -882,6 +882,20 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          f"{light['help']['heavy_modules'] or 'none'} / {light['config']['heavy_modules'] or 'none'}", "none",
          not light["help"]["heavy_modules"] and not light["config"]["heavy_modules"]),
     ]
+
+
+def deck_goals(d: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """Scenario 7's goals: deck CPU against render CPU, and wall with decks against without."""
+    return [("decks: deck-building CPU / render CPU", f"{d['deck_cpu_share']:.0%}", "<= 20%",
+             d["deck_cpu_share"] <= 0.2),
+            ("decks: end-to-end wall, with / without", f"{d['wall_ratio']:.2f}x", "<= 1.10x", d["wall_ratio"] <= 1.10)]
+
+
+def print_decks(d: dict[str, Any]) -> None:
+    print(f"7. decks, {d['charts']} charts, {d['decks']} merchants: with decks {d['wall_s']['decks']} s, without "
+          f"{d['wall_s']['no_decks']} s; deck CPU {d['deck_cpu_ms']} ms vs render CPU {d['render_cpu_ms']} ms; "
+          f"p50 build {d['p50_build_ms']} ms; KB per deck "
+          + ", ".join(f"{k} {v}" for k, v in d["kb_per_deck"].items()))
 
 
 def print_cache(cache: dict[str, Any]) -> None:
@@ -917,11 +931,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"5. scale, {s['charts']} charts ({s['charts_ok']} ok): {s['wall_s']} s, {s['charts_per_s']} charts/s, "
           f"{s['workers_seen']} workers over {s['pool_recycles']} pool recycles, worker peak RSS "
           f"{s['worker_peak_rss_mb']['min']}-{s['worker_peak_rss_mb']['max']} MB")
-    d = results["decks"]
-    print(f"7. decks, {d['charts']} charts, {d['decks']} merchants: with decks {d['wall_s']['decks']} s, without "
-          f"{d['wall_s']['no_decks']} s; deck CPU {d['deck_cpu_ms']} ms vs render CPU {d['render_cpu_ms']} ms; "
-          f"p50 build {d['p50_build_ms']} ms; KB per deck "
-          + ", ".join(f"{k} {v}" for k, v in d["kb_per_deck"].items()))
+    print_decks(results["decks"])
     print_agent_table(results["agent"])
     print_cache(results["cache"])
     print(f"\n{'figure':<48} {'measured':>18}  {'goal':<36} met")
@@ -982,16 +992,22 @@ def scenario_retrieval_scaling(sizes: Sizes, folder: Path) -> dict[str, Any]:
     return bench_retrieval.scenario(merchant_tokens, load_config(env={}), folder, scaling_rounds(sizes), sizes.reps)
 
 
+def scenario_decks_alone(sizes: Sizes, folder: Path) -> dict[str, Any]:
+    with embedded_server(folder / "server.log", ["--latency-ms", str(LATENCY_MS)]) as (url, _):
+        return scenario_decks(sizes, url, folder / "decks")
+
+
 def scenario_memory_slope(sizes: Sizes, folder: Path) -> dict[str, Any]:
     return bench_scale.scenario(bench_scale.SMOKE if sizes is SMOKE else bench_scale.QUICK if sizes is QUICK
                                 else bench_scale.FULL, folder)
 
 
-# The scenarios that run alone (--agent-only, --cache-only, --retrieval-scaling, --memory-slope): how to run, show
-# and judge each.
+# The scenarios that run alone (--agent-only, --cache-only, --decks-only, --retrieval-scaling, --memory-slope): how
+# to run, show and judge each.
 ALONE: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], Callable[[dict[str, Any]], None],
                        Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]]] = {
     "agent": (scenario_agent, print_agent_table, agent_goals),
+    "decks": (scenario_decks_alone, print_decks, deck_goals),
     "cache": (scenario_cache, print_cache, cache_goals),
     "retrieval_scaling": (scenario_retrieval_scaling, bench_retrieval.print_figures, bench_retrieval.goals),
     "memory_slope": (scenario_memory_slope, bench_scale.print_figures, bench_scale.goals),
@@ -1019,6 +1035,8 @@ def main() -> None:
     parser.add_argument("--agent-only", action="store_true", help="Only scenario 11 (agent mode, a bad API).")
     parser.add_argument("--cache-only", action="store_true", help="Only scenario 9 (the render cache, and the "
                         "README's nightly recipe over two simulated nights).")
+    parser.add_argument("--decks-only", action="store_true", help="Only scenario 7 (deck-building CPU against "
+                        "render CPU; wall with decks and without).")
     parser.add_argument("--retrieval-scaling", action="store_true", help="Only scenario 12 (retrieval at 8, 32 "
                         "and 64 batches at once, alone and through a whole run).")
     parser.add_argument("--memory-slope", action="store_true", help="Only scenario 13 (the coordinator's peak RSS "
@@ -1038,9 +1056,9 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"hostile": hostile}, indent=2) + "\n")
         return
-    if args.agent_only or args.cache_only or args.retrieval_scaling or args.memory_slope:
-        run_alone("agent" if args.agent_only else "cache" if args.cache_only else "memory_slope" if args.memory_slope
-                  else "retrieval_scaling", sizes, args.json)
+    if args.agent_only or args.cache_only or args.decks_only or args.retrieval_scaling or args.memory_slope:
+        run_alone("agent" if args.agent_only else "cache" if args.cache_only else "decks" if args.decks_only
+                  else "memory_slope" if args.memory_slope else "retrieval_scaling", sizes, args.json)
         return
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         folder = Path(tmp)

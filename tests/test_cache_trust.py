@@ -70,10 +70,14 @@ class Filled:
         self.outputs |= {(d["merchant"], "pdf"): Path(d["output"]).read_bytes() for d in report["decks"]}
 
 
+# Decks say when they were made: the runs whose decks are compared byte for byte say the same moment.
+SAME_MOMENT = {"SOURCE_DATE_EPOCH": "1767225600"}
+
+
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory, demo_url: str, demo_tokens: list[str]) -> Filled:
     home = tmp_path_factory.mktemp("filled")
-    result = run_cli(_args(demo_url, demo_tokens[:2], home / "cache"), home, in_process=True)
+    result = run_cli(_args(demo_url, demo_tokens[:2], home / "cache"), home, env=SAME_MOMENT, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.report is not None
     assert len(_records(home / "cache")) == 4
@@ -281,7 +285,7 @@ def test_an_entry_that_is_not_what_was_written_is_a_miss_logged_once_and_rendere
     precious = project / "precious.txt"
     precious_mtime = precious.stat().st_mtime_ns
     before = tree_digest(project, skip=(project / "out", cache))
-    result = run_cli(_args(demo_url, filled.tokens, cache), project, in_process=True)
+    result = run_cli(_args(demo_url, filled.tokens, cache), project, env=SAME_MOMENT, in_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = check_report(result, filled.tokens, [CHART])
     missed = {("png", filled.tokens.index(c["merchant"])) for c in report["charts"] if not c["cached"]}

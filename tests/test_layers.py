@@ -14,14 +14,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "runner"
 # Lowest first. A module belongs to the first entry that names it or its package.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.status", "runner.clock", "runner.signals", "runner.redaction", "runner.errors", "runner.files",
-     "runner.merchants", "runner.wording", "runner.sql", "runner.logs"),
+     "runner.merchants", "runner.wording", "runner.sql", "runner.logs", "runner.fonts"),
     ("runner.settings", "runner.config", "runner.charts", "runner.figures", "runner.kinds", "runner.records",
      "runner.request", "runner.shards", "runner.planning", "runner.metrics", "runner.events", "runner.chart_states",
      "runner.journal"),
     ("runner.decks", "runner.retrieval", "runner.demo"),
     ("runner.render",),
     ("runner.cache",),
-    ("runner.report", "runner.junit", "runner.progress", "runner.run_report",
+    ("runner.report", "runner.report_reader", "runner.outcomes", "runner.junit", "runner.progress",
+     "runner.run_report",
      "runner.coordinator", "runner.run_folders",
      "runner.server_record", "runner.read_back", "runner.resume", "runner.run", "runner.rerun", "runner.merge",
      "runner.merge_reports"),

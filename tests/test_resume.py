@@ -27,7 +27,7 @@ from runner.charts import BUILTIN_PACK
 from runner.demo.cluster import local_dask_cluster
 from runner.demo.launch import embedded_server
 from runner.journal import JOURNAL, Journal, read_journal
-from runner.resume import JOB_FILE, RunLock
+from runner.resume import JOB_FILE, RunLock, job_hash
 from runner.run_folders import is_run_id
 from tests.helpers import (
     REPO,
@@ -424,6 +424,27 @@ def test_a_resume_keeps_its_job_and_takes_how_it_runs_anew(tmp_path, server, sto
     assert result.returncode == 0 and result.report is not None, result.stderr[-3000:]
     assert result.report["run"]["status"] == "ok" and result.report["run"]["resumed"]["times"] == 1
     assert result.report["config"]["max_concurrent_batches"]["value"] == 4
+
+
+def test_a_run_begun_before_a_fixed_setting_existed_resumes_with_its_default(tmp_path, server, stopped_run):
+    # A job file written before deck_author and pdf_engine were settings: the run's files were
+    # shaped by what is now their default, so it resumes with that, and a header that matches.
+    run_dir = copy_of(stopped_run, tmp_path)
+    job_file = run_dir / JOB_FILE
+    old = json.loads(job_file.read_text())
+    for name in ("deck_author", "pdf_engine"):
+        del old["settings"][name]
+    job_file.write_text(json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    journal = run_dir / JOURNAL
+    header, rest = journal.read_text().split("\n", 1)
+    journal.write_text(json.dumps({**json.loads(header), "job": job_hash(old)}) + "\n" + rest)
+    changed = run_cli([*resume_args(server, run_dir), "--deck-author", "Ana"], tmp_path, in_process=True)
+    assert one_line(changed, 2).startswith("error: --resume: deck_author was 'runner' when run")
+    result = run_cli(resume_args(server, run_dir), tmp_path, in_process=True)
+    assert result.returncode == 0 and result.report is not None, result.stderr[-3000:]
+    assert result.report["run"]["status"] == "ok" and result.report["run"]["resumed"]["times"] == 1
+    assert result.report["config"]["deck_author"]["value"] == "runner"
+    assert result.report["config"]["pdf_engine"]["value"] == "builtin"
 
 
 # -- on a Dask cluster -----------------------------------------------------------------------------------

@@ -82,12 +82,17 @@ def chart_key(task: RenderTask) -> str:
     return _digest({"chart": drawn})
 
 
+# The charts and template go in by hash; when a deck was made is not what it shows (a deck served
+# from the cache says when it was first made).
+_NOT_IN_DECK_KEY = ("charts", "template", "made_at")
+
+
 def deck_key(task: DeckTask) -> str:
     """Every field of the task goes in (a field added later too): the charts' PNGs and the template
     by their hashes."""
     charts = [{"spec": asdict(c.spec), "data": asdict(c.data) if c.data else None,
                "png": hashlib.sha256(c.png).hexdigest() if c.png is not None else None} for c in task.charts]
-    rest = {field.name: getattr(task, field.name) for field in fields(task) if field.name not in ("charts", "template")}
+    rest = {field.name: getattr(task, field.name) for field in fields(task) if field.name not in _NOT_IN_DECK_KEY}
     return _digest({"deck": rest, "charts": charts,
                     "template": hashlib.sha256(task.template).hexdigest() if task.template else None})
 

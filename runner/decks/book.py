@@ -24,10 +24,11 @@ from runner.errors import ErrorType
 from runner.figures import KeyFigure
 from runner.files import write_atomically
 from runner.metrics import percentile
-from runner.records import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask
+from runner.records import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask, PdfConversion
 from runner.status import DeckStatus, PartialDecks
 
 DECK_NAME = "business-review"
+DEFAULT_PDF = PdfConversion()  # the built-in writer
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,17 @@ class _Deck:
 class DeckBook:
     def __init__(self, jobs: list[ChartJob], formats: tuple[str, ...], template: bytes | None,
                  generated_on: str, figures: tuple[KeyFigure, ...] = (),
-                 partial: PartialDecks = PartialDecks.PLACEHOLDER, names: dict[str, str] | None = None) -> None:
+                 partial: PartialDecks = PartialDecks.PLACEHOLDER, names: dict[str, str] | None = None,
+                 author: str = "runner", pdf: PdfConversion = DEFAULT_PDF, made_at: str = "") -> None:
         self.formats = formats
+        self.pdf = pdf  # the pdf_engine setting and its timeout
+        self.author = author  # the deck_author setting
         self._names = names or {}  # merchant token -> display name, where one is known
         self.partial = partial
         self._figures = figures
         self._template = template
         self._generated_on = generated_on
+        self._made_at = made_at or DeckTask.made_at  # when the documents say they were made
         self._decks: dict[str, _Deck] = {}
         self._due: deque[str] = deque()  # merchants whose deck can be built now, in the order they became due
         self._settled: list[str] = []  # merchants whose rows are final, since take_settled last took them
@@ -160,7 +165,8 @@ class DeckBook:
         job = deck.jobs[0]
         return DeckTask(merchant, job.start_date, job.end_date, self._generated_on, tuple(charts), self.formats,
                         self._template, figures=self._figures, partial=self.partial,
-                        merchant_name=self._names.get(merchant, ""))
+                        merchant_name=self._names.get(merchant, ""), author=self.author, pdf=self.pdf,
+                        made_at=self._made_at)
 
     def built(self, merchant: str, built: BuiltDeck) -> tuple[DeckResult, ...]:
         """Write a built deck's documents; returns the rows of those that could not be written."""

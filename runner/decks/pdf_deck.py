@@ -1,8 +1,10 @@
-"""A deck's slides as PDF pages (drawn with runner.decks.pdf)."""
+"""A deck's slides as PDF pages (drawn with runner.decks.pdf), and the characters of its text no
+font has (missing_glyphs: the run warns of them, runner.fonts.GlyphReport)."""
 
 from __future__ import annotations
 
-from runner.decks.pdf import PAGE_H, PAGE_W, Canvas, document, png_image, wrap
+from runner.decks.pdf import PAGE_H, PAGE_W, Canvas, DocumentInfo, document, png_image, wrap
+from runner.decks.pdf_font import missing
 from runner.decks.slides import (
     ACCENT,
     CHART_BOX,
@@ -18,14 +20,32 @@ from runner.decks.slides import (
     document_title,
     fitted_size,
     footer,
+    period,
     summary_grid,
 )
+from runner.fonts import Medium, MissingGlyphs, missing_glyphs
 from runner.records import DeckTask
 
 
 def pdf_deck(slides: list[Slide], task: DeckTask) -> bytes:
     pages = [_pdf_page(slide, task, i, len(slides)) for i, slide in enumerate(slides, 1)]
-    return document(pages, document_title(task))
+    # The same title, author, subject and moment as the PPTX's properties (runner.decks.pptx_document).
+    return document(pages, DocumentInfo(document_title(task), task.author, period(task), task.made))
+
+
+def pdf_missing_glyphs(slides: list[Slide], task: DeckTask) -> tuple[MissingGlyphs, ...]:
+    """The characters of the PDF's text no font has: per chart slide, and for the deck's own text."""
+    own = missing(footer(task), False)
+    found: list[MissingGlyphs] = []
+    for slide in slides:
+        texts = [slide.title, slide.subtitle, slide.paragraph, slide.missing or "", *slide.lines,
+                 *(text for figure in slide.headlines for text in (figure.label, figure.value, figure.comparison))]
+        chars = set().union(*(missing(text, False) for text in texts))
+        if slide.chart_id:
+            found += missing_glyphs(chars, Medium.PDF, task.merchant, slide.chart_id)
+        else:
+            own |= chars
+    return (*missing_glyphs(own, Medium.PDF, task.merchant), *found)
 
 
 def _footer(page: Canvas, task: DeckTask, number: int, total: int) -> None:

@@ -8,7 +8,7 @@ compare with", and where no comparison was retrieved none is claimed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runner.figures import ChartSource, FigureValue, Period, measure, summary_period
 from runner.records import DeckTask
@@ -20,6 +20,7 @@ class Headline:
     label: str  # "Total sales"
     value: str  # "€1,234,567"
     comparison: str  # "+12.3% vs Jan–Dec 2024"; "" where nothing was there to compare with
+    figure: str = field(default="", compare=False)  # the key figure's id: a template's {{kpi_<id>}}
 
 
 def _number(value: float, unit: str) -> str:
@@ -52,4 +53,5 @@ def headlines(task: DeckTask) -> tuple[Period, list[Headline]]:
                                           chart.spec.retrieval_start(task.start_date)[:7])
                for chart in task.charts if chart.data is not None}
     values = measure(task.figures, sources, period)
-    return period, [Headline(v.figure.label, _number(v.value, v.unit), _comparison(v, period)) for v in values]
+    return period, [Headline(v.figure.label, _number(v.value, v.unit), _comparison(v, period), v.figure.id)
+                    for v in values]

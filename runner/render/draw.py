@@ -7,20 +7,31 @@ The figure holds only the chart (axes, legend, labels): the slide above it carri
 and the slide's footer the merchant and the period. It is drawn at the size the slide places it
 (runner.decks.slides.CHART_PLACE_IN, the render worker's figure size), so every font size here is
 the size a reader sees, never under axes.MIN_TEXT_PT (tests/test_slide_charts.py).
+
+Text is set in DejaVu Sans, the decks' typeface too (runner.fonts). matplotlib says of a character
+the font lacks "Glyph … missing" as a Python warning; glyph_warnings takes those in as characters
+(the run warns of them once, runner.fonts.GlyphReport), and the worker draws such a chart again
+with the machine's fonts that have them (fallback_style).
 """
 
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from runner.fonts import FAMILY, chart_families
 from runner.kinds import KINDS
 from runner.kinds.axes import MIN_TEXT_PT
 from runner.records import ChartData, ChartJob
 
 STYLE: dict[str, Any] = {
+    "font.family": [FAMILY],  # matplotlib's default font, named: the PDF and the PPTX use it too
     "font.size": MIN_TEXT_PT,
     "axes.titlesize": MIN_TEXT_PT + 1,
     "axes.labelsize": MIN_TEXT_PT + 1,
@@ -90,3 +101,31 @@ def draw_chart(fig: Figure, job: ChartJob, data: ChartData) -> None:
     """Draw on a new figure, or on one of the same layout after clear_chart. No title: the slide has it."""
     frame(fig, len(data.panels))  # before the kind draws: it fits its labels to the axes
     KINDS[job.spec.kind].draw(fig, job, data)
+
+
+_GLYPH_WARNING = re.compile(r"Glyph (\d+) \(")
+
+
+@contextmanager
+def glyph_warnings() -> Iterator[set[str]]:
+    """The characters matplotlib found no glyph for while drawing in the block, from its
+    'Glyph … missing' warnings, which go no further; other warnings are passed on as they were.
+    The set is filled when the block ends."""
+    found: set[str] = set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield found
+    for warning in caught:
+        match = _GLYPH_WARNING.match(str(warning.message))
+        if match and issubclass(warning.category, UserWarning):
+            found.add(chr(int(match[1])))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                   source=warning.source)
+
+
+def fallback_style(missing: set[str]) -> dict[str, Any] | None:
+    """The style to draw a chart again with, where the machine has fonts for characters DejaVu
+    Sans lacks: those fonts after it (matplotlib takes each glyph from the first font that has it)."""
+    families = chart_families(missing)
+    return {"font.family": [FAMILY, *families]} if families else None

@@ -25,9 +25,17 @@ from PIL import Image  # noqa: E402
 
 from runner.decks.slides import CHART_PLACE_IN  # noqa: E402
 from runner.errors import ChartError, ErrorType, detail  # noqa: E402
+from runner.fonts import Medium, missing_glyphs  # noqa: E402
 from runner.metrics import peak_rss_mb  # noqa: E402
 from runner.records import RenderedChart, RenderTask  # noqa: E402
-from runner.render.draw import STYLE, clear_chart, draw_chart, figure_layout  # noqa: E402
+from runner.render.draw import (  # noqa: E402
+    STYLE,
+    clear_chart,
+    draw_chart,
+    fallback_style,
+    figure_layout,
+    glyph_warnings,
+)
 from runner.render.lifeline import tie_to_parent  # noqa: E402
 from runner.render.supervisor import Task, key_of  # noqa: E402
 
@@ -52,11 +60,15 @@ def init_worker(started: Any = None) -> None:
         tie_to_parent()
 
 
+def _new_canvas() -> FigureCanvasAgg:
+    return FigureCanvasAgg(Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI))
+
+
 def _canvas_for(layout: tuple[str, int]) -> FigureCanvasAgg:
     """This worker's figure for a chart layout, cleared; a new one the first time."""
     canvas = _canvases.get(layout)
     if canvas is None:
-        canvas = _canvases[layout] = FigureCanvasAgg(Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI))
+        canvas = _canvases[layout] = _new_canvas()
     else:
         clear_chart(canvas.figure)
     return canvas
@@ -86,8 +98,15 @@ def render(task: RenderTask) -> RenderedChart:
         layout = figure_layout(job, task.data)
         canvas = _canvas_for(layout)
         try:
-            draw_chart(canvas.figure, job, task.data)
-            content = encode_png(canvas, task.compress_level)
+            with glyph_warnings() as missing:
+                draw_chart(canvas.figure, job, task.data)
+                content = encode_png(canvas, task.compress_level)
+            style = fallback_style(missing)
+            if style is not None:  # again, with the machine's fonts that have them, on a figure of its own
+                with glyph_warnings() as missing, matplotlib.rc_context(cast(Any, style)):
+                    fallback = _new_canvas()
+                    draw_chart(fallback.figure, job, task.data)
+                    content = encode_png(fallback, task.compress_level)
         except BaseException:
             _canvases.pop(layout, None)  # half drawn: never reuse it
             raise
@@ -102,6 +121,7 @@ def render(task: RenderTask) -> RenderedChart:
         cpu_ms=round((time.process_time() - cpu_started) * 1000, 1),
         worker_pid=os.getpid(),
         worker_rss_mb=peak_rss_mb(),
+        missing_glyphs=missing_glyphs(missing, Medium.PNG, job.merchant, job.spec.id),
     )
 
 
