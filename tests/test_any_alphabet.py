@@ -67,7 +67,9 @@ def test_titles_in_any_alphabet_come_back_from_the_pdf_as_written(tmp_path, demo
     assert report is not None and report["run"]["warnings"] == []
     (deck,) = report["decks"]
     reader = PdfReader(deck["output"])
-    for page, title in zip(reader.pages[2:], TITLES.values(), strict=True):
+    # The pack has no key figures: no "At a glance" page with nothing on it, the charts follow the title.
+    assert len(reader.pages) == 1 + len(TITLES)
+    for page, title in zip(reader.pages[1:], TITLES.values(), strict=True):
         assert title in page.extract_text().splitlines(), (title, page.extract_text())
 
     run, (merchant,) = report["run"], report["merchants"]

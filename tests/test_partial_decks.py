@@ -126,15 +126,17 @@ def test_omit_leaves_the_failed_charts_slide_out_and_misses_the_placeholder_deck
     before = {d["format"]: d for d in placeholder["decks"]}
     for deck in report["decks"]:
         assert (deck["status"], deck["charts_missing"], deck["cached"]) == ("partial", 1, False), deck
-        assert deck["slides"] == before[deck["format"]]["slides"] - 1
+        # Its slide, and the summary, which held only the note naming it: this pack has no key figures.
+        assert deck["slides"] == before[deck["format"]]["slides"] - 2
     decks = {d["format"]: Path(d["output"]) for d in report["decks"]}
     pages, kept_pages = _pdf_pages(decks["pdf"]), _pdf_pages(Path(before["pdf"]["output"]))
-    assert len(pages) == len(kept_pages) - 1 and not _placeholder_page(pages)
+    assert len(pages) == len(kept_pages) - 2 and not _placeholder_page(pages)
+    assert any("At a glance" in text for text in kept_pages) and not any("At a glance" in text for text in pages)
     # Left out means left out: not its page, nor the summary's note (which names it with placeholder).
     assert not any(FAILING["title"] in text for text in pages)
     assert sum(FAILING["title"] in text for text in kept_pages) == 2
     slides, kept_slides = _pptx_slides(decks["pptx"]), _pptx_slides(Path(before["pptx"]["output"]))
-    assert len(slides) == len(kept_slides) - 1
+    assert len(slides) == len(kept_slides) - 2
     assert not any(FAILING["title"] in texts for texts in slides)  # no slide has it as its title box
     assert not any(NOT_AVAILABLE in texts for texts in slides)
     line = _partial_log_line(result, token)

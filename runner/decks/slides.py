@@ -67,15 +67,17 @@ def footer(task: DeckTask) -> str:
 
 
 def slides_for(task: DeckTask) -> list[Slide]:
-    """Title, the summary of key figures, then a slide per chart in pack order."""
+    """Title, the summary of key figures (when the pack has any, or a chart is missing), then a slide
+    per chart in pack order."""
     summary_period, figures = headlines(task)
     missing = [chart.spec.title for chart in task.charts if not chart.available]
     shown_missing = missing and task.partial is not PartialDecks.OMIT  # omitted: the user chose not to say
     note = (f"Not available for this period: {', '.join(missing)}.",) if shown_missing else ()
     slides = [Slide("Business review", subtitle=task.display_name, paragraph=period(task),
-                    lines=(f"Generated {day(task.generated_on)}",), kind=SlideKind.TITLE),
-              Slide("At a glance", subtitle=_compared(summary_period, figures), headlines=tuple(figures),
-                    lines=note, kind=SlideKind.SUMMARY)]
+                    lines=(f"Generated {day(task.generated_on)}",), kind=SlideKind.TITLE)]
+    if figures or note:  # a pack without key figures has nothing to glance at: no empty page
+        slides.append(Slide("At a glance", subtitle=_compared(summary_period, figures), headlines=tuple(figures),
+                            lines=note, kind=SlideKind.SUMMARY))
     for chart in task.charts:
         if chart.data is None or chart.png is None:
             if task.partial is not PartialDecks.OMIT:
