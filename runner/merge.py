@@ -141,8 +141,9 @@ def _recorded_pdf(report: dict[str, Any]) -> PdfConversion:
     """How the run made its PDFs, as its report recorded it (read back: only a known engine and a
     positive timeout count), so a merged deck's PDF is made as the others were."""
     engine, timeout = recorded_setting(report, "pdf_engine"), recorded_setting(report, "pdf_timeout_seconds")
-    return PdfConversion(PdfEngine(engine) if engine in tuple(PdfEngine) else PdfEngine.BUILTIN,
-                         float(timeout) if type(timeout) in (int, float) and 0 < timeout <= 3600 else 30.0)
+    return PdfConversion(PdfEngine(engine if engine in tuple(PdfEngine) else setting("pdf_engine").default),
+                         float(timeout) if type(timeout) in (int, float) and 0 < timeout <= 3600
+                         else setting("pdf_timeout_seconds").default)
 
 
 def _decks(target: MergeTarget, group: MerchantRows, charts: list[_Chart], touched: bool) -> list[dict[str, Any]]:

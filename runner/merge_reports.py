@@ -50,7 +50,7 @@ from runner.files import safe_part
 from runner.junit import check_junit_path, write_junit
 from runner.outcomes import MerchantOutcome, Tally, spooled
 from runner.report import BATCH_COLUMNS, CHART_COLUMNS, SCHEMA_VERSION, write_report_sections
-from runner.report_reader import BadReport, MerchantRows, ReportFile, RowKind, check_row, merchant_groups, typed
+from runner.report_reader import BadReport, MerchantRows, ReportFile, RowKind, check_row, merchant_groups, shown, typed
 from runner.run_folders import is_run_id, new_run_dir, point_latest
 from runner.run_report import junit_failed
 from runner.shards import Shard
@@ -113,10 +113,6 @@ class MergedReport:
 # -- reading a shard's report ---------------------------------------------------------------------------
 
 
-def _shown(value: Any) -> str:
-    return one_line(repr(value), 60)
-
-
 def _checked_row(section: str, here: str, raw: dict[str, Any]) -> dict[str, Any]:
     return check_row(raw, here, KINDS[section])
 
@@ -124,7 +120,7 @@ def _checked_row(section: str, here: str, raw: dict[str, Any]) -> dict[str, Any]
 def _checked(document: dict[str, Any], found: frozenset[str]) -> dict[str, Any]:
     """The parts of a report's head the merge reads, checked."""
     if document.get("schema_version") != SCHEMA_VERSION:
-        raise BadReport(f"schema_version is {_shown(document.get('schema_version'))}, not {SCHEMA_VERSION}")
+        raise BadReport(f"schema_version is {shown(document.get('schema_version'))}, not {SCHEMA_VERSION}")
     for section in ("run", "metrics", "config", "environment"):
         typed(document, section, dict, "report")
     for section in ("batches", "charts", "decks", "merchants"):
@@ -134,7 +130,7 @@ def _checked(document: dict[str, Any], found: frozenset[str]) -> dict[str, Any]:
         typed(document["metrics"], section, (dict, type(None)), "metrics")
     run = document["run"]
     if not is_run_id(typed(run, "run_id", str, "run")):
-        raise BadReport(f"run.run_id {_shown(run['run_id'])} is not a run id")
+        raise BadReport(f"run.run_id {shown(run['run_id'])} is not a run id")
     for key, kinds in (("started_at", str), ("finished_at", str), ("start_date", str), ("end_date", str),
                        ("pack", str), ("wall_ms", (int, float)), ("merchants", int), ("error", _TEXT),
                        ("shard", _TEXT), ("reruns", _TEXT), ("server", (dict, type(None)))):
@@ -187,7 +183,7 @@ def check_one_job(shards: list[ShardReport]) -> list[int]:
         for key in ("start_date", "end_date", "pack"):
             if other.run[key] != first.run[key]:
                 raise UsageError(f"merge-reports: {other.path} is another job's: its {key} is "
-                                 f"{_shown(other.run[key])}, {first.path}'s {_shown(first.run[key])}")
+                                 f"{shown(other.run[key])}, {first.path}'s {shown(first.run[key])}")
         if other.chart_ids != first.chart_ids:
             raise UsageError(f"merge-reports: {other.path} is another job's: its charts are "
                              f"{','.join(other.chart_ids)}, {first.path}'s {','.join(first.chart_ids)}")

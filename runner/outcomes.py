@@ -121,5 +121,5 @@ class Tally:
                 "decks": deck_status_counts(self.decks)}
 
     def run_counts(self, interrupted: bool, unreachable: bool) -> dict[str, Any]:
-        """The run's status, exit code and chart counts (runner.report.chart_counts, from counts)."""
+        """The run's status, exit code and chart counts (runner.report.run_status_counts)."""
         return run_status_counts(self.charts, self.decks[DeckStatus.FAILED], interrupted, unreachable)

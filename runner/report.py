@@ -116,17 +116,10 @@ def exit_code_for(total: int, ok: int, interrupted: bool, unreachable: bool,
     return RunStatus.PARTIAL, ExitCode.FAILED
 
 
-def chart_counts(charts: list[dict[str, Any]], decks: list[dict[str, Any]], interrupted: bool = False,
-                 unreachable: bool = False) -> dict[str, Any]:
-    """The run's status, exit code and chart counts, from its chart and deck rows: what a run
-    reports and what a merge reports again once rows have changed."""
-    decks_failed = sum(1 for d in decks if d["status"] == DeckStatus.FAILED)
-    return run_status_counts(Counter(c["status"] for c in charts), decks_failed, interrupted, unreachable)
-
-
 def run_status_counts(counts: Mapping[str, int], decks_failed: int, interrupted: bool,
                       unreachable: bool) -> dict[str, Any]:
-    """chart_counts from the charts' statuses already counted (a run's rows are never in memory at once)."""
+    """The run's status, exit code and chart counts, from its charts' statuses counted (a run's rows
+    are never in memory at once) and its failed decks: what a run reports, and a merge again."""
     total = sum(counts.values())
     status, code = exit_code_for(total, counts.get(ChartStatus.OK, 0), interrupted, unreachable, decks_failed)
     return {"status": status, "exit_code": code, "charts_total": total, **chart_status_counts(counts)}
@@ -138,13 +131,8 @@ def chart_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
     return {**{f"charts_{status.value}": counts.get(status, 0) for status in ChartStatus}, "charts_skipped": 0}
 
 
-def deck_counts(decks: list[dict[str, Any]]) -> dict[str, int]:
-    """metrics.decks' counts from the deck rows."""
-    return deck_status_counts(Counter(d["status"] for d in decks))
-
-
 def deck_status_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """deck_counts from the decks' statuses already counted."""
+    """metrics.decks' counts from the decks' statuses counted."""
     return {"decks_total": sum(counts.values()), **{f"decks_{s.value}": counts.get(s, 0) for s in DeckStatus}}
 
 

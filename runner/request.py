@@ -217,11 +217,6 @@ def iter_merchants(path: str) -> Iterator[tuple[str, str]]:
         raise UsageError(f"merchants file {path} lists no merchant tokens")
 
 
-def read_merchants(path: str) -> list[tuple[str, str]]:
-    """iter_merchants, as a list (a short file)."""
-    return list(iter_merchants(path))
-
-
 def job_merchants(inputs: JobInputs) -> Iterator[tuple[str, str]]:
     """The job's merchants as (token, display name), each once and in order: those given, then the
     merchants file's, streamed; only the shard's with --shard. A display name the job gives wins

@@ -49,6 +49,7 @@ from runner.report_reader import (
     RowKind,
     check_row,
     merchant_groups,
+    shown,
     typed,
 )
 from runner.request import JobInputs, check_dates
@@ -131,20 +132,20 @@ def _checked_head(head: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Chart
     """The report's run, checked as the command line checks what it gives."""
     run = typed(head, "run", dict, "report")
     if not is_run_id(typed(run, "run_id", str, "run")):
-        raise BadReport(f"run.run_id {one_line(repr(run['run_id']), 60)} is not a run id")
+        raise BadReport(f"run.run_id {shown(run['run_id'])} is not a run id")
     try:
         check_dates(typed(run, "start_date", str, "run"), typed(run, "end_date", str, "run"))
         date.fromisoformat(typed(run, "started_at", str, "run")[:10])
     except (UsageError, ValueError) as exc:
         raise BadReport(f"its dates: {exc}") from None
     if typed(run, "exit_code", int, "run") not in tuple(ExitCode):
-        raise BadReport(f"run.exit_code is {one_line(repr(run['exit_code']), 60)}")
+        raise BadReport(f"run.exit_code is {shown(run['exit_code'])}")
     merged = run.get("merged", [])
     if not isinstance(merged, list):
         raise BadReport("run.merged is not a list")
     pack = _pack(run)
     if not isinstance(pack, str) or one_line(pack) != pack:
-        raise BadReport(f"run.pack is {one_line(repr(pack), 60)}")
+        raise BadReport(f"run.pack is {shown(pack)}")
     loaded = load_pack(pack)
     checked = {**head, "run": {**run, "merged": [_merge_entry(entry) for entry in merged]}}
     return checked, {spec.id: spec for spec in loaded.charts}, loaded.figures
@@ -169,7 +170,7 @@ def _merge_entry(entry: Any) -> Any:
         return entry
     if not isinstance(entry, dict) or not isinstance(entry.get("rerun_run_id"), str) or not is_run_id(
             entry["rerun_run_id"]) or not isinstance(entry.get("at"), str) or not isinstance(entry.get("charts"), list):
-        raise BadReport(f"run.merged holds {one_line(repr(entry), 60)}")
+        raise BadReport(f"run.merged holds {shown(entry)}")
     return {"at": one_line(entry["at"], 40), "rerun_run_id": entry["rerun_run_id"],
             "charts": [typed({"chart": chart}, "chart", str, "run.merged[].charts") for chart in entry["charts"]],
             "charts_ok": typed(entry, "charts_ok", int, "run.merged[]"),

@@ -12,7 +12,6 @@ at once.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -25,7 +24,7 @@ from typing import Any
 
 from runner.chart_states import ChartState, TrackedChart
 from runner.charts import ChartSpec, load_pack, select_charts
-from runner.config import RunnerConfig, is_author
+from runner.config import RunnerConfig, is_author, setting
 from runner.errors import ChartError, ErrorType, UsageError
 from runner.journal import JOURNAL, JournalIndex, JournalReader
 from runner.read_back import read_data
@@ -261,10 +260,6 @@ def _png_as_recorded(path: Path, size: Any) -> bool:
     return stat.S_ISREG(info.st_mode) and type(size) is int and info.st_size == size
 
 
-def _default(name: str) -> Any:
-    return next(f.default for f in dataclasses.fields(RunnerConfig) if f.name == name)
-
-
 def resumed_job(run_dir: Path, config: RunnerConfig,
                 demo_server_args: tuple[str, ...] = ()) -> tuple[RunnerConfig, JobInputs, Resumed]:
     """The settings and job of a run to resume: the job, and the settings that shape its files,
@@ -273,7 +268,7 @@ def resumed_job(run_dir: Path, config: RunnerConfig,
     fixed = job["settings"]
     for name in FIXED_SETTINGS:
         if name not in fixed and name in SETTINGS_ADDED_LATER:
-            fixed[name] = _default(name)  # a run begun before the setting existed was shaped by its default
+            fixed[name] = setting(name).default  # a run begun before the setting existed was shaped by its default
         if name not in fixed:
             raise UsageError(f"--resume {run_dir}: its {JOB_FILE} does not record {name}")
         if config.source_of(name) != "default" and getattr(config, name) != fixed[name]:

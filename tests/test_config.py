@@ -201,11 +201,11 @@ def test_cli_config_command_shows_sources(tmp_path: Path) -> None:
 
 
 def test_input_files_lose_a_byte_order_mark(tmp_path: Path) -> None:
-    from runner.request import read_merchants
+    from runner.request import iter_merchants
 
     merchants = tmp_path / "merchants.txt"
     merchants.write_bytes("\ufeffLIICIEWKV6BK\n# a comment\nUVQ455UK5O7B\n".encode())
-    assert [token for token, _ in read_merchants(str(merchants))] == ["LIICIEWKV6BK", "UVQ455UK5O7B"]
+    assert [token for token, _ in iter_merchants(str(merchants))] == ["LIICIEWKV6BK", "UVQ455UK5O7B"]
     config = tmp_path / "c.toml"
     config.write_bytes("\ufeffbatch_size = 5\n".encode())
     assert load_config(env={}, config_file=config).batch_size == 5

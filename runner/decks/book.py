@@ -28,7 +28,6 @@ from runner.records import BuiltDeck, ChartData, ChartJob, DeckChart, DeckTask, 
 from runner.status import DeckStatus, PartialDecks
 
 DECK_NAME = "business-review"
-DEFAULT_PDF = PdfConversion()  # the built-in writer
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,8 @@ class DeckBook:
     def __init__(self, jobs: list[ChartJob], formats: tuple[str, ...], template: bytes | None,
                  generated_on: str, figures: tuple[KeyFigure, ...] = (),
                  partial: PartialDecks = PartialDecks.PLACEHOLDER, names: dict[str, str] | None = None,
-                 author: str = "runner", pdf: PdfConversion = DEFAULT_PDF, made_at: str = "") -> None:
+                 author: str = DeckTask.author, pdf: PdfConversion = DeckTask.pdf,
+                 made_at: str = DeckTask.made_at) -> None:
         self.formats = formats
         self.pdf = pdf  # the pdf_engine setting and its timeout
         self.author = author  # the deck_author setting
@@ -77,7 +77,7 @@ class DeckBook:
         self._figures = figures
         self._template = template
         self._generated_on = generated_on
-        self._made_at = made_at or DeckTask.made_at  # when the documents say they were made
+        self._made_at = made_at  # when the documents say they were made
         self._decks: dict[str, _Deck] = {}
         self._due: deque[str] = deque()  # merchants whose deck can be built now, in the order they became due
         self._settled: list[str] = []  # merchants whose rows are final, since take_settled last took them
@@ -237,5 +237,5 @@ class DeckBook:
         }
 
     def build_metrics(self) -> dict[str, object]:
-        """What the builds cost; the counts come from the decks' rows (runner.report.deck_counts)."""
+        """What the builds cost; the counts come from the decks' rows (runner.report.deck_status_counts)."""
         return {"p50_build_ms": percentile(self._build_ms, 50), "cpu_ms": round(self.cpu_ms, 1)}
