@@ -33,7 +33,7 @@ from runner.fonts import GlyphReport
 from runner.journal import Journal
 from runner.kinds.window import shown_data
 from runner.metrics import RunMetrics
-from runner.planning import Plan, PlannedMerchant
+from runner.planning import Plan, PlannedMerchant, batch_count
 from runner.progress import Progress
 from runner.records import Batch, BatchResult, BuiltDeck, RenderedChart, RenderTask, Retrieval
 from runner.render.supervisor import DECK, GoAgain, Output, Rendered, RenderFailed, RenderSupervisor
@@ -92,7 +92,7 @@ class Coordinator:
         self.glyphs = GlyphReport()  # characters no font has, from every chart and deck: one warning for the run
 
     def run(self) -> RunRecords:
-        self._charts_total, self._batches_total, _ = self.plan.counts()
+        self._charts_total, self._batches_total, _ = self.plan.counts
         try:
             try:
                 unreachable = self.retrieval.preflight()
@@ -149,9 +149,10 @@ class Coordinator:
             finals = [chart for position, job in zip(merchant.positions, merchant.jobs, strict=True)
                       if (chart := carried.chart(position, job, need_data)) is not None]
         self.carried_charts += len(finals)
+        batches_planned = batch_count(len(merchant.jobs), self.plan.batch_size)
         if len(finals) == len(merchant.jobs) and (decks_settled or not self.decks.formats):
             self.carried_decks += decks_settled
-            self._batches_done += -(-len(merchant.jobs) // self.plan.batch_size)
+            self._batches_done += batches_planned
             self._charts.count_only(finals)
             return  # everything final before this process began
         for chart in finals:
@@ -159,7 +160,7 @@ class Coordinator:
         skip = frozenset(chart.position for chart in finals)
         self.decks.add(merchant.token, merchant.index, merchant.jobs, len(merchant.jobs) - len(finals), merchant.name)
         batches = list(self.plan.batches_of(merchant, skip))
-        self._batches_done += -(-len(merchant.jobs) // self.plan.batch_size) - len(batches)  # all carried over
+        self._batches_done += batches_planned - len(batches)  # all carried over
         for batch in batches:
             self._charts.add(batch)
             self._batches_running += 1

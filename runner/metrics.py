@@ -51,11 +51,15 @@ def peak_rss_mb() -> float:
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values (the report's null)."""
+    return percentiles(values, q)[0]
+
+
+def percentiles(values: Sequence[float], *qs: float) -> tuple[float | None, ...]:
+    """Nearest-rank percentiles of one series, sorted once (a run's series hold a number a chart)."""
     if not values:
-        return None
+        return (None,) * len(qs)
     ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return round(ordered[rank - 1], 1)
+    return tuple(round(ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1], 1) for q in qs)
 
 
 def batch_counts(statuses: Iterable[str]) -> dict[str, int]:
@@ -167,6 +171,8 @@ class RunMetrics:
         return round(min(1.0, sum(self.render_ms) / 1000 / (wall * self.workers)), 3)
 
     def as_report(self, tool_calls: int, sessions_opened: int, peak_batches: int) -> dict[str, object]:
+        p50_batch, p95_batch = percentiles(self.batch_ms, 50, 95)
+        p50_render, p95_render = percentiles(self.render_ms, 50, 95)
         return {
             "retrieval": {
                 "batches_total": self.batches_total,
@@ -180,8 +186,8 @@ class RunMetrics:
                 "mcp_sessions_opened": sessions_opened,
                 "peak_concurrent_batches": peak_batches,
                 "wall_ms": self.retrieval_wall_ms(),
-                "p50_batch_ms": percentile(self.batch_ms, 50),
-                "p95_batch_ms": percentile(self.batch_ms, 95),
+                "p50_batch_ms": p50_batch,
+                "p95_batch_ms": p95_batch,
             },
             "render": {
                 "workers": self.workers,
@@ -191,8 +197,8 @@ class RunMetrics:
                 "peak_concurrent_renders": self.peak_concurrent_renders,
                 "worker_restarts": self.worker_restarts,
                 "pool_recycles": self.pool_recycles,
-                "p50_render_ms": percentile(self.render_ms, 50),
-                "p95_render_ms": percentile(self.render_ms, 95),
+                "p50_render_ms": p50_render,
+                "p95_render_ms": p95_render,
                 "cpu_ms": round(self.cpu_ms, 1),
                 "peak_worker_rss_mb": round(self.peak_worker_rss_mb, 1),
                 "utilization": self.utilization(),

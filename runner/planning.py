@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from runner import sql
@@ -112,14 +113,16 @@ class Plan:
                 for spec in self.charts if self.only is None or (token, spec.id) in self.only)
             yield PlannedMerchant(index, token, name, jobs, position, batch)
             position += len(jobs)
-            batch += -(-len(jobs) // self.batch_size)
+            batch += batch_count(len(jobs), self.batch_size)
 
+    @cached_property
     def counts(self) -> tuple[int, int, int]:
-        """(charts, batches, merchants)."""
+        """(charts, batches, merchants), from one walk: the coordinator, the journal's index and the
+        report ask for them, and the merchants copy does not change under a run."""
         charts = batches = merchants = 0
         for merchant in self.merchants(calls=False):
             charts += len(merchant.jobs)
-            batches += -(-len(merchant.jobs) // self.batch_size)
+            batches += batch_count(len(merchant.jobs), self.batch_size)
             merchants += 1
         return charts, batches, merchants
 
@@ -134,6 +137,11 @@ class Plan:
             if placed:
                 yield Batch(batch_id(number), merchant.token, tuple(job for _, job in placed),
                             tuple(position for position, _ in placed), number)
+
+
+def batch_count(charts: int, batch_size: int) -> int:
+    """How many batches a merchant's charts make: its last batch may be short."""
+    return -(-charts // batch_size)
 
 
 def batch_id(number: int) -> str:

@@ -235,7 +235,7 @@ def execute(config: RunnerConfig, inputs: JobInputs, progress_live: bool = False
             write_merchants(run_dir, job_merchants(inputs))
     journal_index = None
     if resumed is not None and merchants_file.exists():
-        journal_index = read_journal(run_dir, *plan.counts())
+        journal_index = read_journal(run_dir, *plan.counts)
         journal.resumed({"at": iso_time(started_at), "pid": os.getpid()})
 
     def request_stop() -> None:

@@ -326,7 +326,7 @@ def write_run_report(what: ReportInputs, extra: dict[str, Any], metrics: dict[st
     config, records, inputs = what.config, what.records, what.inputs
     plan = what.plan or Plan(what.run_dir, inputs.charts, inputs.start_date, inputs.end_date, config.batch_size,
                              merchants_given=tuple((token, "") for token in inputs.merchants))
-    charts, batches, merchants = plan.counts()
+    charts, batches, merchants = plan.counts
     index = read_journal(what.run_dir, charts, batches, merchants)
     interrupted = what.stopped_by is not None or bool(records and records.interrupted)
     unreachable = records.unreachable if records is not None and records.unreachable else (

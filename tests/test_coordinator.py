@@ -91,7 +91,7 @@ class Drive:
         finally:
             self.sessions.close()
             self.journal.close()
-        index = read_journal(self.run_dir, *self.plan.counts())
+        index = read_journal(self.run_dir, *self.plan.counts)
         sections = JournalSections(self.plan, index, Missing.of(records.interrupted, records.unreachable), "run-1",
                                    self.formats)
         return Outcome(records, [_row(r, ChartStatus) for r in sections.rows("charts")],
