@@ -10,7 +10,7 @@ the layout measured with, and a ToUnicode CMap lets readers search and copy the 
 Subsetting costs tens of milliseconds a font, so subsets are cached (`_subset`) by font and
 glyphs, and every DejaVu subset holds printable ASCII and the wording's own signs (`_ALWAYS`)
 whether used or not: decks in English share one subset per font (~6 KB each), made once per run
-when this module is imported in the render workers' forkserver (`_warm`), and a deck in another
+in the render workers' forkserver (`warm`, from runner.decks.font_warmup), and a deck in another
 alphabet costs one subset per font and worker.
 """
 
@@ -22,12 +22,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-
-# At import: the render workers' forkserver preloads this module (runner.render.pool.PRELOAD), so
-# every worker starts with fontTools and the table modules it reads fonts with already imported.
-from fontTools import subset  # type: ignore[import-untyped]
-from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
-from fontTools.ttLib.tables import _c_m_a_p, _h_m_t_x, _n_a_m_e, _p_o_s_t  # type: ignore[import-untyped]  # noqa: F401
 
 from runner.fonts import Face, dejavu, fallback_for
 
@@ -92,6 +86,10 @@ def _tag(face: Face, glyphs: frozenset[int]) -> bytes:
 
 @lru_cache(maxsize=64)
 def _subset(path: str, number: int, glyphs: frozenset[int]) -> Subset:
+    # Imported here: the coordinator imports this module and never makes a subset.
+    from fontTools import subset  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+
     with TTFont(path, fontNumber=number, lazy=True, recalcBBoxes=False, recalcTimestamp=False) as font:
         order = font.getGlyphOrder()
         options = subset.Options(hinting=False, notdef_outline=True, glyph_names=False, layout_features=[], name_IDs=[],
@@ -116,10 +114,9 @@ def _always(face: Face) -> frozenset[int]:
     return frozenset({0, *(face.glyph(char) for char in _ALWAYS)})
 
 
-def _warm() -> None:
-    """Make the two DejaVu subsets an English deck needs. Called at import: the render workers'
-    forkserver preloads this module (runner.render.pool.PRELOAD), so every worker starts with them,
-    and the run pays for them once (~0.1 s), not each worker for its first deck."""
+def warm() -> None:
+    """Make the two DejaVu subsets an English deck needs (runner.decks.font_warmup, in the render
+    workers' forkserver only)."""
     for bold in (False, True):
         face = dejavu(bold)
         _subset(face.path, face.number, _always(face))
@@ -180,5 +177,3 @@ def embed(face: Face, used: dict[int, str], add: Callable[[bytes], int],
     return add(b"<< /Type /Font /Subtype /Type0 /BaseFont /%s /Encoding /Identity-H /DescendantFonts [%d 0 R] "
                b"/ToUnicode %d 0 R >>" % (name, cid_font, to_unicode))
 
-
-_warm()

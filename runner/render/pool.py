@@ -20,7 +20,7 @@ from loguru import logger
 # the coordinator: it dies with it however that dies.
 PRELOAD = ["runner.render.forkserver_preload", "concurrent.futures.process", "matplotlib", "matplotlib.figure",
            "matplotlib.backends.backend_agg", "runner.render.worker", "runner.render.task", "runner.decks.build",
-           "runner.decks.powerpoint"]
+           "runner.decks.powerpoint", "runner.decks.font_warmup"]
 START_METHOD = "forkserver"  # never fork: the coordinator runs retrieval threads
 
 
