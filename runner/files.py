@@ -104,6 +104,22 @@ def open_input(path: Path, what: str) -> BinaryIO:
     return os.fdopen(descriptor, "rb")
 
 
+def input_lines(handle: BinaryIO, limit: int, what: str) -> Iterator[tuple[int, bytes]]:
+    """(number, line) of an input read a line at a time, each read at most `limit` + 1 bytes (a line
+    longer than `limit` comes back cut, for the caller to refuse); a read error is a UsageError naming
+    `what`."""
+    number = 0
+    while True:
+        try:
+            line = handle.readline(limit + 1)
+        except OSError as exc:
+            raise UsageError(f"{what} cannot be read: {exc.strerror or exc}") from None
+        if not line:
+            return
+        number += 1
+        yield number, line
+
+
 def read_input(path: Path, what: str, limit: int) -> bytes:
     """A user's input file (open_input) of at most `limit` bytes. Stopping at the limit bounds
     memory even for a file that grows while it is read."""

@@ -18,11 +18,11 @@ from pathlib import Path
 from runner import sql
 from runner.charts import ChartSpec
 from runner.errors import UsageError
-from runner.files import safe_part, written_atomically
+from runner.files import input_lines, safe_part, written_atomically
 from runner.records import Batch, ChartJob, ToolCall
 
 MERCHANTS_FILE = "merchants.jsonl"
-MAX_MERCHANTS_LINE_BYTES = 100_000  # a token and its display name (cleaned and bounded), as JSON
+MAX_COPY_LINE_BYTES = 100_000  # a line of the run's copy: a token and its display name (cleaned, bounded), as JSON
 
 
 def call_for(spec: ChartSpec, merchant: str, start_date: str, end_date: str,
@@ -55,7 +55,7 @@ def read_merchants_copy(run_dir: Path) -> Iterator[tuple[str, str]]:
     except OSError as exc:
         raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from None
     with handle:
-        for number, line in enumerate(iter(lambda: handle.readline(MAX_MERCHANTS_LINE_BYTES + 1), b""), 1):
+        for number, line in input_lines(handle, MAX_COPY_LINE_BYTES, str(path)):
             try:
                 token, name = json.loads(line)
                 if not isinstance(token, str) or not isinstance(name, str) or not token:

@@ -21,7 +21,7 @@ from typing import Any
 from runner.charts import BUILTIN_PACK_NAMES, DEFAULT_PACK, ChartSpec, load_pack, select_charts
 from runner.errors import UsageError
 from runner.figures import KeyFigure
-from runner.files import open_input
+from runner.files import input_lines, open_input
 from runner.merchants import check_merchant_token, merchant_name
 from runner.settings import DEFAULT_END, DEFAULT_START, JOB_KEYS, JobKey
 from runner.shards import Shard
@@ -190,7 +190,7 @@ def iter_merchants(path: str) -> Iterator[tuple[str, str]]:
     columns: tuple[int, int | None] | None = None  # a header's token and name columns
     first, found = True, False
     with open_input(Path(path), "merchants file") as handle:
-        for number, raw in enumerate(iter(lambda: handle.readline(MAX_MERCHANTS_LINE_BYTES + 1), b""), 1):
+        for number, raw in input_lines(handle, MAX_MERCHANTS_LINE_BYTES, f"merchants file {path}"):
             where = f"{path}:{number}"
             if len(raw) > MAX_MERCHANTS_LINE_BYTES:
                 raise UsageError(f"{where}: a line longer than {MAX_MERCHANTS_LINE_BYTES:,} bytes")
